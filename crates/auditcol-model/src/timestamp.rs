@@ -1,0 +1,91 @@
+//! RFC 3339 timestamps ⇄ OTLP nanoseconds since the Unix epoch.
+
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+/// Why a timestamp could not be converted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    /// Not an RFC 3339 date-time.
+    #[error("`{value}` is not an RFC 3339 timestamp ({reason})")]
+    Invalid { value: String, reason: String },
+    /// Before 1970 or after 2554: OTLP stores unsigned nanoseconds since the epoch.
+    #[error("`{value}` is outside the range OTLP can carry (1970-01-01 to 2554-07-21)")]
+    OutOfRange { value: String },
+}
+
+/// Parses an RFC 3339 timestamp (any offset) into nanoseconds since the epoch.
+pub fn parse_rfc3339(value: &str) -> Result<u64, TimestampError> {
+    let parsed = OffsetDateTime::parse(value, &Rfc3339).map_err(|e| TimestampError::Invalid {
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })?;
+    u64::try_from(parsed.unix_timestamp_nanos()).map_err(|_| TimestampError::OutOfRange {
+        value: value.to_owned(),
+    })
+}
+
+/// Formats nanoseconds since the epoch as RFC 3339 in UTC (`Z`), with as
+/// many fractional digits as needed and none when the time is whole seconds.
+pub fn format_rfc3339(nanos: u64) -> String {
+    let mut out = String::with_capacity(30);
+    write_rfc3339(&mut out, nanos);
+    out
+}
+
+/// Appends the RFC 3339 form of `nanos` to `out` (see [`format_rfc3339`]).
+pub fn write_rfc3339(out: &mut String, nanos: u64) {
+    // u64 nanoseconds always fit OffsetDateTime's range (year 2554 at most).
+    let dt = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(UtcOffset::UTC);
+    let (year, month, day) = (dt.year(), u8::from(dt.month()), dt.day());
+    let (hour, minute, second) = (dt.hour(), dt.minute(), dt.second());
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}"
+    );
+    let frac = dt.nanosecond();
+    if frac != 0 {
+        let mut digits = format!("{frac:09}");
+        while digits.ends_with('0') {
+            digits.pop();
+        }
+        out.push('.');
+        out.push_str(&digits);
+    }
+    out.push('Z');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_seconds_have_no_fraction() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(1_714_557_600_000_000_000), "2024-05-01T10:00:00Z");
+    }
+
+    #[test]
+    fn fractions_keep_only_needed_digits() {
+        assert_eq!(format_rfc3339(1_500_000_000), "1970-01-01T00:00:01.5Z");
+        assert_eq!(format_rfc3339(1_000_000_001), "1970-01-01T00:00:01.000000001Z");
+    }
+
+    #[test]
+    fn offsets_are_converted_to_utc() {
+        let nanos = parse_rfc3339("2024-05-01T12:00:00+02:00").unwrap();
+        assert_eq!(format_rfc3339(nanos), "2024-05-01T10:00:00Z");
+    }
+
+    #[test]
+    fn garbage_and_pre_epoch_are_rejected() {
+        assert!(matches!(parse_rfc3339("yesterday"), Err(TimestampError::Invalid { .. })));
+        assert!(matches!(
+            parse_rfc3339("1969-12-31T23:59:59Z"),
+            Err(TimestampError::OutOfRange { .. })
+        ));
+    }
+}
