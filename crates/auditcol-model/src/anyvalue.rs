@@ -57,7 +57,12 @@ pub fn value_to_json(value: Option<&Value>) -> Json {
         Some(Value::KvlistValue(kv)) => Json::Object(
             kv.values
                 .iter()
-                .map(|kv| (kv.key.clone(), value_to_json(kv.value.as_ref().and_then(|v| v.value.as_ref()))))
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        value_to_json(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+                    )
+                })
                 .collect::<Map<String, Json>>(),
         ),
     }
@@ -76,7 +81,10 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(ALPHABET[((n >> (18 - 6 * i)) & 0x3f) as usize] as char);
@@ -96,7 +104,9 @@ mod tests {
     #[test]
     fn objects_become_kvlists_in_order() {
         let any = json_to_any(&json!({"b": 1, "a": "x"}));
-        let Some(Value::KvlistValue(kv)) = any.value else { panic!("not a kvlist") };
+        let Some(Value::KvlistValue(kv)) = any.value else {
+            panic!("not a kvlist")
+        };
         assert_eq!(kv.values[0].key, "b");
         assert_eq!(kv.values[1].key, "a");
     }
@@ -104,7 +114,10 @@ mod tests {
     #[test]
     fn numbers_keep_their_kind() {
         assert_eq!(json_to_any(&json!(7)).value, Some(Value::IntValue(7)));
-        assert_eq!(json_to_any(&json!(1.5)).value, Some(Value::DoubleValue(1.5)));
+        assert_eq!(
+            json_to_any(&json!(1.5)).value,
+            Some(Value::DoubleValue(1.5))
+        );
         assert_eq!(any_to_json(&json_to_any(&json!(2.0))).to_string(), "2.0");
     }
 
@@ -116,7 +129,9 @@ mod tests {
 
     #[test]
     fn bytes_become_base64() {
-        let any = AnyValue { value: Some(Value::BytesValue(b"hello".to_vec())) };
+        let any = AnyValue {
+            value: Some(Value::BytesValue(b"hello".to_vec())),
+        };
         assert_eq!(any_to_json(&any), json!("aGVsbG8="));
     }
 

@@ -180,7 +180,8 @@ mod tests {
 
     #[test]
     fn defaults_fill_optional_fields() {
-        let event: AuditEvent = serde_json::from_str(r#"{"type":"segment","action":"updated"}"#).unwrap();
+        let event: AuditEvent =
+            serde_json::from_str(r#"{"type":"segment","action":"updated"}"#).unwrap();
         assert_eq!(event.version, "0.2");
         assert_eq!(event.status, "success");
         assert_eq!(event.timestamp, 0);
@@ -199,6 +200,10 @@ mod tests {
             r#"{"type":"flag","action":"created","timestamp":"soon"}"#,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("`soon` is not an RFC 3339 timestamp"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`soon` is not an RFC 3339 timestamp"),
+            "{err}"
+        );
     }
 }

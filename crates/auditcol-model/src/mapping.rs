@@ -20,7 +20,9 @@ pub enum MappingError {
     #[error("attribute `{key}` must be a string value")]
     NotAString { key: &'static str },
     /// `audit.type` or `audit.action` is empty or has characters outside `[A-Za-z0-9_.-]`.
-    #[error("attribute `{key}` = {value:?} is not a valid {what}: use letters, digits, `_`, `-` or `.`")]
+    #[error(
+        "attribute `{key}` = {value:?} is not a valid {what}: use letters, digits, `_`, `-` or `.`"
+    )]
     InvalidName {
         key: &'static str,
         value: String,
@@ -30,9 +32,11 @@ pub enum MappingError {
 
 /// The string value of attribute `key`, if present and a string.
 pub fn str_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attributes.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        Value::StringValue(s) => Some(s.as_str()),
-        _ => None,
+    attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        }
     })
 }
 
@@ -91,9 +95,14 @@ pub fn validate_record(record: &LogRecord) -> Result<(), MappingError> {
             }
             for key in [AUDIT_VERSION, AUDIT_STATUS, AUDIT_ID, AUDIT_SOURCE] {
                 if let Some(kv) = record.attributes.iter().find(|kv| kv.key == key)
-                    && !matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()), Some(Value::StringValue(_)))
+                    && !matches!(
+                        kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                        Some(Value::StringValue(_))
+                    )
                 {
-                    return Err(MappingError::NotAString { key: static_key(key) });
+                    return Err(MappingError::NotAString {
+                        key: static_key(key),
+                    });
                 }
             }
             Ok(())
@@ -222,12 +231,18 @@ mod tests {
     fn success_status_is_info_and_others_warn() {
         let r = sample().to_log_record();
         assert_eq!(attr(&r, AUDIT_STATUS), Some("success"));
-        assert_eq!((r.severity_number, r.severity_text.as_str()), (SEVERITY_INFO, "INFO"));
+        assert_eq!(
+            (r.severity_number, r.severity_text.as_str()),
+            (SEVERITY_INFO, "INFO")
+        );
         let mut denied = sample();
         denied.status = "denied".into();
         let r = denied.to_log_record();
         assert_eq!(attr(&r, AUDIT_STATUS), Some("denied"));
-        assert_eq!((r.severity_number, r.severity_text.as_str()), (SEVERITY_WARN, "WARN"));
+        assert_eq!(
+            (r.severity_number, r.severity_text.as_str()),
+            (SEVERITY_WARN, "WARN")
+        );
     }
 
     #[test]
@@ -244,12 +259,18 @@ mod tests {
         let r = sample().to_log_record();
         let body = r.body.as_ref().unwrap();
         assert!(matches!(body.value, Some(Value::KvlistValue(_))));
-        assert_eq!(value_to_json(body.value.as_ref()), json!({"key": "flipt", "enabled": true}));
+        assert_eq!(
+            value_to_json(body.value.as_ref()),
+            json!({"key": "flipt", "enabled": true})
+        );
     }
 
     #[test]
     fn timestamp_becomes_time_unix_nano() {
-        assert_eq!(sample().to_log_record().time_unix_nano, 1_714_557_600_500_000_000);
+        assert_eq!(
+            sample().to_log_record().time_unix_nano,
+            1_714_557_600_500_000_000
+        );
     }
 
     #[test]
@@ -267,7 +288,10 @@ mod tests {
         assert!(AuditEvent::from_log_record(&r).is_none());
         assert_eq!(
             validate_record(&r),
-            Err(MappingError::Incomplete { present: AUDIT_TYPE, missing: AUDIT_ACTION })
+            Err(MappingError::Incomplete {
+                present: AUDIT_TYPE,
+                missing: AUDIT_ACTION
+            })
         );
         r.attributes.retain(|kv| kv.key != AUDIT_TYPE);
         assert!(validate_record(&r).is_ok());
@@ -276,7 +300,10 @@ mod tests {
     #[test]
     fn missing_version_and_status_take_defaults() {
         let r = LogRecord {
-            attributes: vec![string_kv(AUDIT_TYPE, "flag"), string_kv(AUDIT_ACTION, "updated")],
+            attributes: vec![
+                string_kv(AUDIT_TYPE, "flag"),
+                string_kv(AUDIT_ACTION, "updated"),
+            ],
             ..Default::default()
         };
         let e = AuditEvent::from_log_record(&r).unwrap();
@@ -287,24 +314,38 @@ mod tests {
     #[test]
     fn invalid_names_and_types_are_rejected_with_the_key() {
         let mut r = LogRecord {
-            attributes: vec![string_kv(AUDIT_TYPE, "fl ag"), string_kv(AUDIT_ACTION, "created")],
+            attributes: vec![
+                string_kv(AUDIT_TYPE, "fl ag"),
+                string_kv(AUDIT_ACTION, "created"),
+            ],
             ..Default::default()
         };
         let err = validate_record(&r).unwrap_err();
-        assert!(err.to_string().contains("`audit.type` = \"fl ag\""), "{err}");
+        assert!(
+            err.to_string().contains("`audit.type` = \"fl ag\""),
+            "{err}"
+        );
         r.attributes[0] = KeyValue {
             key: AUDIT_TYPE.into(),
-            value: Some(AnyValue { value: Some(Value::IntValue(3)) }),
+            value: Some(AnyValue {
+                value: Some(Value::IntValue(3)),
+            }),
             key_strindex: 0,
         };
-        assert_eq!(validate_record(&r), Err(MappingError::NotAString { key: AUDIT_TYPE }));
+        assert_eq!(
+            validate_record(&r),
+            Err(MappingError::NotAString { key: AUDIT_TYPE })
+        );
     }
 
     #[test]
     fn seed_event_round_trips_to_identical_json() {
         let e = sample();
         let back = AuditEvent::from_log_record(&e.to_log_record()).unwrap();
-        assert_eq!(serde_json::to_string(&back).unwrap(), serde_json::to_string(&e).unwrap());
+        assert_eq!(
+            serde_json::to_string(&back).unwrap(),
+            serde_json::to_string(&e).unwrap()
+        );
     }
 
     mod properties {

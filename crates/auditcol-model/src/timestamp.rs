@@ -65,13 +65,19 @@ mod tests {
     #[test]
     fn whole_seconds_have_no_fraction() {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_rfc3339(1_714_557_600_000_000_000), "2024-05-01T10:00:00Z");
+        assert_eq!(
+            format_rfc3339(1_714_557_600_000_000_000),
+            "2024-05-01T10:00:00Z"
+        );
     }
 
     #[test]
     fn fractions_keep_only_needed_digits() {
         assert_eq!(format_rfc3339(1_500_000_000), "1970-01-01T00:00:01.5Z");
-        assert_eq!(format_rfc3339(1_000_000_001), "1970-01-01T00:00:01.000000001Z");
+        assert_eq!(
+            format_rfc3339(1_000_000_001),
+            "1970-01-01T00:00:01.000000001Z"
+        );
     }
 
     #[test]
@@ -82,7 +88,10 @@ mod tests {
 
     #[test]
     fn garbage_and_pre_epoch_are_rejected() {
-        assert!(matches!(parse_rfc3339("yesterday"), Err(TimestampError::Invalid { .. })));
+        assert!(matches!(
+            parse_rfc3339("yesterday"),
+            Err(TimestampError::Invalid { .. })
+        ));
         assert!(matches!(
             parse_rfc3339("1969-12-31T23:59:59Z"),
             Err(TimestampError::OutOfRange { .. })

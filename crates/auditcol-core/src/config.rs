@@ -1,0 +1,550 @@
+//! The collector config: YAML in the OpenTelemetry Collector's shape.
+//!
+//! ```yaml
+//! receivers:  { otlp: { protocols: { grpc: {}, http: {} } } }
+//! processors: { filter/flags: { events: ["flag:*"] }, batch: {} }
+//! exporters:  { file: { path: /var/log/audit.jsonl } }
+//! service:
+//!   pipelines:
+//!     logs: { receivers: [otlp], processors: [filter/flags, batch], exporters: [file] }
+//! ```
+//!
+//! `${env:NAME}` and `${env:NAME:-default}` are substituted in every string
+//! value (`$$` is a literal `$`); a value that is exactly one reference takes
+//! the type of what it expands to (`queue_size: ${env:QS}` is a number).
+//! Unknown keys are errors; every error names the component id and the key
+//! path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// An error in one component's settings: the key path inside the component
+/// and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path inside the component, e.g. `protocols.grpc.endpoint`; empty for the whole component.
+    pub path: String,
+    /// What is wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error at key path `path`.
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Checks of a component's settings beyond what their types say.
+pub trait Validate {
+    /// Returns the first invalid setting, with its key path.
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// Deserialises a component's raw settings (`null` = all defaults) into its
+/// config struct and validates it. Errors carry the key path.
+pub fn parse_component_config<T: DeserializeOwned + Validate>(
+    raw: &Value,
+) -> Result<T, ConfigError> {
+    let raw = if raw.is_null() {
+        Value::Object(Default::default())
+    } else {
+        raw.clone()
+    };
+    let config: T = serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigError::at(
+            if path == "." { String::new() } else { path },
+            e.into_inner().to_string(),
+        )
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Prefixes the key path of errors from a nested settings struct.
+pub fn nested(prefix: &str, result: Result<(), ConfigError>) -> Result<(), ConfigError> {
+    result.map_err(|e| ConfigError {
+        path: if e.path.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{}", e.path)
+        },
+        message: e.message,
+    })
+}
+
+/// A duration written as in Go and the Collector: `200ms`, `5s`, `1m30s`,
+/// `1.5h`; units `ns`, `us`, `µs`, `ms`, `s`, `m`, `h`; `0` alone is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ConfigDuration(pub Duration);
+
+impl ConfigDuration {
+    /// From milliseconds.
+    pub const fn from_millis(ms: u64) -> Self {
+        Self(Duration::from_millis(ms))
+    }
+
+    /// From seconds.
+    pub const fn from_secs(s: u64) -> Self {
+        Self(Duration::from_secs(s))
+    }
+
+    /// Parses the Go duration syntax.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let invalid = || {
+            format!(
+                "invalid duration `{text}`: write a number and a unit, e.g. `200ms`, `5s`, `1m30s`"
+            )
+        };
+        let s = text.trim();
+        if s == "0" {
+            return Ok(Self(Duration::ZERO));
+        }
+        if s.is_empty() {
+            return Err(invalid());
+        }
+        let mut total = 0f64;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let num_len = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            if num_len == 0 {
+                return Err(invalid());
+            }
+            let number: f64 = rest[..num_len].parse().map_err(|_| invalid())?;
+            rest = &rest[num_len..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
+            let nanos_per = match &rest[..unit_len] {
+                "ns" => 1.0,
+                "us" | "µs" => 1e3,
+                "ms" => 1e6,
+                "s" => 1e9,
+                "m" => 60e9,
+                "h" => 3600e9,
+                "" => return Err(invalid()),
+                unit => {
+                    return Err(format!(
+                        "invalid duration `{text}`: unknown unit `{unit}` (use ns, us, ms, s, m or h)"
+                    ));
+                }
+            };
+            total += number * nanos_per;
+            rest = &rest[unit_len..];
+        }
+        if !total.is_finite() || total > u64::MAX as f64 {
+            return Err(format!("invalid duration `{text}`: too large"));
+        }
+        Ok(Self(Duration::from_nanos(total.round() as u64)))
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nanos = self.0.as_nanos();
+        let (value, unit) = if nanos == 0 {
+            return f.write_str("0s");
+        } else if nanos % 3_600_000_000_000 == 0 {
+            (nanos / 3_600_000_000_000, "h")
+        } else if nanos % 60_000_000_000 == 0 {
+            (nanos / 60_000_000_000, "m")
+        } else if nanos % 1_000_000_000 == 0 {
+            (nanos / 1_000_000_000, "s")
+        } else if nanos % 1_000_000 == 0 {
+            (nanos / 1_000_000, "ms")
+        } else if nanos % 1_000 == 0 {
+            (nanos / 1_000, "us")
+        } else {
+            (nanos, "ns")
+        };
+        write!(f, "{value}{unit}")
+    }
+}
+
+impl Serialize for ConfigDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a duration string such as `200ms` or `5s`")
+        })?;
+        ConfigDuration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The whole collector config, component settings still raw.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Receivers by id.
+    #[serde(default)]
+    pub receivers: BTreeMap<String, Value>,
+    /// Processors by id.
+    #[serde(default)]
+    pub processors: BTreeMap<String, Value>,
+    /// Exporters by id.
+    #[serde(default)]
+    pub exporters: BTreeMap<String, Value>,
+    /// Extensions are a Collector section auditcol has none of yet; an empty map is accepted.
+    #[serde(default)]
+    pub extensions: BTreeMap<String, Value>,
+    /// The pipelines.
+    pub service: ServiceConfig,
+}
+
+/// The `service` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Pipelines by id: `logs` or `logs/<name>`.
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Must be empty: auditcol has no extensions yet.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+}
+
+/// One pipeline: where data comes from, how it is processed, where it goes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Receiver ids; at least one.
+    pub receivers: Vec<String>,
+    /// Processor ids, applied in order.
+    #[serde(default)]
+    pub processors: Vec<String>,
+    /// Exporter ids; at least one.
+    pub exporters: Vec<String>,
+}
+
+/// Why a config file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid YAML (the message has line and column).
+    #[error("invalid YAML: {0}")]
+    Yaml(String),
+    /// A `${...}` reference that cannot be expanded.
+    #[error("{path}: {message}")]
+    Substitution { path: String, message: String },
+    /// The top-level structure is wrong (unknown section, wrong type).
+    #[error("{path}: {message}")]
+    Structure { path: String, message: String },
+    /// A component's settings are invalid.
+    #[error("{section}::{id}: {error}")]
+    Component {
+        section: &'static str,
+        id: String,
+        error: ConfigError,
+    },
+    /// A pipeline is inconsistent (unknown component, missing receivers...).
+    #[error("service::pipelines::{pipeline}: {message}")]
+    Pipeline { pipeline: String, message: String },
+}
+
+impl CollectorConfig {
+    /// Reads and parses a config file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses config text, expanding `${env:...}` with `env`.
+    pub fn from_yaml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, LoadError> {
+        let mut value: Value =
+            serde_saphyr::from_str(text).map_err(|e| LoadError::Yaml(e.to_string()))?;
+        if value.is_null() {
+            return Err(LoadError::Structure {
+                path: String::new(),
+                message: "the config is empty: it needs at least `receivers`, `exporters` and `service.pipelines`".into(),
+            });
+        }
+        substitute_env(&mut value, &mut String::new(), env)?;
+        serde_path_to_error::deserialize(value).map_err(|e| LoadError::Structure {
+            path: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })
+    }
+}
+
+fn substitute_env(
+    value: &mut Value,
+    path: &mut String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), LoadError> {
+    match value {
+        Value::String(s) if s.contains('$') => {
+            let (expanded, whole) = expand(s, env).map_err(|message| LoadError::Substitution {
+                path: path.clone(),
+                message,
+            })?;
+            *value = match whole {
+                // A value that is exactly one reference takes the type of what it expands to.
+                true => match serde_saphyr::from_str::<Value>(&expanded) {
+                    Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
+                    _ => Value::String(expanded),
+                },
+                false => Value::String(expanded),
+            };
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                substitute_env(item, path, env)?;
+                path.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                substitute_env(item, path, env)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Expands references in `text`; also says whether `text` was exactly one reference.
+fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(String, bool), String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut references = 0;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        rest = &rest[pos..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("${") {
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("unterminated reference in `{text}`: expected `}}`"))?;
+            let reference = &after[..end];
+            let spec = reference.strip_prefix("env:").ok_or_else(|| {
+                format!("unsupported reference `${{{reference}}}`: only `${{env:NAME}}` and `${{env:NAME:-default}}` are supported")
+            })?;
+            let (name, default) = match spec.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (spec, None),
+            };
+            let valid_name = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_name {
+                return Err(format!(
+                    "invalid environment variable name `{name}` in `${{{reference}}}`"
+                ));
+            }
+            match (env(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    tracing::warn!(
+                        variable = name,
+                        "environment variable is not set: substituting an empty string"
+                    );
+                }
+            }
+            references += 1;
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    let whole = references == 1
+        && text.starts_with("${")
+        && text.ends_with('}')
+        && text.matches("${").count() == 1;
+    Ok((out, whole))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOST" => Some("10.0.0.1".into()),
+            "SIZE" => Some("42".into()),
+            _ => None,
+        }
+    }
+
+    const BASE: &str = "service: {pipelines: {logs: {receivers: [otlp], exporters: [file]}}}\n";
+
+    #[test]
+    fn env_references_are_expanded() {
+        let cfg = CollectorConfig::from_yaml(
+            &format!("receivers:\n  otlp:\n    a: ${{env:HOST}}:4317\n    b: ${{env:MISSING:-x}}\n    c: $${{env:HOST}}\n    d: ${{env:SIZE}}\n{BASE}"),
+            &env,
+        )
+        .unwrap();
+        let otlp = &cfg.receivers["otlp"];
+        assert_eq!(otlp["a"], "10.0.0.1:4317");
+        assert_eq!(otlp["b"], "x");
+        assert_eq!(otlp["c"], "${env:HOST}");
+        assert_eq!(otlp["d"], 42);
+    }
+
+    #[test]
+    fn unsupported_reference_names_the_key() {
+        let err = CollectorConfig::from_yaml(
+            &format!("receivers:\n  otlp:\n    a: ${{file:/x}}\n{BASE}"),
+            &env,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("receivers.otlp.a: unsupported reference"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_an_error() {
+        let err =
+            CollectorConfig::from_yaml(&format!("recievers: {{}}\n{BASE}"), &env).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `recievers`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_pipeline_key_names_its_path() {
+        let err = CollectorConfig::from_yaml(
+            "service: {pipelines: {logs: {receivers: [otlp], exporters: [file], exporter: [x]}}}",
+            &env,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("service.pipelines.logs"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("unknown field `exporter`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let err = CollectorConfig::from_yaml(
+            &format!("receivers: {{otlp: {{}}, otlp: {{}}}}\n{BASE}"),
+            &env,
+        )
+        .unwrap_err();
+        assert!(matches!(err, LoadError::Yaml(_)), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_go_syntax() {
+        let ms = |t| ConfigDuration::parse(t).map(|d| d.0.as_millis());
+        assert_eq!(ms("200ms"), Ok(200));
+        assert_eq!(ms("5s"), Ok(5000));
+        assert_eq!(ms("2m"), Ok(120_000));
+        assert_eq!(ms("1m30s"), Ok(90_000));
+        assert_eq!(ms("1.5h"), Ok(5_400_000));
+        assert_eq!(ms("0"), Ok(0));
+        assert!(
+            ConfigDuration::parse("5")
+                .unwrap_err()
+                .contains("write a number and a unit")
+        );
+        assert!(
+            ConfigDuration::parse("5d")
+                .unwrap_err()
+                .contains("unknown unit `d`")
+        );
+        assert!(ConfigDuration::parse("").is_err());
+        assert_eq!(ConfigDuration::from_millis(1500).to_string(), "1500ms");
+        assert_eq!(ConfigDuration::from_secs(120).to_string(), "2m");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        #[allow(dead_code)]
+        endpoint: String,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        #[allow(dead_code)]
+        grpc: Inner,
+        #[serde(default)]
+        #[allow(dead_code)]
+        timeout: ConfigDuration,
+    }
+    impl Validate for Outer {}
+
+    #[test]
+    fn component_errors_carry_the_key_path() {
+        let err = parse_component_config::<Outer>(
+            &serde_json::json!({"grpc": {"endpoint": "x", "port": 1}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "grpc.port");
+        assert!(
+            err.message.contains("unknown field `port`"),
+            "{}",
+            err.message
+        );
+        let err = parse_component_config::<Outer>(
+            &serde_json::json!({"grpc": {"endpoint": "x"}, "timeout": "fast"}),
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "timeout");
+        assert!(
+            err.message.contains("invalid duration `fast`"),
+            "{}",
+            err.message
+        );
+    }
+}

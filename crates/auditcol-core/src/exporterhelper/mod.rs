@@ -1,0 +1,1 @@
+//! The exporter helper: timeout, retry with backoff, and the sending queue.

@@ -1,0 +1,29 @@
+//! The pipeline machinery of auditcol.
+//!
+//! - [`LogBatch`]: the unit of data, a batch of OTLP log records. Every
+//!   component works through its API, never on the generated OTLP types.
+//! - [`LogsConsumer`]: the one contract between stages. `consume` completes
+//!   only when the batch is safely downstream (exported, or durably queued);
+//!   receivers acknowledge their clients only then.
+//! - [`PipelineError`]: retryable, permanent or backpressure.
+//! - [`component`]: the receiver / processor / exporter traits and their
+//!   factories; [`config`]: the YAML collector config; [`pipeline`]: the
+//!   graph built from it; [`exporterhelper`]: timeout, retry and queue that
+//!   every exporter wraps.
+
+pub mod batch;
+pub mod component;
+pub mod config;
+pub mod consumer;
+pub mod error;
+pub mod exporterhelper;
+pub mod pipeline;
+
+pub use auditcol_model as model;
+pub use batch::{DecodeError, LogBatch, RecordError, RecordRef};
+pub use component::{
+    BuildContext, Component, ComponentId, ComponentKind, Exporter, ExporterFactory, Processor,
+    ProcessorFactory, Receiver, ReceiverFactory, Registry,
+};
+pub use consumer::{FanOut, LogsConsumer, SharedConsumer};
+pub use error::PipelineError;

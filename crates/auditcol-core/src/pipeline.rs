@@ -1,0 +1,324 @@
+//! The graph of components built from a [`CollectorConfig`].
+//!
+//! Receivers and exporters are shared: one instance per id, however many
+//! pipelines use it. Processors belong to one pipeline: a processor id used
+//! in two pipelines is two instances. A receiver in several pipelines fans
+//! out to each pipeline's head; a pipeline fans out to its exporters.
+//!
+//! Start order is exporters, processors, receivers, so nothing receives data
+//! before its downstream is ready; shutdown is the reverse: receivers stop
+//! accepting, processors flush, exporters drain.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::component::{
+    BuildContext, Component, ComponentId, ComponentKind, Exporter, Processor, Receiver, Registry,
+};
+use crate::config::{CollectorConfig, ConfigError, LoadError};
+use crate::consumer::{FanOut, SharedConsumer};
+
+/// A running (or ready to run) set of pipelines.
+pub struct Service {
+    receivers: Vec<(ComponentId, Arc<dyn Receiver>)>,
+    processors: Vec<(String, ComponentId, Arc<dyn Processor>)>,
+    exporters: Vec<(ComponentId, Arc<dyn Exporter>)>,
+    warnings: Vec<String>,
+}
+
+/// A component failed to start.
+#[derive(Debug, thiserror::Error)]
+#[error("{section}::{id}: failed to start: {message}")]
+pub struct StartFailure {
+    pub section: &'static str,
+    pub id: String,
+    pub message: String,
+}
+
+fn parse_ids(
+    section: &BTreeMap<String, serde_json::Value>,
+    kind: ComponentKind,
+) -> Result<BTreeMap<String, ComponentId>, LoadError> {
+    section
+        .keys()
+        .map(|key| {
+            ComponentId::parse(key)
+                .map(|id| (key.clone(), id))
+                .map_err(|message| LoadError::Structure {
+                    path: format!("{}.{key}", kind.section()),
+                    message,
+                })
+        })
+        .collect()
+}
+
+fn component_error(kind: ComponentKind, id: &ComponentId, error: ConfigError) -> LoadError {
+    LoadError::Component {
+        section: kind.section(),
+        id: id.to_string(),
+        error,
+    }
+}
+
+fn unknown_type(kind: ComponentKind, id: &ComponentId, registry: &Registry) -> LoadError {
+    component_error(
+        kind,
+        id,
+        ConfigError::at(
+            "",
+            format!(
+                "unknown {} type `{}`; known types: {}",
+                match kind {
+                    ComponentKind::Receiver => "receiver",
+                    ComponentKind::Processor => "processor",
+                    ComponentKind::Exporter => "exporter",
+                },
+                id.type_name(),
+                registry.types(kind).join(", ")
+            ),
+        ),
+    )
+}
+
+impl Service {
+    /// Builds every component and wires the pipelines. Nothing is started:
+    /// this is also how `auditcol validate` checks a config.
+    pub fn build(config: &CollectorConfig, registry: &Registry) -> Result<Service, LoadError> {
+        let receiver_ids = parse_ids(&config.receivers, ComponentKind::Receiver)?;
+        let processor_ids = parse_ids(&config.processors, ComponentKind::Processor)?;
+        let exporter_ids = parse_ids(&config.exporters, ComponentKind::Exporter)?;
+        let mut warnings = Vec::new();
+
+        if !config.extensions.is_empty() || !config.service.extensions.is_empty() {
+            return Err(LoadError::Structure {
+                path: "extensions".into(),
+                message: "auditcol has no extensions yet; remove the `extensions` sections".into(),
+            });
+        }
+        if config.service.pipelines.is_empty() {
+            return Err(LoadError::Structure {
+                path: "service.pipelines".into(),
+                message: "at least one pipeline is required".into(),
+            });
+        }
+
+        // Check every pipeline before building anything, so errors about wiring come first.
+        for (name, pipeline) in &config.service.pipelines {
+            let perr = |message: String| LoadError::Pipeline {
+                pipeline: name.clone(),
+                message,
+            };
+            let signal = name.split_once('/').map_or(name.as_str(), |(s, _)| s);
+            if signal != "logs" || name.ends_with('/') {
+                return Err(perr(format!(
+                    "invalid pipeline id `{name}`: auditcol carries logs only, use `logs` or `logs/<name>`"
+                )));
+            }
+            for (list, ids, role) in [
+                (&pipeline.receivers, &receiver_ids, "receivers"),
+                (&pipeline.processors, &processor_ids, "processors"),
+                (&pipeline.exporters, &exporter_ids, "exporters"),
+            ] {
+                if list.is_empty() && role != "processors" {
+                    return Err(perr(format!("`{role}` must list at least one component")));
+                }
+                let mut seen = BTreeSet::new();
+                for id in list {
+                    if !ids.contains_key(id) {
+                        return Err(perr(format!(
+                            "{role} references `{id}`, which is not defined in the `{role}` section"
+                        )));
+                    }
+                    if !seen.insert(id) {
+                        return Err(perr(format!("{role} lists `{id}` twice")));
+                    }
+                }
+            }
+        }
+
+        let used = |role: fn(&crate::config::PipelineConfig) -> &Vec<String>| -> BTreeSet<&String> {
+            config.service.pipelines.values().flat_map(role).collect()
+        };
+        let used_receivers = used(|p| &p.receivers);
+        let used_processors = used(|p| &p.processors);
+        let used_exporters = used(|p| &p.exporters);
+        let no_op: SharedConsumer = Arc::new(FanOut::new(Vec::new()));
+
+        // Exporters: one instance per id.
+        let mut exporters = Vec::new();
+        let mut exporter_by_key = BTreeMap::new();
+        for (key, id) in &exporter_ids {
+            let factory = registry
+                .exporters
+                .get(id.type_name())
+                .ok_or_else(|| unknown_type(ComponentKind::Exporter, id, registry))?;
+            let ctx = BuildContext {
+                id: id.clone(),
+                pipeline: None,
+            };
+            let exporter = factory
+                .build(&ctx, &config.exporters[key])
+                .map_err(|e| component_error(ComponentKind::Exporter, id, e))?;
+            if used_exporters.contains(key) {
+                exporter_by_key.insert(key.clone(), exporter.clone());
+                exporters.push((id.clone(), exporter));
+            } else {
+                warnings.push(format!(
+                    "exporters::{id} is defined but used in no pipeline"
+                ));
+            }
+        }
+
+        // Processors: one instance per pipeline, built last to first.
+        let mut processors = Vec::new();
+        let mut heads: BTreeMap<&String, SharedConsumer> = BTreeMap::new();
+        for (name, pipeline) in &config.service.pipelines {
+            let mut next = FanOut::new(
+                pipeline
+                    .exporters
+                    .iter()
+                    .map(|key| exporter_by_key[key].clone() as SharedConsumer)
+                    .collect(),
+            )
+            .into_consumer();
+            let mut built = Vec::new();
+            for key in pipeline.processors.iter().rev() {
+                let id = &processor_ids[key];
+                let factory = registry
+                    .processors
+                    .get(id.type_name())
+                    .ok_or_else(|| unknown_type(ComponentKind::Processor, id, registry))?;
+                let ctx = BuildContext {
+                    id: id.clone(),
+                    pipeline: Some(name.clone()),
+                };
+                let processor = factory
+                    .build(&ctx, &config.processors[key], next)
+                    .map_err(|e| component_error(ComponentKind::Processor, id, e))?;
+                next = processor.clone();
+                built.push((name.clone(), id.clone(), processor));
+            }
+            built.reverse();
+            processors.extend(built);
+            heads.insert(name, next);
+        }
+        for (key, id) in &processor_ids {
+            if !used_processors.contains(key) {
+                let factory = registry
+                    .processors
+                    .get(id.type_name())
+                    .ok_or_else(|| unknown_type(ComponentKind::Processor, id, registry))?;
+                let ctx = BuildContext {
+                    id: id.clone(),
+                    pipeline: None,
+                };
+                factory
+                    .build(&ctx, &config.processors[key], no_op.clone())
+                    .map_err(|e| component_error(ComponentKind::Processor, id, e))?;
+                warnings.push(format!(
+                    "processors::{id} is defined but used in no pipeline"
+                ));
+            }
+        }
+
+        // Receivers: one instance per id, fanning out to every pipeline that lists it.
+        let mut receivers = Vec::new();
+        for (key, id) in &receiver_ids {
+            let factory = registry
+                .receivers
+                .get(id.type_name())
+                .ok_or_else(|| unknown_type(ComponentKind::Receiver, id, registry))?;
+            let ctx = BuildContext {
+                id: id.clone(),
+                pipeline: None,
+            };
+            let next = if used_receivers.contains(key) {
+                FanOut::new(
+                    config
+                        .service
+                        .pipelines
+                        .iter()
+                        .filter(|(_, p)| p.receivers.contains(key))
+                        .map(|(name, _)| heads[name].clone())
+                        .collect(),
+                )
+                .into_consumer()
+            } else {
+                no_op.clone()
+            };
+            let receiver = factory
+                .build(&ctx, &config.receivers[key], next)
+                .map_err(|e| component_error(ComponentKind::Receiver, id, e))?;
+            if used_receivers.contains(key) {
+                receivers.push((id.clone(), receiver));
+            } else {
+                warnings.push(format!(
+                    "receivers::{id} is defined but used in no pipeline"
+                ));
+            }
+        }
+
+        Ok(Service {
+            receivers,
+            processors,
+            exporters,
+            warnings,
+        })
+    }
+
+    /// Warnings found while building (components used in no pipeline).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Starts exporters, then processors (last stage first), then receivers.
+    /// If one fails, those already started are shut down again.
+    pub async fn start(&self) -> Result<(), StartFailure> {
+        let mut started: Vec<Arc<dyn Component>> = Vec::new();
+        let order = self
+            .exporters
+            .iter()
+            .map(|(id, c)| ("exporters", id, c.clone() as Arc<dyn Component>))
+            .chain(
+                self.processors
+                    .iter()
+                    .rev()
+                    .map(|(_, id, c)| ("processors", id, c.clone() as Arc<dyn Component>)),
+            )
+            .chain(
+                self.receivers
+                    .iter()
+                    .map(|(id, c)| ("receivers", id, c.clone() as Arc<dyn Component>)),
+            );
+        for (section, id, component) in order {
+            if let Err(e) = component.start().await {
+                let deadline = Instant::now() + std::time::Duration::from_secs(5);
+                for c in started.iter().rev() {
+                    c.shutdown(deadline).await;
+                }
+                return Err(StartFailure {
+                    section,
+                    id: id.to_string(),
+                    message: e.0,
+                });
+            }
+            started.push(component);
+        }
+        Ok(())
+    }
+
+    /// Stops receivers, flushes processors in pipeline order, then drains
+    /// exporters, all within `deadline`.
+    pub async fn shutdown(&self, deadline: Instant) {
+        futures::future::join_all(self.receivers.iter().map(|(_, r)| r.shutdown(deadline))).await;
+        for (_, _, processor) in &self.processors {
+            processor.shutdown(deadline).await;
+        }
+        futures::future::join_all(self.exporters.iter().map(|(_, e)| e.shutdown(deadline))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+use super::*;
+use crate::component::{ExporterFactory, ProcessorFactory, ReceiverFactory, StartError};
+use crate::config::{Validate, parse_component_config};
+use crate::{LogBatch, LogsConsumer, PipelineError};
+use async_trait::async_trait;
+use std::sync::Mutex;
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {
+    #[serde(default)]
+    fail_start: bool,
+}
+impl Validate for Empty {}
+
+/// A receiver whose `next` the test can reach after building.
+struct TestReceiver {
+    id: String,
+    next: SharedConsumer,
+    log: Log,
+    fail: bool,
+}
+#[async_trait]
+impl Component for TestReceiver {
+    async fn start(&self) -> Result<(), StartError> {
+        self.log.lock().unwrap().push(format!("start {}", self.id));
+        if self.fail {
+            return Err(StartError("port taken".into()));
+        }
+        Ok(())
+    }
+    async fn shutdown(&self, _: Instant) {
+        self.log.lock().unwrap().push(format!("stop {}", self.id));
+    }
+}
+impl Receiver for TestReceiver {}
+
+struct Tagger {
+    tag: String,
+    next: SharedConsumer,
+    log: Log,
+}
+#[async_trait]
+impl Component for Tagger {
+    async fn start(&self) -> Result<(), StartError> {
+        self.log.lock().unwrap().push(format!("start {}", self.tag));
+        Ok(())
+    }
+    async fn shutdown(&self, _: Instant) {
+        self.log.lock().unwrap().push(format!("stop {}", self.tag));
+    }
+}
+#[async_trait]
+impl LogsConsumer for Tagger {
+    async fn consume(&self, batch: LogBatch) -> Result<(), PipelineError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{} saw {}", self.tag, batch.len()));
+        self.next.consume(batch).await
+    }
+}
+impl Processor for Tagger {}
+
+struct Sink {
+    id: String,
+    log: Log,
+}
+#[async_trait]
+impl Component for Sink {
+    async fn start(&self) -> Result<(), StartError> {
+        self.log.lock().unwrap().push(format!("start {}", self.id));
+        Ok(())
+    }
+    async fn shutdown(&self, _: Instant) {
+        self.log.lock().unwrap().push(format!("stop {}", self.id));
+    }
+}
+#[async_trait]
+impl LogsConsumer for Sink {
+    async fn consume(&self, batch: LogBatch) -> Result<(), PipelineError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{} got {}", self.id, batch.len()));
+        Ok(())
+    }
+}
+impl Exporter for Sink {}
+
+struct Factories {
+    log: Log,
+    receivers: Arc<Mutex<Vec<Arc<TestReceiver>>>>,
+}
+impl ReceiverFactory for Factories {
+    fn type_name(&self) -> &'static str {
+        "test"
+    }
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        raw: &serde_json::Value,
+        next: SharedConsumer,
+    ) -> Result<Arc<dyn Receiver>, ConfigError> {
+        let cfg: Empty = parse_component_config(raw)?;
+        let r = Arc::new(TestReceiver {
+            id: ctx.id.to_string(),
+            next,
+            log: self.log.clone(),
+            fail: cfg.fail_start,
+        });
+        self.receivers.lock().unwrap().push(r.clone());
+        Ok(r)
+    }
+}
+impl ProcessorFactory for Factories {
+    fn type_name(&self) -> &'static str {
+        "tag"
+    }
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        raw: &serde_json::Value,
+        next: SharedConsumer,
+    ) -> Result<Arc<dyn Processor>, ConfigError> {
+        let _: Empty = parse_component_config(raw)?;
+        let tag = format!("{}@{}", ctx.id, ctx.pipeline.as_deref().unwrap_or("-"));
+        Ok(Arc::new(Tagger {
+            tag,
+            next,
+            log: self.log.clone(),
+        }))
+    }
+}
+impl ExporterFactory for Factories {
+    fn type_name(&self) -> &'static str {
+        "sink"
+    }
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        raw: &serde_json::Value,
+    ) -> Result<Arc<dyn Exporter>, ConfigError> {
+        let _: Empty = parse_component_config(raw)?;
+        Ok(Arc::new(Sink {
+            id: ctx.id.to_string(),
+            log: self.log.clone(),
+        }))
+    }
+}
+
+struct Fixture {
+    log: Log,
+    receivers: Arc<Mutex<Vec<Arc<TestReceiver>>>>,
+    registry: Registry,
+}
+
+fn fixture() -> Fixture {
+    let log: Log = Arc::default();
+    let receivers: Arc<Mutex<Vec<Arc<TestReceiver>>>> = Arc::default();
+    let f = || Factories {
+        log: log.clone(),
+        receivers: receivers.clone(),
+    };
+    let registry = Registry::new().receiver(f()).processor(f()).exporter(f());
+    Fixture {
+        log,
+        receivers,
+        registry,
+    }
+}
+
+fn build(f: &Fixture, yaml: &str) -> Result<Service, LoadError> {
+    let config = CollectorConfig::from_yaml(yaml, &|_| None)?;
+    Service::build(&config, &f.registry)
+}
+
+const TWO_PIPELINES: &str = r#"
+receivers: {test/a: {}, test/b: {}}
+processors: {tag: {}}
+exporters: {sink/x: {}, sink/y: {}}
+service:
+  pipelines:
+    logs/one: {receivers: [test/a], processors: [tag], exporters: [sink/x, sink/y]}
+    logs/two: {receivers: [test/a, test/b], processors: [tag], exporters: [sink/y]}
+"#;
+
+#[tokio::test]
+async fn shared_receiver_fans_out_to_each_pipeline_with_its_own_processor() {
+    let f = fixture();
+    let service = build(&f, TWO_PIPELINES).unwrap();
+    assert!(service.warnings().is_empty());
+    let a = f
+        .receivers
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.id == "test/a")
+        .unwrap()
+        .clone();
+    a.next.consume(LogBatch::sample_audit(2)).await.unwrap();
+    let mut log = f.log.lock().unwrap().clone();
+    log.sort();
+    assert_eq!(
+        log,
+        vec![
+            "sink/x got 2",
+            "sink/y got 2",
+            "sink/y got 2",
+            "tag@logs/one saw 2",
+            "tag@logs/two saw 2"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn start_goes_downstream_first_and_shutdown_upstream_first() {
+    let f = fixture();
+    let service = build(&f, TWO_PIPELINES).unwrap();
+    service.start().await.unwrap();
+    service.shutdown(Instant::now()).await;
+    let log = f.log.lock().unwrap().clone();
+    let pos = |s: &str| {
+        log.iter()
+            .position(|l| l == s)
+            .unwrap_or_else(|| panic!("{s} not in {log:?}"))
+    };
+    assert!(pos("start sink/x") < pos("start tag@logs/one"));
+    assert!(pos("start tag@logs/one") < pos("start test/a"));
+    assert!(pos("stop test/a") < pos("stop tag@logs/one"));
+    assert!(pos("stop tag@logs/two") < pos("stop sink/y"));
+}
+
+#[tokio::test]
+async fn failed_start_names_the_component_and_stops_the_others() {
+    let f = fixture();
+    let service = build(
+        &f,
+        "receivers: {test: {fail_start: true}}\nexporters: {sink: {}}\nservice: {pipelines: {logs: {receivers: [test], exporters: [sink]}}}",
+    )
+    .unwrap();
+    let err = service.start().await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "receivers::test: failed to start: port taken"
+    );
+    assert!(f.log.lock().unwrap().contains(&"stop sink".to_owned()));
+}
+
+#[test]
+fn unused_components_are_validated_and_warned_about() {
+    let f = fixture();
+    let service = build(
+        &f,
+        "receivers: {test: {}, test/spare: {}}\nprocessors: {tag: {}}\nexporters: {sink: {}, sink/spare: {}}\nservice: {pipelines: {logs: {receivers: [test], exporters: [sink]}}}",
+    )
+    .unwrap();
+    assert_eq!(
+        service.warnings(),
+        [
+            "exporters::sink/spare is defined but used in no pipeline",
+            "processors::tag is defined but used in no pipeline",
+            "receivers::test/spare is defined but used in no pipeline",
+        ]
+    );
+    let err = build(
+        &f,
+        "receivers: {test: {}}\nprocessors: {tag: {bogus: 1}}\nexporters: {sink: {}}\nservice: {pipelines: {logs: {receivers: [test], exporters: [sink]}}}",
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string()
+            .starts_with("processors::tag: bogus: unknown field `bogus`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wiring_errors_name_the_pipeline() {
+    let f = fixture();
+    let cases = [
+        (
+            "receivers: {test: {}}\nexporters: {sink: {}}\nservice: {pipelines: {logs: {receivers: [test], exporters: [sink/nope]}}}",
+            "service::pipelines::logs: exporters references `sink/nope`, which is not defined in the `exporters` section",
+        ),
+        (
+            "receivers: {test: {}}\nexporters: {sink: {}}\nservice: {pipelines: {traces: {receivers: [test], exporters: [sink]}}}",
+            "service::pipelines::traces: invalid pipeline id `traces`: auditcol carries logs only, use `logs` or `logs/<name>`",
+        ),
+        (
+            "receivers: {test: {}}\nexporters: {sink: {}}\nservice: {pipelines: {logs: {receivers: [], exporters: [sink]}}}",
+            "service::pipelines::logs: `receivers` must list at least one component",
+        ),
+        (
+            "receivers: {test: {}}\nexporters: {sink: {}}\nservice: {pipelines: {logs: {receivers: [test, test], exporters: [sink]}}}",
+            "service::pipelines::logs: receivers lists `test` twice",
+        ),
+        (
+            "receivers: {kafka: {}}\nexporters: {sink: {}}\nservice: {pipelines: {logs: {receivers: [kafka], exporters: [sink]}}}",
+            "receivers::kafka: unknown receiver type `kafka`; known types: test",
+        ),
+        (
+            "receivers: {Test: {}}\nexporters: {sink: {}}\nservice: {pipelines: {logs: {receivers: [Test], exporters: [sink]}}}",
+            "receivers.Test: invalid component id `Test`: the type must be lower-case letters, digits and `_`, starting with a letter",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let err = build(&f, yaml).err().unwrap();
+        assert_eq!(err.to_string(), expected);
+    }
+}
