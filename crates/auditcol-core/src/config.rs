@@ -169,15 +169,15 @@ impl fmt::Display for ConfigDuration {
         let nanos = self.0.as_nanos();
         let (value, unit) = if nanos == 0 {
             return f.write_str("0s");
-        } else if nanos % 3_600_000_000_000 == 0 {
+        } else if nanos.is_multiple_of(3_600_000_000_000) {
             (nanos / 3_600_000_000_000, "h")
-        } else if nanos % 60_000_000_000 == 0 {
+        } else if nanos.is_multiple_of(60_000_000_000) {
             (nanos / 60_000_000_000, "m")
-        } else if nanos % 1_000_000_000 == 0 {
+        } else if nanos.is_multiple_of(1_000_000_000) {
             (nanos / 1_000_000_000, "s")
-        } else if nanos % 1_000_000 == 0 {
+        } else if nanos.is_multiple_of(1_000_000) {
             (nanos / 1_000_000, "ms")
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             (nanos / 1_000, "us")
         } else {
             (nanos, "ns")

@@ -60,14 +60,15 @@ impl LogsConsumer for FanOut {
             sends.push(consumer.consume(batch.clone()));
         }
         sends.push(last.consume(batch));
-        futures::future::join_all(sends)
-            .await
-            .into_iter()
-            .fold(Ok(()), |acc, result| match (acc, result) {
+        let mut outcome = Ok(());
+        for result in futures::future::join_all(sends).await {
+            outcome = match (outcome, result) {
                 (Ok(()), r) => r,
                 (Err(e), Ok(())) => Err(e),
                 (Err(a), Err(b)) => Err(a.most_severe(b)),
-            })
+            };
+        }
+        outcome
     }
 }
 

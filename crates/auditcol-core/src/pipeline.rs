@@ -6,8 +6,8 @@
 //! out to each pipeline's head; a pipeline fans out to its exporters.
 //!
 //! Start order is exporters, processors, receivers, so nothing receives data
-//! before its downstream is ready; shutdown is the reverse: receivers stop
-//! accepting, processors flush, exporters drain.
+//! before its downstream is ready. At shutdown receivers stop accepting while
+//! processors flush, then exporters drain (see [`Service::shutdown`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -309,13 +309,23 @@ impl Service {
         Ok(())
     }
 
-    /// Stops receivers, flushes processors in pipeline order, then drains
-    /// exporters, all within `deadline`.
+    /// Stops receivers and flushes processors, then drains exporters, all
+    /// within `deadline`.
+    ///
+    /// Receivers stop accepting *while* processors flush, not before: a
+    /// request in flight may be held by a batch processor until its batch is
+    /// exported, so waiting for receivers to drain first would wait for a
+    /// flush that only shutdown triggers. A request that reaches a processor
+    /// after it stopped is refused as retryable, never acknowledged.
     pub async fn shutdown(&self, deadline: Instant) {
-        futures::future::join_all(self.receivers.iter().map(|(_, r)| r.shutdown(deadline))).await;
-        for (_, _, processor) in &self.processors {
-            processor.shutdown(deadline).await;
-        }
+        let receivers =
+            futures::future::join_all(self.receivers.iter().map(|(_, r)| r.shutdown(deadline)));
+        let processors = async {
+            for (_, _, processor) in &self.processors {
+                processor.shutdown(deadline).await;
+            }
+        };
+        futures::future::join(receivers, processors).await;
         futures::future::join_all(self.exporters.iter().map(|(_, e)| e.shutdown(deadline))).await;
     }
 }

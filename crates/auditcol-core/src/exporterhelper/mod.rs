@@ -1,1 +1,460 @@
 //! The exporter helper: timeout, retry with backoff, and the sending queue.
+//!
+//! Every exporter wraps one. The exporter implements [`BatchSender`] — how
+//! to send one batch and whether a failure is retryable — and the helper
+//! does the rest, once for all exporters:
+//!
+//! ```text
+//! consume ─> sending_queue ─> num_consumers workers ─> retry(timeout(send))
+//!    └─ waits for the export outcome when wait_for_result (default)
+//! ```
+//!
+//! With `sending_queue.enabled: false`, `consume` runs `retry(timeout(send))`
+//! itself. Permanent errors are never retried. At shutdown the helper stops
+//! accepting, lets the workers drain the queue until the deadline, then
+//! abandons what is left and fails its waiting callers with a retryable
+//! error (their clients will send again).
+
+mod queue;
+mod retry;
+mod settings;
+#[cfg(test)]
+mod tests;
+
+pub use queue::{MemoryQueue, PushError, QueueId, QueueStorage, QueuedBatch};
+pub use settings::{ExporterHelperSettings, QueueSettings, RetrySettings, Sizer, default_timeout};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::component::{Component, ComponentId, Exporter, StartError};
+use crate::{LogBatch, LogsConsumer, PipelineError};
+
+use retry::Backoff;
+
+/// The retry-after hint given to callers when the queue is full.
+const QUEUE_FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What an exporter implements: sending one batch.
+///
+/// Return [`PipelineError::Permanent`] for failures that sending again can
+/// never fix (the destination rejects the data), and `Retryable` (with a
+/// retry-after hint when the destination gives one) otherwise. Do not retry,
+/// queue or time out inside: the helper does.
+#[async_trait]
+pub trait BatchSender: Send + Sync + 'static {
+    /// Sends `batch` once.
+    async fn send(&self, batch: &LogBatch) -> Result<(), PipelineError>;
+
+    /// Acquires resources (connections, files); called before any `send`.
+    async fn start(&self) -> Result<(), StartError> {
+        Ok(())
+    }
+
+    /// Lets go of resources; called after the last `send`.
+    async fn shutdown(&self) {}
+}
+
+/// Counts of log records by outcome, for the metrics to come.
+#[derive(Debug, Default)]
+pub struct ExporterCounters {
+    sent: AtomicU64,
+    failed: AtomicU64,
+    enqueue_failed: AtomicU64,
+}
+
+impl ExporterCounters {
+    /// Records exported successfully.
+    pub fn sent_records(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Records whose export failed for good (permanent error, retries
+    /// exhausted, abandoned at shutdown).
+    pub fn failed_records(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Records refused by the sending queue (full, too large, closed).
+    pub fn enqueue_failed_records(&self) -> u64 {
+        self.enqueue_failed.load(Ordering::Relaxed)
+    }
+
+    fn add(counter: &AtomicU64, records: usize) {
+        counter.fetch_add(records as u64, Ordering::Relaxed);
+    }
+}
+
+const NOT_STARTED: u8 = 0;
+const RUNNING: u8 = 1;
+const STOPPING: u8 = 2;
+
+/// An exporter made of a [`BatchSender`] plus timeout, retry and queue.
+pub struct ExporterHelper {
+    inner: Arc<Inner>,
+}
+
+type Outcome = Result<(), PipelineError>;
+
+struct Inner {
+    id: ComponentId,
+    settings: ExporterHelperSettings,
+    sender: Arc<dyn BatchSender>,
+    state: AtomicU8,
+    /// Created at start: a persistent storage opens its files there.
+    queue: OnceLock<Arc<dyn QueueStorage>>,
+    /// Callers waiting for the outcome of their queued batch.
+    waiters: Mutex<HashMap<QueueId, oneshot::Sender<Outcome>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Fired at the shutdown deadline: abandons sends and backoff sleeps.
+    abort: CancellationToken,
+    /// Inline (queue disabled) sends in progress, for shutdown to wait on.
+    inline_sends: AtomicUsize,
+    inline_idle: Notify,
+    counters: ExporterCounters,
+}
+
+impl ExporterHelper {
+    /// Wraps `sender`. No side effect: the queue and workers come at start.
+    pub fn new(
+        id: ComponentId,
+        settings: ExporterHelperSettings,
+        sender: Arc<dyn BatchSender>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                id,
+                settings,
+                sender,
+                state: AtomicU8::new(NOT_STARTED),
+                queue: OnceLock::new(),
+                waiters: Mutex::new(HashMap::new()),
+                workers: Mutex::new(Vec::new()),
+                abort: CancellationToken::new(),
+                inline_sends: AtomicUsize::new(0),
+                inline_idle: Notify::new(),
+                counters: ExporterCounters::default(),
+            }),
+        }
+    }
+
+    /// The exporter's id.
+    pub fn id(&self) -> &ComponentId {
+        &self.inner.id
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &ExporterHelperSettings {
+        &self.inner.settings
+    }
+
+    /// Record counts by outcome.
+    pub fn counters(&self) -> &ExporterCounters {
+        &self.inner.counters
+    }
+
+    /// The queue's fill level and capacity in its sizer's unit; `None`
+    /// without a queue or before start.
+    pub fn queue_usage(&self) -> Option<(usize, usize)> {
+        self.inner.queue.get().map(|q| (q.size(), q.capacity()))
+    }
+}
+
+impl Inner {
+    fn not_running(&self) -> PipelineError {
+        PipelineError::retryable(format!("exporter {} is not running", self.id))
+    }
+
+    fn shutting_down(&self) -> PipelineError {
+        PipelineError::retryable(format!(
+            "exporter {} is shutting down: the batch was not exported",
+            self.id
+        ))
+    }
+
+    fn lock_waiters(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<QueueId, oneshot::Sender<Outcome>>> {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One attempt, bounded by `timeout`.
+    async fn attempt(&self, batch: &LogBatch) -> Outcome {
+        let timeout = self.settings.timeout.0;
+        if timeout.is_zero() {
+            return self.sender.send(batch).await;
+        }
+        match tokio::time::timeout(timeout, self.sender.send(batch)).await {
+            Ok(result) => result,
+            Err(_) => Err(PipelineError::retryable(format!(
+                "exporter {}: send timed out after {} (timeout)",
+                self.id, self.settings.timeout
+            ))),
+        }
+    }
+
+    /// Attempts until success, a permanent error, or `max_elapsed_time`.
+    async fn send_with_retry(&self, batch: &LogBatch) -> Outcome {
+        let retry = &self.settings.retry_on_failure;
+        let started = Instant::now();
+        let mut backoff = Backoff::new(retry);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let error = match self.attempt(batch).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if error.is_permanent() || !retry.enabled {
+                return Err(error);
+            }
+            // A destination's own hint beats our guess.
+            let mut wait = error.retry_after().unwrap_or_else(|| backoff.next_wait());
+            let max_elapsed = retry.max_elapsed_time.0;
+            if !max_elapsed.is_zero() {
+                let remaining = max_elapsed.saturating_sub(started.elapsed());
+                if remaining.is_zero() {
+                    return Err(PipelineError::retryable(format!(
+                        "exporter {}: gave up after {attempts} attempts over {} \
+                         (retry_on_failure.max_elapsed_time); last error: {}",
+                        self.id,
+                        retry.max_elapsed_time,
+                        error.message()
+                    )));
+                }
+                wait = wait.min(remaining);
+            }
+            tracing::debug!(
+                exporter = %self.id,
+                error = error.message(),
+                wait_ms = wait.as_millis() as u64,
+                "send failed; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// `send_with_retry`, abandoned at the shutdown deadline. Counts the outcome.
+    async fn export(&self, batch: &LogBatch) -> Outcome {
+        let result = tokio::select! {
+            biased;
+            _ = self.abort.cancelled() => Err(self.shutting_down()),
+            result = self.send_with_retry(batch) => result,
+        };
+        match &result {
+            Ok(()) => ExporterCounters::add(&self.counters.sent, batch.len()),
+            Err(_) => ExporterCounters::add(&self.counters.failed, batch.len()),
+        }
+        result
+    }
+
+    async fn worker(self: Arc<Self>, queue: Arc<dyn QueueStorage>) {
+        loop {
+            let item = tokio::select! {
+                biased;
+                _ = self.abort.cancelled() => return,
+                item = queue.pop() => item,
+            };
+            let Some(item) = item else { return };
+            let result = self.export(&item.batch).await;
+            if self.abort.is_cancelled() && result.is_err() {
+                // Left unacknowledged: a persistent storage delivers it
+                // again at the next start. The caller hears at shutdown.
+                continue;
+            }
+            queue.ack(item.id);
+            let waiter = self.lock_waiters().remove(&item.id);
+            match waiter {
+                Some(tx) => {
+                    // The caller may have gone away; the outcome is counted anyway.
+                    let _ = tx.send(result);
+                }
+                None => {
+                    if let Err(e) = result {
+                        tracing::error!(
+                            exporter = %self.id,
+                            records = item.batch.len(),
+                            error = e.message(),
+                            "dropping a batch that was acknowledged when queued"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    async fn consume_queued(&self, queue: &Arc<dyn QueueStorage>, batch: LogBatch) -> Outcome {
+        let queue_settings = &self.settings.sending_queue;
+        let records = batch.len();
+        let size = queue_settings.sizer.size_of(&batch);
+        let refused = |e: PushError| {
+            ExporterCounters::add(&self.counters.enqueue_failed, records);
+            match e {
+                PushError::Full { .. } => PipelineError::backpressure(
+                    format!("exporter {}: {e}; retry later", self.id),
+                    Some(QUEUE_FULL_RETRY_AFTER),
+                ),
+                PushError::TooLarge { size, capacity } => PipelineError::permanent(format!(
+                    "exporter {}: the batch ({size} {unit}) is larger than the whole sending queue \
+                     (sending_queue.queue_size: {capacity} {unit}); send smaller batches or raise queue_size",
+                    self.id,
+                    unit = queue_settings.sizer.name(),
+                )),
+                PushError::Closed => self.not_running(),
+            }
+        };
+        if !queue_settings.wait_for_result {
+            return queue.push(batch, size).map(|_| ()).map_err(refused);
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            // Held across push so a worker cannot finish the batch before
+            // its waiter is registered.
+            let mut waiters = self.lock_waiters();
+            let id = queue.push(batch, size).map_err(refused)?;
+            waiters.insert(id, tx);
+        }
+        rx.await.unwrap_or_else(|_| Err(self.shutting_down()))
+    }
+
+    async fn consume_inline(&self, batch: LogBatch) -> Outcome {
+        struct InlineGuard<'a>(&'a Inner);
+        impl Drop for InlineGuard<'_> {
+            fn drop(&mut self) {
+                if self.0.inline_sends.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    self.0.inline_idle.notify_waiters();
+                }
+            }
+        }
+        self.inline_sends.fetch_add(1, Ordering::SeqCst);
+        let _guard = InlineGuard(self);
+        // Checked after counting ourselves in, so shutdown either sees this
+        // send or this send sees shutdown.
+        if self.state.load(Ordering::SeqCst) != RUNNING {
+            return Err(self.not_running());
+        }
+        self.export(&batch).await
+    }
+
+    /// Waits until no inline send is in progress, or the deadline (if any).
+    async fn wait_inline_idle(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            let idle = self.inline_idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.inline_sends.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                        return false;
+                    }
+                }
+                None => idle.await,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Component for ExporterHelper {
+    async fn start(&self) -> Result<(), StartError> {
+        let inner = &self.inner;
+        if inner.state.load(Ordering::SeqCst) != NOT_STARTED {
+            return Err(StartError(format!(
+                "exporter {} was already started",
+                inner.id
+            )));
+        }
+        inner.sender.start().await?;
+        let queue_settings = &inner.settings.sending_queue;
+        if queue_settings.enabled {
+            let queue: Arc<dyn QueueStorage> =
+                Arc::new(MemoryQueue::new(queue_settings.queue_size));
+            let _ = inner.queue.set(queue.clone());
+            let mut workers = inner.workers.lock().unwrap_or_else(|e| e.into_inner());
+            for _ in 0..queue_settings.num_consumers {
+                workers.push(tokio::spawn(inner.clone().worker(queue.clone())));
+            }
+            if !queue_settings.wait_for_result {
+                tracing::warn!(
+                    exporter = %inner.id,
+                    "sending_queue.wait_for_result is false with an in-memory queue: \
+                     events are acknowledged before they are exported and may be lost on a crash"
+                );
+            }
+        }
+        inner.state.store(RUNNING, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn shutdown(&self, deadline: Instant) {
+        let inner = &self.inner;
+        if inner.state.swap(STOPPING, Ordering::SeqCst) != RUNNING {
+            return;
+        }
+        let mut drained = true;
+        if let Some(queue) = inner.queue.get() {
+            queue.close();
+            let workers =
+                std::mem::take(&mut *inner.workers.lock().unwrap_or_else(|e| e.into_inner()));
+            let mut all = futures::future::join_all(workers);
+            if tokio::time::timeout_at(deadline, &mut all).await.is_err() {
+                drained = false;
+                inner.abort.cancel();
+                all.await;
+            }
+        }
+        if !inner.wait_inline_idle(Some(deadline)).await {
+            drained = false;
+            inner.abort.cancel();
+            // Cancelled sends return at once.
+            inner.wait_inline_idle(None).await;
+        }
+        // Whoever still waits has a batch that was abandoned in the queue.
+        let abandoned: Vec<_> = inner.lock_waiters().drain().collect();
+        for (_, tx) in abandoned {
+            let _ = tx.send(Err(inner.shutting_down()));
+        }
+        if let Some(queue) = inner.queue.get()
+            && !queue.is_empty()
+        {
+            tracing::warn!(
+                exporter = %inner.id,
+                batches = queue.len(),
+                "shutdown deadline reached: queued batches were not exported"
+            );
+        } else if !drained {
+            tracing::warn!(exporter = %inner.id, "shutdown deadline reached: sends in progress were abandoned");
+        }
+        inner.sender.shutdown().await;
+    }
+}
+
+#[async_trait]
+impl LogsConsumer for ExporterHelper {
+    async fn consume(&self, batch: LogBatch) -> Result<(), PipelineError> {
+        let inner = &self.inner;
+        if inner.state.load(Ordering::SeqCst) != RUNNING {
+            return Err(inner.not_running());
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match inner.queue.get() {
+            Some(queue) => inner.consume_queued(queue, batch).await,
+            None => inner.consume_inline(batch).await,
+        }
+    }
+}
+
+impl Exporter for ExporterHelper {}

@@ -216,7 +216,7 @@ async fn shared_receiver_fans_out_to_each_pipeline_with_its_own_processor() {
 }
 
 #[tokio::test]
-async fn start_goes_downstream_first_and_shutdown_upstream_first() {
+async fn start_goes_downstream_first_and_exporters_stop_last() {
     let f = fixture();
     let service = build(&f, TWO_PIPELINES).unwrap();
     service.start().await.unwrap();
@@ -229,7 +229,8 @@ async fn start_goes_downstream_first_and_shutdown_upstream_first() {
     };
     assert!(pos("start sink/x") < pos("start tag@logs/one"));
     assert!(pos("start tag@logs/one") < pos("start test/a"));
-    assert!(pos("stop test/a") < pos("stop tag@logs/one"));
+    assert!(pos("stop test/a") < pos("stop sink/x"));
+    assert!(pos("stop tag@logs/one") < pos("stop tag@logs/two"));
     assert!(pos("stop tag@logs/two") < pos("stop sink/y"));
 }
 

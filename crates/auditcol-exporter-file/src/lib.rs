@@ -1,0 +1,187 @@
+//! The `file` exporter: audit events to standard output or to a file.
+//!
+//! ```yaml
+//! exporters:
+//!   file/audit:
+//!     path: /var/log/auditcol/audit.jsonl   # absent or "-" = stdout
+//!     format: json                           # json (default) | console | otlp_json
+//!     rotation: { max_megabytes: 100, max_backups: 100 }
+//!     sync: true                             # fsync each batch before acknowledging it
+//! ```
+//!
+//! The exporter is an [`ExporterHelper`] around a [`FileSender`]: the helper
+//! queues, retries and times out; the sender encodes a whole batch into one
+//! buffer and appends it with a single write on a blocking thread, so lines
+//! of concurrent batches never interleave. A failed write is retryable.
+
+use std::sync::Arc;
+
+use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
+use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::exporterhelper::ExporterHelper;
+
+pub mod config;
+mod format;
+mod sender;
+mod writer;
+
+pub use config::{FileExporterConfig, Format, RotationSettings};
+pub use format::encode_batch;
+pub use sender::FileSender;
+
+/// The type name in component ids: `file`, `file/<name>`.
+pub const TYPE_NAME: &str = "file";
+
+/// Builds `file` exporters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileExporterFactory;
+
+impl ExporterFactory for FileExporterFactory {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        config: &serde_json::Value,
+    ) -> Result<Arc<dyn Exporter>, ConfigError> {
+        let config: FileExporterConfig = parse_component_config(config)?;
+        let sender = FileSender::new(ctx.id.to_string(), &config);
+        Ok(Arc::new(ExporterHelper::new(
+            ctx.id.clone(),
+            config.helper_settings(),
+            Arc::new(sender),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditcol_core::LogBatch;
+    use auditcol_core::component::ComponentId;
+    use auditcol_core::config::CollectorConfig;
+    use auditcol_model::AuditEvent;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    const SEED: &str = r#"{"version":"0.2","type":"flag","action":"created","metadata":{"actor":{"authentication":"none","ip":"172.17.0.1"}},"payload":{"key":"flipt"},"timestamp":"2024-05-01T10:00:00Z","status":"success"}"#;
+
+    fn seed_batch() -> LogBatch {
+        let event: AuditEvent = serde_json::from_str(SEED).unwrap();
+        LogBatch::from_events("flipt", [&event])
+    }
+
+    fn build(config: serde_json::Value) -> Arc<dyn Exporter> {
+        let ctx = BuildContext {
+            id: ComponentId::new(TYPE_NAME, Some("test")),
+            pipeline: None,
+        };
+        FileExporterFactory.build(&ctx, &config).unwrap()
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[test]
+    fn build_has_no_side_effect() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/audit.jsonl");
+        build(serde_json::json!({"path": path}));
+        assert!(!dir.path().join("sub").exists());
+    }
+
+    #[test]
+    fn build_reports_config_errors_with_their_path() {
+        let ctx = BuildContext {
+            id: ComponentId::new(TYPE_NAME, None),
+            pipeline: None,
+        };
+        let err = FileExporterFactory
+            .build(&ctx, &serde_json::json!({"rotation": {}}))
+            .err()
+            .unwrap();
+        assert_eq!(err.path, "rotation");
+    }
+
+    #[tokio::test]
+    async fn events_are_appended_to_the_file_creating_its_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/audit.jsonl");
+        let exporter = build(serde_json::json!({"path": path}));
+        exporter.start().await.unwrap();
+        exporter.consume(seed_batch()).await.unwrap();
+        exporter.consume(seed_batch()).await.unwrap();
+        exporter.shutdown(far()).await;
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{SEED}\n{SEED}\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn synced_writes_are_in_the_file_when_consume_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let exporter = build(serde_json::json!({"path": path, "sync": true, "format": "console"}));
+        exporter.start().await.unwrap();
+        exporter.consume(seed_batch()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "2024-05-01T10:00:00Z flag:created success actor: authentication=none ip=172.17.0.1 payload: {\"key\":\"flipt\"}\n"
+        );
+        exporter.shutdown(far()).await;
+    }
+
+    #[tokio::test]
+    async fn otlp_json_batches_round_trip_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.otlp.jsonl");
+        let exporter = build(serde_json::json!({"path": path, "format": "otlp_json"}));
+        exporter.start().await.unwrap();
+        exporter.consume(LogBatch::sample_audit(3)).await.unwrap();
+        exporter.shutdown(far()).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let decoded = LogBatch::decode_json(text.trim_end().as_bytes()).unwrap();
+        assert!(decoded == LogBatch::sample_audit(3));
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_path_fails_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, "").unwrap();
+        let exporter = build(serde_json::json!({"path": blocker.join("audit.jsonl")}));
+        let err = exporter.start().await.unwrap_err();
+        assert!(err.0.contains("cannot open"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stdout_accepts_every_format() {
+        for format in ["json", "console", "otlp_json"] {
+            let exporter = build(serde_json::json!({"path": "-", "format": format}));
+            exporter.start().await.unwrap();
+            exporter.consume(LogBatch::sample_audit(2)).await.unwrap();
+            exporter.shutdown(far()).await;
+        }
+    }
+
+    #[test]
+    fn readme_example_is_a_valid_collector_config() {
+        let readme = include_str!("../README.md");
+        let yaml = readme
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a ```yaml block in README.md");
+        let config = CollectorConfig::from_yaml(yaml, &|_| None).unwrap();
+        assert!(!config.exporters.is_empty());
+        for (id, raw) in &config.exporters {
+            assert!(id.starts_with("file"), "{id}");
+            build(raw.clone());
+        }
+        assert!(config.receivers.contains_key("otlp"));
+    }
+}

@@ -1,0 +1,146 @@
+//! [`FileSender`]: writes one batch; the exporter helper around it queues and retries.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use auditcol_core::component::StartError;
+use auditcol_core::exporterhelper::BatchSender;
+use auditcol_core::{LogBatch, PipelineError};
+
+use crate::config::{FileExporterConfig, Format};
+use crate::format::{encode_batch, write_stdout};
+use crate::writer::{FileWriter, Rotation};
+
+/// Where the lines go.
+#[derive(Debug, Clone)]
+enum Target {
+    Stdout,
+    File {
+        path: PathBuf,
+        rotation: Option<Rotation>,
+        sync: bool,
+    },
+}
+
+/// Encodes a batch in the configured format and appends it in one write.
+///
+/// Several sending workers may call [`BatchSender::send`] at once: each
+/// batch is encoded on its own, then written whole under a lock, so lines of
+/// two batches never interleave.
+pub struct FileSender {
+    /// The exporter id, for messages.
+    id: String,
+    format: Format,
+    target: Target,
+    /// Opened at start; `None` before and after.
+    file: Arc<Mutex<Option<FileWriter>>>,
+}
+
+impl FileSender {
+    /// A sender for `config`. Opens nothing: the file is opened at start.
+    pub fn new(id: impl Into<String>, config: &FileExporterConfig) -> Self {
+        let target = match config.file_path() {
+            None => Target::Stdout,
+            Some(path) => Target::File {
+                path: PathBuf::from(path),
+                rotation: config.rotation.as_ref().map(|r| Rotation {
+                    max_bytes: r.max_bytes(),
+                    max_backups: r.max_backups,
+                }),
+                sync: config.sync,
+            },
+        };
+        Self {
+            id: id.into(),
+            format: config.format,
+            target,
+            file: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn describe_target(&self) -> String {
+        match &self.target {
+            Target::Stdout => "standard output".to_owned(),
+            Target::File { path, .. } => path.display().to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl BatchSender for FileSender {
+    async fn start(&self) -> Result<(), StartError> {
+        let Target::File {
+            path,
+            rotation,
+            sync,
+        } = self.target.clone()
+        else {
+            return Ok(());
+        };
+        let opened = tokio::task::spawn_blocking(move || FileWriter::open(&path, rotation, sync))
+            .await
+            .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
+        let writer = opened.map_err(|e| {
+            StartError(format!(
+                "exporter {}: cannot open {} for writing: {e}",
+                self.id,
+                self.describe_target()
+            ))
+        })?;
+        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
+        Ok(())
+    }
+
+    async fn send(&self, batch: &LogBatch) -> Result<(), PipelineError> {
+        let mut bytes = Vec::with_capacity(batch.len() * 256);
+        let skipped = encode_batch(batch, self.format, &mut bytes);
+        if skipped > 0 {
+            tracing::debug!(
+                exporter = %self.id,
+                records = skipped,
+                "skipped records that are not audit events (format `otlp_json` keeps them)"
+            );
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let file = self.file.clone();
+        let to_file = matches!(self.target, Target::File { .. });
+        let written = tokio::task::spawn_blocking(move || {
+            if !to_file {
+                return write_stdout(&bytes);
+            }
+            let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
+            match guard.as_mut() {
+                Some(writer) => writer.write_batch(&bytes),
+                None => Err(std::io::Error::other("the file is not open")),
+            }
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(PipelineError::retryable(format!(
+                "exporter {}: cannot write to {}: {e}",
+                self.id,
+                self.describe_target()
+            ))),
+            Err(e) => Err(PipelineError::retryable(format!(
+                "exporter {}: the write to {} did not complete: {e}",
+                self.id,
+                self.describe_target()
+            ))),
+        }
+    }
+
+    async fn shutdown(&self) {
+        let writer = self.file.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            // Whatever `sync` says, leave the data on disk when stopping.
+            let synced = tokio::task::spawn_blocking(move || writer.sync()).await;
+            if let Ok(Err(e)) = synced {
+                tracing::warn!(exporter = %self.id, error = %e, "cannot sync the file at shutdown");
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The filter processor itself.
+
+use async_trait::async_trait;
+use auditcol_core::component::{Component, Processor};
+use auditcol_core::{LogBatch, LogsConsumer, PipelineError, SharedConsumer};
+
+use crate::config::{FilterConfig, NonAudit};
+use crate::pattern::EventFilter;
+
+/// Keeps the audit events that match its [`EventFilter`] (and, if
+/// configured, records that are not audit events) and passes them on.
+///
+/// Dropped records are acknowledged: dropping them is what the user asked
+/// for, so a batch filtered down to nothing completes with `Ok` without
+/// calling the next stage.
+pub struct FilterProcessor {
+    filter: EventFilter,
+    keep_non_audit: bool,
+    next: SharedConsumer,
+}
+
+impl FilterProcessor {
+    /// A processor applying `filter` and sending what passes to `next`.
+    pub fn new(filter: EventFilter, non_audit: NonAudit, next: SharedConsumer) -> Self {
+        Self {
+            filter,
+            keep_non_audit: non_audit == NonAudit::Keep,
+            next,
+        }
+    }
+
+    /// A processor from validated settings.
+    pub fn from_config(
+        config: &FilterConfig,
+        next: SharedConsumer,
+    ) -> Result<Self, auditcol_core::config::ConfigError> {
+        Ok(Self::new(config.compile()?, config.non_audit, next))
+    }
+
+    /// The compiled rules.
+    pub fn filter(&self) -> &EventFilter {
+        &self.filter
+    }
+}
+
+#[async_trait]
+impl Component for FilterProcessor {}
+
+#[async_trait]
+impl LogsConsumer for FilterProcessor {
+    async fn consume(&self, mut batch: LogBatch) -> Result<(), PipelineError> {
+        batch.retain(|record| match record.audit_noun_verb() {
+            Some((noun, verb)) => self.filter.matches(noun, verb),
+            None => self.keep_non_audit,
+        });
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.next.consume(batch).await
+    }
+}
+
+impl Processor for FilterProcessor {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditcol_core::model::{LogRecord, ResourceLogs, ScopeLogs, string_kv};
+    use std::sync::{Arc, Mutex};
+
+    /// Records what reaches it as `noun:verb` (or `-` for non-audit records).
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl LogsConsumer for Recorder {
+        async fn consume(&self, batch: LogBatch) -> Result<(), PipelineError> {
+            let seen = batch
+                .records()
+                .map(|r| match r.audit_noun_verb() {
+                    Some((n, v)) => format!("{n}:{v}"),
+                    None => "-".to_owned(),
+                })
+                .collect();
+            self.calls.lock().unwrap().push(seen);
+            Ok(())
+        }
+    }
+
+    /// A batch with one record per entry: `noun:verb` for an audit event,
+    /// `-` for a plain log record, `noun:` for a record with only `audit.type`.
+    fn batch(entries: &[&str]) -> LogBatch {
+        let log_records = entries
+            .iter()
+            .map(|entry| {
+                let mut attributes = Vec::new();
+                if let Some((noun, verb)) = entry.split_once(':') {
+                    attributes.push(string_kv("audit.type", noun));
+                    if !verb.is_empty() {
+                        attributes.push(string_kv("audit.action", verb));
+                    }
+                }
+                LogRecord {
+                    attributes,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        LogBatch::from_resource_logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    async fn run(config: serde_json::Value, entries: &[&str]) -> Vec<Vec<String>> {
+        let config: FilterConfig = auditcol_core::config::parse_component_config(&config).unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let processor = FilterProcessor::from_config(&config, recorder.clone()).unwrap();
+        processor.consume(batch(entries)).await.unwrap();
+        recorder.calls.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn records_pass_or_drop_as_specified() {
+        use serde_json::json;
+        let all = [
+            "flag:created",
+            "segment:deleted",
+            "flag:read",
+            "variant:created",
+        ];
+        // (config, input, what reaches the next stage)
+        let cases: Vec<(serde_json::Value, Vec<&str>, Vec<&str>)> = vec![
+            (json!({}), all.to_vec(), all.to_vec()),
+            (
+                json!({"events": ["flag:*"]}),
+                all.to_vec(),
+                vec!["flag:created", "flag:read"],
+            ),
+            (
+                json!({"events": ["*:created"]}),
+                all.to_vec(),
+                vec!["flag:created", "variant:created"],
+            ),
+            (
+                json!({"events": ["segment:deleted"]}),
+                all.to_vec(),
+                vec!["segment:deleted"],
+            ),
+            (
+                json!({"events": ["flag:*", "segment:deleted"], "exclude": ["*:read"]}),
+                all.to_vec(),
+                vec!["flag:created", "segment:deleted"],
+            ),
+            (
+                json!({"events": ["FLAG:Created"]}),
+                vec!["flag:created", "Flag:CREATED"],
+                vec!["flag:created", "Flag:CREATED"],
+            ),
+            (
+                json!({"exclude": ["Flag:*"]}),
+                vec!["FLAG:created", "segment:deleted"],
+                vec!["segment:deleted"],
+            ),
+            (
+                json!({}),
+                vec!["flag:created", "-", "flag:"],
+                vec!["flag:created"],
+            ),
+            (
+                json!({"non_audit": "drop"}),
+                vec!["-", "flag:created"],
+                vec!["flag:created"],
+            ),
+            (
+                json!({"non_audit": "keep"}),
+                vec!["-", "flag:created", "flag:"],
+                vec!["-", "flag:created", "-"],
+            ),
+            (
+                json!({"events": ["segment:*"], "non_audit": "keep"}),
+                vec!["-", "flag:created"],
+                vec!["-"],
+            ),
+        ];
+        for (config, input, expected) in cases {
+            let calls = run(config.clone(), &input).await;
+            assert_eq!(calls, vec![expected], "{config} on {input:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn batch_filtered_to_nothing_is_acknowledged_without_calling_next() {
+        let calls = run(
+            serde_json::json!({"events": ["team:*"]}),
+            &["flag:created", "-"],
+        )
+        .await;
+        assert!(calls.is_empty(), "{calls:?}");
+    }
+
+    #[tokio::test]
+    async fn downstream_errors_reach_the_caller() {
+        struct Failing;
+        #[async_trait]
+        impl LogsConsumer for Failing {
+            async fn consume(&self, _: LogBatch) -> Result<(), PipelineError> {
+                Err(PipelineError::retryable("exporter down"))
+            }
+        }
+        let processor =
+            FilterProcessor::from_config(&FilterConfig::default(), Arc::new(Failing)).unwrap();
+        let err = processor
+            .consume(LogBatch::sample_audit(2))
+            .await
+            .unwrap_err();
+        assert_eq!(err, PipelineError::retryable("exporter down"));
+    }
+}

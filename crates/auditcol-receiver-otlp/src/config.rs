@@ -1,0 +1,211 @@
+//! Settings of the `otlp` receiver, in the OpenTelemetry Collector's shape
+//! and names.
+//!
+//! ```yaml
+//! protocols:
+//!   grpc:
+//!     endpoint: 127.0.0.1:4317
+//!     max_recv_msg_size_mib: 4
+//!   http:
+//!     endpoint: 127.0.0.1:4318
+//!     max_request_body_size: 4194304
+//! ```
+//!
+//! As in the Collector, a protocol that is absent is disabled, and one that
+//! is present (even as `grpc:` or `grpc: {}`) runs with its defaults.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use auditcol_core::config::{ConfigError, Validate, nested};
+use serde::{Deserialize, Deserializer};
+
+/// Default OTLP/gRPC listen address (the Collector's port, loopback only).
+pub const DEFAULT_GRPC_ENDPOINT: &str = "127.0.0.1:4317";
+/// Default OTLP/HTTP listen address (the Collector's port, loopback only).
+pub const DEFAULT_HTTP_ENDPOINT: &str = "127.0.0.1:4318";
+/// Default largest gRPC message accepted, in MiB (the Collector's default).
+pub const DEFAULT_MAX_RECV_MSG_SIZE_MIB: u64 = 4;
+/// Default largest HTTP request body accepted, in bytes, before and after
+/// decompression.
+pub const DEFAULT_MAX_REQUEST_BODY_SIZE: u64 = 4 * 1024 * 1024;
+
+/// gRPC frames carry a 32-bit length: a larger limit could never be reached.
+const MAX_RECV_MSG_SIZE_MIB_LIMIT: u64 = 4095;
+
+/// The whole `otlp` receiver config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpReceiverConfig {
+    /// The protocols to serve; at least one must be enabled.
+    #[serde(default)]
+    pub protocols: Protocols,
+}
+
+/// Which protocols run. `None` = disabled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protocols {
+    /// OTLP/gRPC; enabled when the key is present, even with a null value.
+    #[serde(default, deserialize_with = "present_means_enabled")]
+    pub grpc: Option<GrpcConfig>,
+    /// OTLP/HTTP; enabled when the key is present, even with a null value.
+    #[serde(default, deserialize_with = "present_means_enabled")]
+    pub http: Option<HttpConfig>,
+}
+
+/// `protocols.grpc`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// `host:port` to listen on.
+    pub endpoint: String,
+    /// Largest request message accepted, in MiB (after decompression).
+    pub max_recv_msg_size_mib: u64,
+}
+
+/// `protocols.http`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` to listen on.
+    pub endpoint: String,
+    /// Largest request body accepted, in bytes, both as sent and decompressed.
+    pub max_request_body_size: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: DEFAULT_GRPC_ENDPOINT.to_owned(),
+            max_recv_msg_size_mib: DEFAULT_MAX_RECV_MSG_SIZE_MIB,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: DEFAULT_HTTP_ENDPOINT.to_owned(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+        }
+    }
+}
+
+impl GrpcConfig {
+    /// The address to bind. Only meaningful after validation.
+    pub fn socket_addr(&self) -> Result<SocketAddr, String> {
+        parse_endpoint(&self.endpoint)
+    }
+
+    /// The message size limit in bytes.
+    pub fn max_recv_msg_size_bytes(&self) -> usize {
+        usize::try_from(self.max_recv_msg_size_mib.saturating_mul(1024 * 1024))
+            .unwrap_or(usize::MAX)
+    }
+}
+
+impl HttpConfig {
+    /// The address to bind. Only meaningful after validation.
+    pub fn socket_addr(&self) -> Result<SocketAddr, String> {
+        parse_endpoint(&self.endpoint)
+    }
+
+    /// The body size limit in bytes.
+    pub fn max_request_body_bytes(&self) -> usize {
+        usize::try_from(self.max_request_body_size).unwrap_or(usize::MAX)
+    }
+}
+
+impl Validate for OtlpReceiverConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        nested("protocols", self.protocols.validate())
+    }
+}
+
+impl Validate for Protocols {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.grpc.is_none() && self.http.is_none() {
+            return Err(ConfigError::at(
+                "",
+                "enable at least one of protocols.grpc, protocols.http (e.g. `protocols: {grpc: {}, http: {}}`)",
+            ));
+        }
+        if let Some(grpc) = &self.grpc {
+            nested("grpc", grpc.validate())?;
+        }
+        if let Some(http) = &self.http {
+            nested("http", http.validate())?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for GrpcConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.socket_addr()
+            .map_err(|message| ConfigError::at("endpoint", message))?;
+        if !(1..=MAX_RECV_MSG_SIZE_MIB_LIMIT).contains(&self.max_recv_msg_size_mib) {
+            return Err(ConfigError::at(
+                "max_recv_msg_size_mib",
+                format!(
+                    "must be between 1 and {MAX_RECV_MSG_SIZE_MIB_LIMIT} (MiB), got {}",
+                    self.max_recv_msg_size_mib
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Validate for HttpConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.socket_addr()
+            .map_err(|message| ConfigError::at("endpoint", message))?;
+        if self.max_request_body_size == 0 {
+            return Err(ConfigError::at(
+                "max_request_body_size",
+                "must be at least 1 (bytes); the default is 4194304 (4 MiB)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `ip:port`, `[ipv6]:port`, `localhost:port` (loopback) or `:port`
+/// (all interfaces, as in the Collector). Host names other than `localhost`
+/// are refused: resolving them would make validation depend on DNS.
+fn parse_endpoint(endpoint: &str) -> Result<SocketAddr, String> {
+    let invalid = |why: &str| {
+        format!(
+            "invalid endpoint `{endpoint}`: {why}; write host:port with an IP address or `localhost`, e.g. `127.0.0.1:4317` or `0.0.0.0:4317`"
+        )
+    };
+    if let Ok(addr) = endpoint.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = endpoint
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("no port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
+    let ip = match host {
+        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        h if h.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ => return Err(invalid("the host is not an IP address")),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// `Option<T>` where a present key, even `null`, means enabled with defaults;
+/// only an absent key (handled by `#[serde(default)]`) means disabled.
+fn present_means_enabled<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(|value| Some(value.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests;

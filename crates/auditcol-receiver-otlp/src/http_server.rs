@@ -1,0 +1,304 @@
+//! OTLP/HTTP: `POST /v1/logs` with a protobuf or JSON body, optionally
+//! gzipped. Errors answer a `google.rpc.Status` in the request's encoding,
+//! as the Collector does.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use auditcol_core::{LogBatch, PipelineError};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::{Ingest, Rejection, RpcStatus, retry_after_secs};
+
+/// The path OTLP/HTTP log exporters post to.
+pub(crate) const LOGS_PATH: &str = "/v1/logs";
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+/// `google.rpc.Code` values used in error bodies.
+const CODE_INVALID_ARGUMENT: i32 = 3;
+const CODE_RESOURCE_EXHAUSTED: i32 = 8;
+const CODE_UNAVAILABLE: i32 = 14;
+
+struct HttpState {
+    ingest: Arc<Ingest>,
+    max_body: usize,
+}
+
+/// Serves OTLP/HTTP on `listener` until `shutdown` is cancelled, then lets
+/// requests in flight finish.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    ingest: Arc<Ingest>,
+    max_body: usize,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let router = Router::new()
+        .route(LOGS_PATH, post(export_logs).fallback(method_not_allowed))
+        .fallback(not_found)
+        .with_state(Arc::new(HttpState { ingest, max_body }));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("404 not found: OTLP logs are accepted at POST {LOGS_PATH}"),
+    )
+        .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(ALLOW, HeaderValue::from_static("POST"))],
+        format!("405 method not allowed: send POST {LOGS_PATH}"),
+    )
+        .into_response()
+}
+
+/// The encoding of a request body, and of its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    fn from_headers(headers: &HeaderMap) -> Result<Self, String> {
+        let raw = headers
+            .get(CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        // Parameters such as `; charset=utf-8` do not change the format.
+        let media_type = raw.split(';').next().unwrap_or("").trim();
+        if media_type.eq_ignore_ascii_case(PROTOBUF) {
+            Ok(Self::Protobuf)
+        } else if media_type.eq_ignore_ascii_case(JSON) {
+            Ok(Self::Json)
+        } else {
+            Err(raw)
+        }
+    }
+
+    fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::Protobuf => PROTOBUF,
+            Self::Json => JSON,
+        })
+    }
+}
+
+/// An error answer: HTTP status, `google.rpc.Status` and maybe `Retry-After`.
+struct Failure {
+    http: StatusCode,
+    code: i32,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl Failure {
+    fn new(http: StatusCode, code: i32, message: impl Into<String>) -> Self {
+        Self {
+            http,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, CODE_INVALID_ARGUMENT, message)
+    }
+
+    fn too_large(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            CODE_RESOURCE_EXHAUSTED,
+            message,
+        )
+    }
+
+    fn into_response(self, format: Format) -> Response {
+        let body = match format {
+            Format::Protobuf => prost::Message::encode_to_vec(&RpcStatus {
+                code: self.code,
+                message: self.message,
+                details: Vec::new(),
+            }),
+            Format::Json => {
+                serde_json::to_vec(&serde_json::json!({"code": self.code, "message": self.message}))
+                    .expect("serialising a JSON value into memory cannot fail")
+            }
+        };
+        let mut response = (self.http, body).into_response();
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, format.content_type());
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(RETRY_AFTER, secs.into());
+        }
+        response
+    }
+}
+
+impl From<Rejection> for Failure {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::Invalid(message) => Self::bad_request(message),
+            Rejection::Pipeline(PipelineError::Permanent { message }) => Self::bad_request(message),
+            // A full queue always tells the client to wait: a hint-less
+            // client retrying at once would only keep the queue full.
+            Rejection::Pipeline(PipelineError::Backpressure {
+                message,
+                retry_after,
+            }) => Self {
+                retry_after: Some(retry_after.map_or(1, retry_after_secs)),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, CODE_UNAVAILABLE, message)
+            },
+            Rejection::Pipeline(PipelineError::Retryable {
+                message,
+                retry_after,
+            }) => Self {
+                retry_after: retry_after.map(retry_after_secs),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, CODE_UNAVAILABLE, message)
+            },
+        }
+    }
+}
+
+async fn export_logs(State(state): State<Arc<HttpState>>, request: Request) -> Response {
+    let format = match Format::from_headers(request.headers()) {
+        Ok(format) => format,
+        Err(content_type) => {
+            let shown = if content_type.is_empty() {
+                "no Content-Type".to_owned()
+            } else {
+                format!("Content-Type `{content_type}`")
+            };
+            return (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("415 unsupported media type: {shown}; send {PROTOBUF} or {JSON}"),
+            )
+                .into_response();
+        }
+    };
+    match handle(&state, request, format).await {
+        Ok(()) => success(format),
+        Err(failure) => failure.into_response(format),
+    }
+}
+
+async fn handle(state: &HttpState, request: Request, format: Format) -> Result<(), Failure> {
+    let gzip = is_gzip(request.headers())?;
+    let body = read_body(request, state.max_body).await?;
+    let body = if gzip {
+        gunzip(&body, state.max_body)?
+    } else {
+        body.to_vec()
+    };
+    let decoded = match format {
+        Format::Protobuf => LogBatch::decode_protobuf(&body),
+        Format::Json => LogBatch::decode_json(&body),
+    };
+    let batch = decoded.map_err(|e| {
+        state.ingest.log_undecodable("http", &e.message);
+        Failure::bad_request(e.message)
+    })?;
+    state
+        .ingest
+        .accept(batch, "http")
+        .await
+        .map_err(Failure::from)
+}
+
+/// True for `Content-Encoding: gzip`; false for none or `identity`.
+fn is_gzip(headers: &HeaderMap) -> Result<bool, Failure> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    let encoding = String::from_utf8_lossy(value.as_bytes()).trim().to_owned();
+    if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") {
+        Ok(false)
+    } else if encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip") {
+        Ok(true)
+    } else {
+        Err(Failure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            CODE_INVALID_ARGUMENT,
+            format!("unsupported Content-Encoding `{encoding}`: send gzip or no Content-Encoding"),
+        ))
+    }
+}
+
+/// Reads at most `max` bytes of body; refuses a declared larger one before
+/// reading anything.
+async fn read_body(request: Request, max: usize) -> Result<bytes::Bytes, Failure> {
+    let too_large = || {
+        Failure::too_large(format!(
+            "request body exceeds max_request_body_size ({max} bytes)"
+        ))
+    };
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(too_large());
+    }
+    let body: Body = request.into_body();
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(Failure::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
+    }
+}
+
+/// Decompresses at most `max` bytes, so a small "zip bomb" cannot make the
+/// receiver allocate without bound.
+fn gunzip(compressed: &[u8], max: usize) -> Result<Vec<u8>, Failure> {
+    let mut out = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::MultiGzDecoder::new(compressed)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| Failure::bad_request(format!("invalid gzip body: {e}")))?;
+    if out.len() > max {
+        return Err(Failure::too_large(format!(
+            "decompressed request body exceeds max_request_body_size ({max} bytes)"
+        )));
+    }
+    Ok(out)
+}
+
+/// `ExportLogsServiceResponse` in the request's encoding. The receiver
+/// accepts or refuses whole requests, so there is never a partial success.
+fn success(format: Format) -> Response {
+    let body = match format {
+        Format::Protobuf => prost::Message::encode_to_vec(&ExportLogsServiceResponse {
+            partial_success: None,
+        }),
+        Format::Json => b"{}".to_vec(),
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, format.content_type());
+    response
+}

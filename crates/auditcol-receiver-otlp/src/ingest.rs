@@ -1,0 +1,142 @@
+//! What both protocols do with a decoded request: check it against the audit
+//! conventions, stamp it, hand it to the pipeline and wait for the answer.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use auditcol_core::model::conventions::SOURCE_OTLP;
+use auditcol_core::{ComponentId, LogBatch, PipelineError, SharedConsumer};
+
+/// The receiver's link to its pipeline, shared by the gRPC and HTTP servers.
+pub(crate) struct Ingest {
+    id: ComponentId,
+    next: SharedConsumer,
+}
+
+/// Why a request was not accepted.
+#[derive(Debug)]
+pub(crate) enum Rejection {
+    /// The request itself is bad (undecodable, or breaks the audit
+    /// conventions): the client must not retry it.
+    Invalid(String),
+    /// The pipeline refused the batch.
+    Pipeline(PipelineError),
+}
+
+impl Ingest {
+    pub(crate) fn new(id: ComponentId, next: SharedConsumer) -> Self {
+        Self { id, next }
+    }
+
+    /// Accepts a decoded batch; completes only once the pipeline has it
+    /// (or refused it), so the client is acknowledged only then.
+    pub(crate) async fn accept(
+        &self,
+        mut batch: LogBatch,
+        protocol: &str,
+    ) -> Result<(), Rejection> {
+        if let Err(e) = batch.validate() {
+            tracing::debug!(component = %self.id, protocol, error = %e, "rejected a request that breaks the audit conventions");
+            return Err(Rejection::Invalid(e.to_string()));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.prepare_ingest(now_unix_nanos(), SOURCE_OTLP);
+        let records = batch.len();
+        tracing::debug!(component = %self.id, protocol, records, "records received");
+        self.next.consume(batch).await.map_err(|e| {
+            tracing::debug!(component = %self.id, protocol, records, error = %e, "the pipeline refused a batch");
+            Rejection::Pipeline(e)
+        })
+    }
+
+    /// Logs a request that could not be decoded.
+    pub(crate) fn log_undecodable(&self, protocol: &str, error: &str) {
+        tracing::debug!(component = %self.id, protocol, error, "rejected an undecodable request");
+    }
+}
+
+fn now_unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Whole seconds to put in `Retry-After`: rounded up, at least 1.
+pub(crate) fn retry_after_secs(after: Duration) -> u64 {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+/// `google.rpc.Status`, the error body of OTLP/HTTP and the detail of gRPC
+/// errors. Written by hand: only these fields are needed.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct RpcStatus {
+    /// A `google.rpc.Code`.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// Why the request failed.
+    #[prost(string, tag = "2")]
+    pub message: String,
+    /// Typed details, e.g. a `google.rpc.RetryInfo`.
+    #[prost(message, repeated, tag = "3")]
+    pub details: Vec<ProtoAny>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct ProtoAny {
+    #[prost(string, tag = "1")]
+    pub type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`: how long a client should wait before retrying.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    pub retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+/// Type URL of [`RetryInfo`] inside an `Any`.
+pub(crate) const RETRY_INFO_TYPE_URL: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+impl RetryInfo {
+    /// A `RetryInfo` packed into an `Any`.
+    pub(crate) fn packed(after: Duration) -> ProtoAny {
+        let info = RetryInfo {
+            retry_delay: Some(ProtoDuration {
+                seconds: i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+                nanos: i32::try_from(after.subsec_nanos()).unwrap_or(0),
+            }),
+        };
+        ProtoAny {
+            type_url: RETRY_INFO_TYPE_URL.to_owned(),
+            value: prost::Message::encode_to_vec(&info),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds_and_at_least_one() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(200)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
+        assert_eq!(retry_after_secs(Duration::from_millis(2001)), 3);
+    }
+}

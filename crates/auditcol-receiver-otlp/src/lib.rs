@@ -1,0 +1,225 @@
+//! The `otlp` receiver: OTLP/gRPC and OTLP/HTTP log export, in the shape of
+//! the OpenTelemetry Collector's OTLP receiver.
+//!
+//! Every request is decoded, checked against the audit conventions
+//! ([`LogBatch::validate`]), stamped ([`LogBatch::prepare_ingest`]: observed
+//! time, `audit.id`, `audit.source` = `otlp`) and handed to the pipeline.
+//! The client hears back only once the pipeline has the batch: success, or
+//! an error it can act on (bad data: INVALID_ARGUMENT / 400, never retried;
+//! full or failing pipeline: UNAVAILABLE / 503 with `Retry-After`, retried).
+//!
+//! The factory only parses the config; sockets are bound in
+//! [`Component::start`] and released in [`Component::shutdown`].
+//!
+//! [`LogBatch::validate`]: auditcol_core::LogBatch::validate
+//! [`LogBatch::prepare_ingest`]: auditcol_core::LogBatch::prepare_ingest
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use auditcol_core::component::StartError;
+use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::{
+    BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
+};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub mod config;
+mod grpc_server;
+mod http_server;
+mod ingest;
+
+pub use config::{GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
+
+use ingest::Ingest;
+
+/// The component type in config ids (`otlp`, `otlp/<name>`).
+pub const TYPE_NAME: &str = "otlp";
+
+/// Builds `otlp` receivers.
+pub struct OtlpReceiverFactory;
+
+impl ReceiverFactory for OtlpReceiverFactory {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        config: &serde_json::Value,
+        next: SharedConsumer,
+    ) -> Result<Arc<dyn Receiver>, ConfigError> {
+        let config: OtlpReceiverConfig = parse_component_config(config)?;
+        Ok(Arc::new(OtlpReceiver::new(ctx.id.clone(), config, next)))
+    }
+}
+
+/// An OTLP receiver: serves the enabled protocols between
+/// [`Component::start`] and [`Component::shutdown`].
+pub struct OtlpReceiver {
+    id: ComponentId,
+    config: OtlpReceiverConfig,
+    ingest: Arc<Ingest>,
+    running: Mutex<Option<Running>>,
+}
+
+/// The servers of a started receiver.
+struct Running {
+    addrs: Vec<(&'static str, SocketAddr)>,
+    shutdown: CancellationToken,
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl OtlpReceiver {
+    /// A receiver sending to `next`; nothing is bound until `start`.
+    /// `config` must have been validated (the factory does it).
+    pub fn new(id: ComponentId, config: OtlpReceiverConfig, next: SharedConsumer) -> Self {
+        Self {
+            ingest: Arc::new(Ingest::new(id.clone(), next)),
+            id,
+            config,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// The addresses actually listened on, as (`"grpc"` | `"http"`, address):
+    /// with port 0 configured, the ports the OS chose. Empty when not started.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|r| r.addrs.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Binds `endpoint` for `protocol` (`OTLP/gRPC`, `OTLP/HTTP`).
+async fn bind(
+    endpoint: Result<SocketAddr, String>,
+    protocol: &str,
+) -> Result<TcpListener, StartError> {
+    let addr = endpoint.map_err(|e| StartError(format!("{protocol}: {e}")))?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {addr} for {protocol}: {e}")))
+}
+
+fn local_addr(listener: &TcpListener, protocol: &str) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|e| StartError(format!("cannot read the {protocol} listen address: {e}")))
+}
+
+/// Runs a server in the background; a server that fails after binding is
+/// logged, as there is no caller left to tell.
+fn spawn_server<E: std::fmt::Display>(
+    id: ComponentId,
+    protocol: &'static str,
+    server: impl Future<Output = Result<(), E>> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(component = %id, protocol, error = %e, "the OTLP server stopped");
+        }
+    })
+}
+
+#[async_trait]
+impl Component for OtlpReceiver {
+    async fn start(&self) -> Result<(), StartError> {
+        if self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+        {
+            return Err(StartError(format!(
+                "receiver {} is already started",
+                self.id
+            )));
+        }
+        let protocols = &self.config.protocols;
+        // Bind everything before serving anything: a port conflict fails the
+        // start without leaving half a receiver running.
+        let grpc = match &protocols.grpc {
+            Some(c) => Some((bind(c.socket_addr(), "OTLP/gRPC").await?, c)),
+            None => None,
+        };
+        let http = match &protocols.http {
+            Some(c) => Some((bind(c.socket_addr(), "OTLP/HTTP").await?, c)),
+            None => None,
+        };
+
+        let mut addrs = Vec::new();
+        if let Some((listener, _)) = &grpc {
+            addrs.push(("grpc", local_addr(listener, "OTLP/gRPC")?));
+        }
+        if let Some((listener, _)) = &http {
+            addrs.push(("http", local_addr(listener, "OTLP/HTTP")?));
+        }
+
+        let shutdown = CancellationToken::new();
+        let mut servers = Vec::new();
+        if let Some((listener, c)) = grpc {
+            let server = grpc_server::serve(
+                listener,
+                self.ingest.clone(),
+                c.max_recv_msg_size_bytes(),
+                shutdown.clone(),
+            );
+            servers.push(spawn_server(self.id.clone(), "grpc", server));
+        }
+        if let Some((listener, c)) = http {
+            let server = http_server::serve(
+                listener,
+                self.ingest.clone(),
+                c.max_request_body_bytes(),
+                shutdown.clone(),
+            );
+            servers.push(spawn_server(self.id.clone(), "http", server));
+        }
+        for (protocol, local_addr) in &addrs {
+            // Tests and operators find the chosen ports from this event.
+            tracing::info!(component = %self.id, protocol = *protocol, endpoint = %local_addr, "listening");
+        }
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running {
+            addrs,
+            shutdown,
+            servers,
+        });
+        Ok(())
+    }
+
+    async fn shutdown(&self, deadline: Instant) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(running) = running else {
+            return;
+        };
+        // Stop accepting; requests in flight run to their answer.
+        running.shutdown.cancel();
+        for mut server in running.servers {
+            if tokio::time::timeout_at(deadline, &mut server)
+                .await
+                .is_err()
+            {
+                tracing::warn!(component = %self.id, "shutdown deadline reached with OTLP requests still in flight; abandoning them");
+                server.abort();
+            }
+        }
+    }
+}
+
+impl Receiver for OtlpReceiver {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,60 @@
+//! The factory: type name, config errors, no side effects, README example.
+
+use auditcol_core::BuildContext;
+
+use super::*;
+
+fn ctx() -> BuildContext {
+    BuildContext {
+        id: ComponentId::new("otlp", Some("in")),
+        pipeline: None,
+    }
+}
+
+#[test]
+fn the_type_name_is_otlp() {
+    assert_eq!(OtlpReceiverFactory.type_name(), "otlp");
+}
+
+#[test]
+fn build_reports_config_errors_with_their_path() {
+    let err = OtlpReceiverFactory
+        .build(
+            &ctx(),
+            &json!({"protocols": {"grpc": {"endpoint": "nowhere"}}}),
+            TestConsumer::new(),
+        )
+        .err()
+        .unwrap();
+    assert_eq!(err.path, "protocols.grpc.endpoint");
+}
+
+#[test]
+fn build_binds_nothing() {
+    // The port is held here: a build that bound it would fail.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = taken.local_addr().unwrap().to_string();
+    OtlpReceiverFactory
+        .build(
+            &ctx(),
+            &json!({"protocols": {"grpc": {"endpoint": endpoint}, "http": {"endpoint": endpoint}}}),
+            TestConsumer::new(),
+        )
+        .unwrap();
+}
+
+#[test]
+fn the_readme_example_is_a_valid_config() {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("```yaml\n").expect("README has a yaml example") + "```yaml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let config =
+        auditcol_core::config::CollectorConfig::from_yaml(&readme[start..end], &|_| None).unwrap();
+    assert!(config.service.pipelines.contains_key("logs"));
+    for (id, raw) in &config.receivers {
+        assert!(id.starts_with("otlp"), "{id}");
+        OtlpReceiverFactory
+            .build(&ctx(), raw, TestConsumer::new())
+            .unwrap_or_else(|e| panic!("receivers.{id}: {e}"));
+    }
+}

@@ -1,0 +1,269 @@
+//! OTLP/gRPC behaviour, spoken to by tonic clients.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use super::*;
+use crate::ingest::{RETRY_INFO_TYPE_URL, RetryInfo, RpcStatus};
+
+async fn client(running: &Running) -> LogsServiceClient<Channel> {
+    LogsServiceClient::connect(running.grpc_url())
+        .await
+        .unwrap()
+}
+
+async fn export(running: &Running, request: ExportLogsServiceRequest) -> Result<(), Status> {
+    client(running).await.export(request).await.map(|_| ())
+}
+
+/// Sends bytes as they are, so tests can send what no OTLP client would.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+async fn export_raw(running: &Running, body: Vec<u8>, gzip: bool) -> Result<(), Status> {
+    let channel = tonic::transport::Endpoint::from_shared(running.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if gzip {
+        grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+    }
+    grpc.ready().await.unwrap();
+    let path = ::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    );
+    grpc.unary(tonic::Request::new(body), path, RawCodec)
+        .await
+        .map(|_| ())
+}
+
+/// The receiver keeps serving after a bad request.
+async fn assert_still_serves(running: &Running) {
+    let before = running.consumer.records();
+    export(running, LogBatch::sample_audit(1).into_request())
+        .await
+        .expect("a good request succeeds after a bad one");
+    assert_eq!(running.consumer.records(), before + 1);
+}
+
+#[tokio::test]
+async fn an_export_reaches_the_pipeline_stamped() {
+    let running = start(json!({})).await;
+    export(&running, LogBatch::sample_audit(3).into_request())
+        .await
+        .unwrap();
+    let batches = running.consumer.batches();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].len(), 3);
+    assert_stamped(&batches[0]);
+}
+
+#[tokio::test]
+async fn audit_events_without_a_source_are_marked_as_coming_from_otlp() {
+    let running = start(json!({})).await;
+    export(&running, unsourced_audit_request()).await.unwrap();
+    let batch = &running.consumer.batches()[0];
+    let record = batch.records().next().unwrap();
+    assert_eq!(record.attribute(AUDIT_SOURCE), Some("otlp"));
+    assert!(record.attribute(AUDIT_ID).is_some());
+}
+
+#[tokio::test]
+async fn an_empty_export_succeeds_without_touching_the_pipeline() {
+    let running = start(json!({})).await;
+    export(&running, ExportLogsServiceRequest::default())
+        .await
+        .unwrap();
+    assert!(running.consumer.batches().is_empty());
+}
+
+#[tokio::test]
+async fn a_gzip_export_is_accepted() {
+    let running = start(json!({})).await;
+    client(&running)
+        .await
+        .send_compressed(CompressionEncoding::Gzip)
+        .export(LogBatch::sample_audit(2).into_request())
+        .await
+        .unwrap();
+    assert_eq!(running.consumer.records(), 2);
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_invalid_argument() {
+    let running = start(json!({})).await;
+    let err = export_raw(&running, vec![0x0a, 0xff, 0xff, 0x01], false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().starts_with("invalid OTLP protobuf"),
+        "{err:?}"
+    );
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn corrupt_gzip_is_invalid_argument() {
+    let running = start(json!({})).await;
+    // A message flagged compressed whose bytes are not gzip.
+    let channel = tonic::transport::Endpoint::from_shared(running.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut frame = vec![1u8];
+    frame.extend_from_slice(&5u32.to_be_bytes());
+    frame.extend_from_slice(b"nope!");
+    let request = ::http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "{}/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            running.grpc_url()
+        ))
+        .header("content-type", "application/grpc")
+        .header("grpc-encoding", "gzip")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            bytes::Bytes::from(frame),
+        )))
+        .unwrap();
+    let mut channel = channel;
+    tower::ServiceExt::ready(&mut channel).await.unwrap();
+    let response = tower::Service::call(&mut channel, request).await.unwrap();
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(code.as_deref(), Some("3"), "{:?}", response.headers());
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn an_audit_record_without_action_is_invalid_argument_naming_it() {
+    let running = start(json!({})).await;
+    let err = export(&running, incomplete_audit_request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .starts_with("resourceLogs[0].scopeLogs[0].logRecords[0]: "),
+        "{err:?}"
+    );
+    assert!(err.message().contains("audit.action"), "{err:?}");
+    assert!(running.consumer.batches().is_empty());
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_is_resource_exhausted() {
+    let running = start(json!({"grpc": {"max_recv_msg_size_mib": 1}})).await;
+    let err = export_raw(&running, vec![0; 1_100_000], false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "request of 1100000 bytes exceeds max_recv_msg_size_mib (1 MiB)"
+    );
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_once_decompressed_is_resource_exhausted() {
+    let running = start(json!({"grpc": {"max_recv_msg_size_mib": 1}})).await;
+    let err = export_raw(&running, vec![0; 2 * 1024 * 1024], true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "decompressed request exceeds max_recv_msg_size_mib (1 MiB)"
+    );
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn backpressure_is_unavailable_with_retry_info() {
+    let running = start(json!({})).await;
+    running.consumer.answer(Err(PipelineError::backpressure(
+        "queue full",
+        Some(Duration::from_secs(2)),
+    )));
+    let err = export(&running, LogBatch::sample_audit(1).into_request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(err.message(), "queue full");
+    let details: RpcStatus = prost::Message::decode(err.details()).unwrap();
+    assert_eq!(details.details[0].type_url, RETRY_INFO_TYPE_URL);
+    let info: RetryInfo = prost::Message::decode(&details.details[0].value[..]).unwrap();
+    assert_eq!(info.retry_delay.unwrap().seconds, 2);
+}
+
+#[tokio::test]
+async fn a_retryable_failure_is_unavailable() {
+    let running = start(json!({})).await;
+    running
+        .consumer
+        .answer(Err(PipelineError::retryable("exporter down")));
+    let err = export(&running, LogBatch::sample_audit(1).into_request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(err.message(), "exporter down");
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_invalid_argument() {
+    let running = start(json!({})).await;
+    running
+        .consumer
+        .answer(Err(PipelineError::permanent("cannot be encoded")));
+    let err = export(&running, LogBatch::sample_audit(1).into_request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.message(), "cannot be encoded");
+    running.consumer.answer(Ok(()));
+    assert_still_serves(&running).await;
+}

@@ -1,0 +1,364 @@
+//! OTLP/HTTP behaviour, spoken to by a plain hyper client.
+
+use std::io::Write;
+use std::time::Duration;
+
+use ::http::{HeaderMap, Method, StatusCode};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+use super::*;
+use crate::ingest::RpcStatus;
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends one request on a fresh HTTP/1.1 connection.
+pub(crate) async fn send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut request = ::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(Bytes::from(body))).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes().to_vec(),
+    }
+}
+
+async fn post(running: &Running, content_type: &str, body: Vec<u8>) -> Reply {
+    post_with(running, &[("content-type", content_type)], body).await
+}
+
+async fn post_with(running: &Running, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+    send(
+        running.addr("http"),
+        Method::POST,
+        "/v1/logs",
+        headers,
+        body,
+    )
+    .await
+}
+
+fn json_body(batch: &LogBatch) -> Vec<u8> {
+    let mut out = Vec::new();
+    batch.write_otlp_json(&mut out);
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// The receiver keeps serving after a bad request.
+async fn assert_still_serves(running: &Running) {
+    let before = running.consumer.records();
+    let reply = post(
+        running,
+        PROTOBUF,
+        LogBatch::sample_audit(1).encode_protobuf(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(running.consumer.records(), before + 1);
+}
+
+#[tokio::test]
+async fn a_protobuf_export_reaches_the_pipeline_stamped() {
+    let running = start(json!({})).await;
+    let reply = post(
+        &running,
+        PROTOBUF,
+        LogBatch::sample_audit(3).encode_protobuf(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.header("content-type"), Some(PROTOBUF));
+    let response: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse =
+        prost::Message::decode(&reply.body[..]).unwrap();
+    assert_eq!(response.partial_success, None);
+    let batches = running.consumer.batches();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].len(), 3);
+    assert_stamped(&batches[0]);
+}
+
+#[tokio::test]
+async fn a_json_export_is_answered_in_json() {
+    let running = start(json!({})).await;
+    let reply = post(
+        &running,
+        "application/json; charset=utf-8",
+        json_body(&LogBatch::sample_audit(2)),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.header("content-type"), Some(JSON));
+    assert_eq!(reply.json(), json!({}));
+    assert_eq!(running.consumer.records(), 2);
+    assert_stamped(&running.consumer.batches()[0]);
+}
+
+#[tokio::test]
+async fn a_gzip_export_is_accepted() {
+    let running = start(json!({})).await;
+    let body = gzip(&LogBatch::sample_audit(2).encode_protobuf());
+    let reply = post_with(
+        &running,
+        &[("content-type", PROTOBUF), ("content-encoding", "gzip")],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(running.consumer.records(), 2);
+}
+
+#[tokio::test]
+async fn malformed_json_is_bad_request_naming_the_field() {
+    let running = start(json!({})).await;
+    let body = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":true}]}]}]}"#;
+    let reply = post(&running, JSON, body.to_vec()).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let status = reply.json();
+    assert_eq!(status["code"], 3);
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("resourceLogs[0].scopeLogs[0].logRecords[0].timeUnixNano"),
+        "{message}"
+    );
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn malformed_protobuf_is_bad_request_with_a_protobuf_status() {
+    let running = start(json!({})).await;
+    let reply = post(&running, PROTOBUF, vec![0x0a, 0xff, 0xff, 0x01]).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.header("content-type"), Some(PROTOBUF));
+    let status: RpcStatus = prost::Message::decode(&reply.body[..]).unwrap();
+    assert_eq!(status.code, 3);
+    assert!(
+        status.message.starts_with("invalid OTLP protobuf"),
+        "{}",
+        status.message
+    );
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn an_audit_record_without_action_is_bad_request_naming_it() {
+    let running = start(json!({})).await;
+    let body = prost::Message::encode_to_vec(&incomplete_audit_request());
+    let reply = post(&running, PROTOBUF, body).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let status: RpcStatus = prost::Message::decode(&reply.body[..]).unwrap();
+    assert!(
+        status
+            .message
+            .starts_with("resourceLogs[0].scopeLogs[0].logRecords[0]: "),
+        "{}",
+        status.message
+    );
+    assert!(running.consumer.batches().is_empty());
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn an_unsupported_content_type_is_415_naming_the_accepted_ones() {
+    let running = start(json!({})).await;
+    let reply = post(&running, "text/plain", b"hello".to_vec()).await;
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(reply.text().contains("text/plain"), "{}", reply.text());
+    assert!(reply.text().contains(PROTOBUF), "{}", reply.text());
+    assert!(reply.text().contains(JSON), "{}", reply.text());
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn an_unsupported_content_encoding_is_415_naming_it() {
+    let running = start(json!({})).await;
+    let reply = post_with(
+        &running,
+        &[("content-type", JSON), ("content-encoding", "br")],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let message = reply.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("`br`"), "{message}");
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn corrupt_gzip_is_bad_request() {
+    let running = start(json!({})).await;
+    let reply = post_with(
+        &running,
+        &[("content-type", JSON), ("content-encoding", "gzip")],
+        b"not gzip".to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let running = start(json!({"http": {"max_request_body_size": 1000}})).await;
+    let reply = post(&running, PROTOBUF, vec![0; 2000]).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let status: RpcStatus = prost::Message::decode(&reply.body[..]).unwrap();
+    assert_eq!(
+        status.message,
+        "request body exceeds max_request_body_size (1000 bytes)"
+    );
+    assert_still_serves_small(&running).await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_once_decompressed_is_413() {
+    let running = start(json!({"http": {"max_request_body_size": 1000}})).await;
+    let bomb = gzip(&vec![b' '; 500_000]);
+    assert!(bomb.len() < 1000, "the compressed body itself fits");
+    let reply = post_with(
+        &running,
+        &[("content-type", JSON), ("content-encoding", "gzip")],
+        bomb,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        reply.json()["message"],
+        "decompressed request body exceeds max_request_body_size (1000 bytes)"
+    );
+    assert_still_serves_small(&running).await;
+}
+
+/// [`assert_still_serves`] for receivers with a tiny body limit.
+async fn assert_still_serves_small(running: &Running) {
+    let body = LogBatch::sample_audit(1).encode_protobuf();
+    assert!(body.len() <= 1000);
+    let reply = post(running, PROTOBUF, body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn backpressure_is_503_with_retry_after_in_whole_seconds() {
+    let running = start(json!({})).await;
+    running.consumer.answer(Err(PipelineError::backpressure(
+        "queue full",
+        Some(Duration::from_millis(1500)),
+    )));
+    let reply = post(&running, JSON, json_body(&LogBatch::sample_audit(1))).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.header("retry-after"), Some("2"));
+    assert_eq!(reply.json(), json!({"code": 14, "message": "queue full"}));
+}
+
+#[tokio::test]
+async fn backpressure_without_a_hint_still_asks_to_wait_a_second() {
+    let running = start(json!({})).await;
+    running
+        .consumer
+        .answer(Err(PipelineError::backpressure("queue full", None)));
+    let reply = post(&running, JSON, json_body(&LogBatch::sample_audit(1))).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+}
+
+#[tokio::test]
+async fn a_retryable_failure_is_503_with_retry_after_only_when_hinted() {
+    let running = start(json!({})).await;
+    running
+        .consumer
+        .answer(Err(PipelineError::retryable("exporter down")));
+    let reply = post(&running, JSON, json_body(&LogBatch::sample_audit(1))).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.header("retry-after"), None);
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_400() {
+    let running = start(json!({})).await;
+    running
+        .consumer
+        .answer(Err(PipelineError::permanent("cannot be encoded")));
+    let reply = post(&running, JSON, json_body(&LogBatch::sample_audit(1))).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.json(),
+        json!({"code": 3, "message": "cannot be encoded"})
+    );
+    running.consumer.answer(Ok(()));
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn another_path_is_404() {
+    let running = start(json!({})).await;
+    let reply = send(
+        running.addr("http"),
+        Method::POST,
+        "/v1/traces",
+        &[("content-type", JSON)],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn another_method_is_405() {
+    let running = start(json!({})).await;
+    let reply = send(
+        running.addr("http"),
+        Method::GET,
+        "/v1/logs",
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(reply.header("allow"), Some("POST"));
+}

@@ -1,0 +1,95 @@
+//! `auditcol`: run the collector, or validate a config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use auditcol_core::config::ConfigDuration;
+use clap::{Parser, Subcommand};
+
+/// A collector for audit events: OTLP, Flipt and Flagsmith in; files,
+/// webhooks, Kafka and OTLP backends out.
+#[derive(Parser)]
+#[command(name = "auditcol", version, about)]
+struct Cli {
+    /// The collector config (YAML). Without it, the embedded default runs:
+    /// OTLP gRPC on 127.0.0.1:4317 and HTTP on 127.0.0.1:4318, every audit
+    /// event printed to stdout as a console line.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// How long shutdown may take to flush processors and drain exporters.
+    #[arg(long, default_value = "30s", value_parser = ConfigDuration::parse)]
+    shutdown_timeout: ConfigDuration,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a config without starting anything: prints `OK` (exit 0) or the error (exit 1).
+    Validate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate) => validate(&cli),
+        None => serve(&cli),
+    }
+}
+
+fn validate(cli: &Cli) -> ExitCode {
+    let result =
+        auditcol::read_config(cli.config.as_deref()).and_then(|text| auditcol::build(&text));
+    match result {
+        Ok(service) => {
+            for warning in service.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            println!("OK");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cli: &Cli) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = auditcol::read_config(cli.config.as_deref())
+        .and_then(|text| runtime.block_on(auditcol::run(&text, cli.shutdown_timeout.0)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr (stdout belongs to exporters writing events); the
+/// level comes from `RUST_LOG`, `info` by default.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test of auditcol. Installs what the tests need on a fresh machine
+# (a Python venv with the OpenTelemetry SDK) and skips what is already there.
+#
+#   scripts/test.sh              # everything
+#   scripts/test.sh -E 'test(/otlp/)'   # extra arguments go to cargo nextest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${AUDITCOL_CACHE:-$HOME/.cache/auditcol}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+mkdir -p "$CACHE"
+
+# 1. Python venv with the official OpenTelemetry SDK (the OTLP client of the e2e tests).
+VENV="$CACHE/venv"
+REQ=tests/python/requirements.txt
+STAMP="$VENV/.requirements.sha256"
+want=$(sha256sum "$REQ" | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  echo "==> installing Python test dependencies into $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQ"
+  echo "$want" > "$STAMP"
+else
+  echo "==> Python test dependencies already installed ($VENV)"
+fi
+export AUDITCOL_PYTHON="$VENV/bin/python"
+
+# 2. The binary the end-to-end tests start.
+echo "==> building auditcol"
+cargo build --quiet -p auditcol --bin auditcol
+export AUDITCOL_BIN="$CARGO_TARGET_DIR/debug/auditcol"
+
+# 3. Every test of the workspace.
+echo "==> running tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  # Doc tests first: nextest does not run them, and its summary should close the output.
+  cargo test --workspace --doc --quiet
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi

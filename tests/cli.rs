@@ -1,0 +1,131 @@
+//! The command line: `validate`, the embedded default, graceful shutdown.
+
+use std::process::Command;
+
+use auditcol_e2e::{Collector, binary, file_lines, flipt_event, http_post, send_with_python_sdk};
+
+fn validate(config: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(binary())
+        .args(["validate", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_prints_ok_for_every_shipped_config() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector-config");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = Command::new(binary())
+            .args(["validate", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n");
+    }
+}
+
+#[test]
+fn validate_names_component_and_key_path_and_exits_1() {
+    let (ok, stdout, stderr) = validate(
+        "receivers: {otlp: {protocols: {grpc: {endpiont: x}}}}\nexporters: {file: {}}\nservice: {pipelines: {logs: {receivers: [otlp], exporters: [file]}}}",
+    );
+    assert!(!ok);
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains("receivers::otlp: protocols.grpc.endpiont: unknown field `endpiont`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_warns_about_unused_components() {
+    let (ok, stdout, stderr) = validate(
+        "receivers: {otlp: {protocols: {grpc: {}}}}\nprocessors: {batch: {}}\nexporters: {file: {}}\nservice: {pipelines: {logs: {receivers: [otlp], exporters: [file]}}}",
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "OK\n");
+    assert!(
+        stderr.contains("processors::batch is defined but used in no pipeline"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn without_config_the_embedded_default_prints_console_lines() {
+    // The default listens on the Collector's fixed ports 4317 and 4318.
+    let collector = Collector::spawn(tempfile::tempdir().unwrap(), &[], &[]);
+    assert_eq!(collector.endpoint("grpc").to_string(), "127.0.0.1:4317");
+    assert_eq!(collector.endpoint("http").to_string(), "127.0.0.1:4318");
+    let events = serde_json::json!([flipt_event(
+        "flag",
+        "created",
+        "flipt",
+        "2024-05-01T10:00:00Z"
+    )]);
+    send_with_python_sdk("grpc", collector.endpoint("grpc"), &events);
+    let lines = collector.stdout_lines(1);
+    assert!(
+        lines[0].starts_with(
+            "2024-05-01T10:00:00Z flag:created success actor: authentication=none ip=172.17.0.1"
+        ),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn sigterm_flushes_the_batch_before_exit() {
+    // A long batch timeout: only the shutdown flush can write these events.
+    let mut collector = Collector::start(
+        r#"
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:0"}}}}
+processors: {batch: {timeout: 1h, send_batch_size: 100000}}
+exporters: {file: {path: "{DIR}/audit.jsonl"}}
+service: {pipelines: {logs: {receivers: [otlp], processors: [batch], exporters: [file]}}}
+"#,
+    );
+    let http = collector.endpoint("http");
+    let body = serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
+        "timeUnixNano": "1714557600000000000",
+        "attributes": [
+            {"key": "audit.type", "value": {"stringValue": "flag"}},
+            {"key": "audit.action", "value": {"stringValue": "created"}}
+        ]
+    }]}]}]});
+    // The client is held until the batch is exported, so send from another thread.
+    let sender = std::thread::spawn(move || {
+        http_post(
+            http,
+            "/v1/logs",
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    });
+    // Wait until the receiver has the request (it is then held in the batch processor), then stop.
+    collector.wait_for_log("records received");
+    let status = collector.terminate();
+    assert!(status.success(), "{status:?}\n{}", collector.log());
+    let response = sender.join().unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let lines = file_lines(&collector.path("audit.jsonl"), 1);
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"version":"0.2","type":"flag","action":"created","metadata":{"actor":{}},"payload":null,"timestamp":"2024-05-01T10:00:00Z","status":"success"}"#
+        ]
+    );
+}

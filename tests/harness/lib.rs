@@ -1,0 +1,377 @@
+//! Harness for the end-to-end tests: starts the real `auditcol` binary on
+//! ports chosen at run time, reads what it prints, and drives real clients
+//! (the official OpenTelemetry Python SDK, tonic, plain HTTP).
+//!
+//! Receivers are configured with port 0; the harness learns the bound
+//! addresses from the `listening` log lines and waits for `auditcol is
+//! running` before a test sends anything.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long any awaited condition may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `auditcol` binary: `$AUDITCOL_BIN`, or built on first use.
+pub fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("AUDITCOL_BIN") {
+            return PathBuf::from(bin);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "auditcol", "--bin", "auditcol"])
+            .status()
+            .expect("cannot run cargo to build auditcol");
+        assert!(status.success(), "building auditcol failed");
+        // <target>/debug/deps/<this test> -> <target>/debug/auditcol
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().parent().unwrap().join("auditcol")
+    })
+    .clone()
+}
+
+/// The Python of the venv that `scripts/test.sh` installs.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("AUDITCOL_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").expect("HOME is not set");
+    let p = Path::new(&home).join(".cache/auditcol/venv/bin/python");
+    assert!(
+        p.exists(),
+        "the OpenTelemetry Python SDK venv is missing: run scripts/test.sh, which installs it"
+    );
+    p
+}
+
+/// A running collector.
+pub struct Collector {
+    child: Child,
+    /// Bound addresses by protocol (`grpc`, `http`), from the `listening` lines.
+    pub endpoints: HashMap<String, SocketAddr>,
+    stdout: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    dir: tempfile::TempDir,
+}
+
+impl Collector {
+    /// Starts auditcol with `config`, in which `{DIR}` stands for a fresh
+    /// temporary directory, and waits until it runs.
+    pub fn start(config: &str) -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config.replace("{DIR}", dir.path().to_str().unwrap());
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config).unwrap();
+        Self::spawn(dir, &["--config", path.to_str().unwrap()], &[])
+    }
+
+    /// Starts auditcol with the given arguments and environment.
+    pub fn spawn(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Collector {
+        let mut child = Command::new(binary())
+            .args(args)
+            .envs(env.iter().copied())
+            // The receiver logs each request at debug level: tests await those lines.
+            .env("RUST_LOG", "info,auditcol_receiver_otlp=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start auditcol");
+        let (out_tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if out_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+                let _ = ready_tx.send(line);
+            }
+        });
+        let mut endpoints = HashMap::new();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match ready.recv_timeout(left) {
+                Ok(line) if line.contains("auditcol is running") => break,
+                Ok(line) if line.contains("listening") => {
+                    if let (Some(protocol), Some(endpoint)) =
+                        (field(&line, "protocol"), field(&line, "endpoint"))
+                    {
+                        endpoints.insert(protocol, endpoint.parse().unwrap());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("auditcol did not start:\n{}", stderr.lock().unwrap());
+                }
+            }
+        }
+        Collector {
+            child,
+            endpoints,
+            stdout,
+            stderr,
+            dir,
+        }
+    }
+
+    /// The bound address of `protocol` (`grpc` or `http`).
+    pub fn endpoint(&self, protocol: &str) -> SocketAddr {
+        *self
+            .endpoints
+            .get(protocol)
+            .unwrap_or_else(|| panic!("no {protocol} listener; log:\n{}", self.log()))
+    }
+
+    /// A path inside the collector's temporary directory.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Everything the collector logged so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the log has a line containing `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the next `n` lines on stdout.
+    pub fn stdout_lines(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + TIMEOUT;
+        (0..n)
+            .map(|i| {
+                self.stdout
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .unwrap_or_else(|_| {
+                        panic!("only {i} of {n} lines on stdout; log:\n{}", self.log())
+                    })
+            })
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "auditcol did not exit after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `key=value` or `key="value"` from a log line.
+fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    let rest = &line[start..];
+    let value = rest.split_whitespace().next()?;
+    Some(value.trim_matches('"').to_owned())
+}
+
+/// Waits until `path` holds at least `n` lines and returns them.
+pub fn file_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has {} of {n} lines:\n{text}",
+            path.display(),
+            lines.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends Flipt-style `events` with the official OpenTelemetry Python SDK
+/// over `protocol` (`grpc` or `http`); returns its summary
+/// `{"exported": N, "failed": M}`.
+pub fn send_with_python_sdk(
+    protocol: &str,
+    endpoint: SocketAddr,
+    events: &serde_json::Value,
+) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/send_audit.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .args(["--protocol", protocol, "--endpoint", &endpoint.to_string()])
+        .env("OTEL_SDK_DISABLED", "false")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run the Python SDK client");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(events.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "Python SDK client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+/// A plain HTTP/1.1 response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// POSTs `body` to `http://addr{path}` with `headers`, over a fresh connection.
+pub fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
+    }
+    out
+}
+
+/// The seed event of the Flipt documentation with another timestamp.
+pub fn flipt_event(noun: &str, verb: &str, key: &str, timestamp: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0.2",
+        "type": noun,
+        "action": verb,
+        "metadata": {"actor": {"authentication": "none", "ip": "172.17.0.1"}},
+        "payload": {"description": "flipt flag", "enabled": true, "key": key, "name": key, "namespace_key": "default"},
+        "timestamp": timestamp,
+        "status": "success"
+    })
+}

@@ -1,0 +1,97 @@
+"""Send Flipt-style audit events to auditcol with the official OpenTelemetry Python SDK.
+
+Usage: send_audit.py --protocol grpc|http --endpoint HOST:PORT < events.json
+
+Each event of the JSON list on stdin becomes one OTLP log record following
+auditcol's conventions (audit.* attributes, payload as a structured body,
+timestamp as time_unix_nano). Prints {"exported": N, "failed": M} and exits 1
+if any export failed.
+"""
+import argparse
+import json
+import sys
+from datetime import datetime
+
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+from opentelemetry.sdk.resources import Resource
+
+
+class CountingExporter(LogRecordExporter):
+    """Wraps the real exporter to learn whether auditcol accepted each request."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.exported = 0
+        self.failed = 0
+
+    def export(self, batch):
+        result = self.inner.export(batch)
+        if result == LogRecordExportResult.SUCCESS:
+            self.exported += len(batch)
+        else:
+            self.failed += len(batch)
+        return result
+
+    def shutdown(self):
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis=30000):
+        return True
+
+
+def to_nanos(rfc3339):
+    return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()) * 10**9
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--protocol", choices=["grpc", "http"], required=True)
+    parser.add_argument("--endpoint", required=True)
+    args = parser.parse_args()
+
+    if args.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        inner = OTLPLogExporter(endpoint=f"http://{args.endpoint}", insecure=True, timeout=10)
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+        inner = OTLPLogExporter(endpoint=f"http://{args.endpoint}/v1/logs", timeout=10)
+    exporter = CountingExporter(inner)
+    provider = LoggerProvider(resource=Resource.create({"service.name": "python-e2e"}))
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    logger = provider.get_logger("auditcol.e2e")
+
+    for event in json.load(sys.stdin):
+        attributes = {
+            "audit.type": event["type"],
+            "audit.action": event["action"],
+            "audit.version": event.get("version", "0.2"),
+            "audit.status": event.get("status", "success"),
+        }
+        for key, value in event.get("metadata", {}).get("actor", {}).items():
+            attributes[f"audit.actor.{key}"] = value
+        success = event.get("status", "success") == "success"
+        logger.emit(
+            timestamp=to_nanos(event["timestamp"]),
+            severity_number=SeverityNumber.INFO if success else SeverityNumber.WARN,
+            severity_text="INFO" if success else "WARN",
+            body=event.get("payload"),
+            attributes=attributes,
+            event_name=f"audit.{event['type']}.{event['action']}",
+        )
+
+    provider.force_flush()
+    provider.shutdown()
+    print(json.dumps({"exported": exporter.exported, "failed": exporter.failed}))
+    sys.exit(1 if exporter.failed else 0)
+
+
+if __name__ == "__main__":
+    main()
