@@ -131,6 +131,13 @@ impl<'a> RecordRef<'a> {
         &self.record.event_name
     }
 
+    /// Appends the Flipt v0.2 JSON of the audit event this record carries to
+    /// `out`, without building an [`AuditEvent`]; false (nothing written)
+    /// when the record is not an audit event.
+    pub fn write_audit_json(&self, out: &mut Vec<u8>) -> bool {
+        auditcol_model::json::write_audit_event_json(self.record, out)
+    }
+
     /// The audit event this record carries, or `None` if it is not one.
     pub fn to_audit_event(&self) -> Option<AuditEvent> {
         AuditEvent::from_log_record(self.record)

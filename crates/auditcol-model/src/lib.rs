@@ -25,6 +25,7 @@
 pub mod anyvalue;
 pub mod conventions;
 mod event;
+pub mod json;
 mod mapping;
 pub mod timestamp;
 

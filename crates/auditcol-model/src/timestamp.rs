@@ -39,23 +39,38 @@ pub fn write_rfc3339(out: &mut String, nanos: u64) {
     let dt = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
         .to_offset(UtcOffset::UTC);
-    let (year, month, day) = (dt.year(), u8::from(dt.month()), dt.day());
-    let (hour, minute, second) = (dt.hour(), dt.minute(), dt.second());
-    use std::fmt::Write;
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}"
-    );
-    let frac = dt.nanosecond();
-    if frac != 0 {
-        let mut digits = format!("{frac:09}");
-        while digits.ends_with('0') {
-            digits.pop();
+    // Written digit by digit: this runs for every exported record.
+    let mut buf = [0u8; 30];
+    let mut put = |at: usize, value: u32, width: usize| {
+        let mut v = value;
+        for i in (0..width).rev() {
+            buf[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
         }
-        out.push('.');
-        out.push_str(&digits);
+    };
+    put(0, dt.year() as u32, 4);
+    put(5, u32::from(u8::from(dt.month())), 2);
+    put(8, u32::from(dt.day()), 2);
+    put(11, u32::from(dt.hour()), 2);
+    put(14, u32::from(dt.minute()), 2);
+    put(17, u32::from(dt.second()), 2);
+    let frac = dt.nanosecond();
+    put(20, frac, 9);
+    buf[4] = b'-';
+    buf[7] = b'-';
+    buf[10] = b'T';
+    buf[13] = b':';
+    buf[16] = b':';
+    let mut end = 19;
+    if frac != 0 {
+        buf[19] = b'.';
+        end = 29;
+        while buf[end - 1] == b'0' {
+            end -= 1;
+        }
     }
-    out.push('Z');
+    buf[end] = b'Z';
+    out.push_str(std::str::from_utf8(&buf[..=end]).expect("ASCII digits"));
 }
 
 #[cfg(test)]

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use auditcol_core::config::ConfigDuration;
 use clap::{Parser, Subcommand};
 
+// The hot path allocates per record (OTLP decode owns every string); glibc's
+// malloc spent ~30% of CPU in profiles, mimalloc a fraction of that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A collector for audit events: OTLP, Flipt and Flagsmith in; files,
 /// webhooks, Kafka and OTLP backends out.
 #[derive(Parser)]
