@@ -93,7 +93,7 @@ fn sigterm_flushes_the_batch_before_exit() {
     let mut collector = Collector::start(
         r#"
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:0"}}}}
-processors: {batch: {timeout: 1h, send_batch_size: 100000}}
+processors: {batch: {timeout: 1h, send_batch_size: 100000, flush_when_idle: false}}
 exporters: {file: {path: "{DIR}/audit.jsonl"}}
 service: {pipelines: {logs: {receivers: [otlp], processors: [batch], exporters: [file]}}}
 "#,

@@ -23,6 +23,13 @@ pub struct BatchConfig {
     /// `send_batch_size` (only `send_batch_max_size` still applies).
     #[serde(default = "default_timeout")]
     pub timeout: ConfigDuration,
+    /// Send pending records at once when no batch of this processor is being
+    /// exported (group commit). Callers are held until their batch is
+    /// exported, so waiting for size or timeout while nothing is in flight
+    /// only adds latency; under load, batches still grow while earlier ones
+    /// are exported. `false` = the Collector's strict size-or-timeout rule.
+    #[serde(default = "default_flush_when_idle")]
+    pub flush_when_idle: bool,
 }
 
 /// The Collector's default `send_batch_size`.
@@ -39,12 +46,17 @@ fn default_timeout() -> ConfigDuration {
     DEFAULT_TIMEOUT
 }
 
+fn default_flush_when_idle() -> bool {
+    true
+}
+
 impl Default for BatchConfig {
     fn default() -> Self {
         Self {
             send_batch_size: DEFAULT_SEND_BATCH_SIZE,
             send_batch_max_size: 0,
             timeout: DEFAULT_TIMEOUT,
+            flush_when_idle: true,
         }
     }
 }
@@ -87,6 +99,7 @@ mod tests {
         assert_eq!(config.send_batch_size, 8192);
         assert_eq!(config.send_batch_max_size, 0);
         assert_eq!(config.timeout, ConfigDuration::from_millis(200));
+        assert!(config.flush_when_idle);
     }
 
     #[test]
@@ -95,6 +108,7 @@ mod tests {
             "send_batch_size": 100,
             "send_batch_max_size": 100,
             "timeout": "1s",
+            "flush_when_idle": false,
         }))
         .unwrap();
         assert_eq!(
@@ -103,6 +117,7 @@ mod tests {
                 send_batch_size: 100,
                 send_batch_max_size: 100,
                 timeout: ConfigDuration::from_secs(1),
+                flush_when_idle: false,
             }
         );
         assert_eq!(

@@ -108,6 +108,7 @@ impl Component for BatchProcessor {
             send_batch_size: self.config.send_batch_size,
             send_batch_max_size: self.config.send_batch_max_size,
             timeout: self.config.timeout.0,
+            flush_when_idle: self.config.flush_when_idle,
             next: self.next.clone(),
             pending: LogBatch::new(),
             waiters: Vec::new(),
@@ -176,6 +177,7 @@ struct Batcher {
     send_batch_size: usize,
     send_batch_max_size: usize,
     timeout: Duration,
+    flush_when_idle: bool,
     next: SharedConsumer,
     /// Records merged so far, and the callers they belong to.
     pending: LogBatch,
@@ -202,6 +204,9 @@ impl Batcher {
                     if self.flush_at.is_some() => self.flush().await,
                 Some(done) = self.flushes.join_next(), if !self.flushes.is_empty() => {
                     self.report(done);
+                    if self.idle() {
+                        self.flush().await;
+                    }
                 }
                 request = requests.recv() => {
                     let Some(request) = request else { break };
@@ -215,7 +220,7 @@ impl Batcher {
                             self.add(request);
                         }
                         self.flush().await;
-                    } else if self.pending.len() >= self.send_batch_size {
+                    } else if self.pending.len() >= self.send_batch_size || self.idle() {
                         self.flush().await;
                     }
                 }
@@ -230,6 +235,12 @@ impl Batcher {
         while let Some(done) = self.flushes.join_next().await {
             self.report(done);
         }
+    }
+
+    /// Group commit: nothing is being exported, so waiting longer would only
+    /// delay callers who are already waiting for their acknowledgement.
+    fn idle(&self) -> bool {
+        self.flush_when_idle && self.flushes.is_empty() && !self.waiters.is_empty()
     }
 
     fn add(&mut self, (batch, ack): (LogBatch, Ack)) {

@@ -40,7 +40,12 @@ pub(crate) async fn serve(
             inner: service,
             max_recv_msg_size,
         })
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown.cancelled_owned())
+        // Without TCP_NODELAY a small response waits for the client's delayed
+        // ACK: ~40 ms added to every request of a lone synchronous client.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown.cancelled_owned(),
+        )
         .await
 }
 

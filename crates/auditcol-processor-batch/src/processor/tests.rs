@@ -68,7 +68,12 @@ fn held_downstream() -> (Arc<Downstream>, UnboundedReceiver<usize>) {
     (downstream, calls)
 }
 
-async fn started(config: serde_json::Value, next: Arc<Downstream>) -> Arc<BatchProcessor> {
+/// Starts a processor. Unless the test says otherwise, it batches strictly by
+/// size and timeout (`flush_when_idle: false`), the rule most tests are about.
+async fn started(mut config: serde_json::Value, next: Arc<Downstream>) -> Arc<BatchProcessor> {
+    if let Some(map) = config.as_object_mut() {
+        map.entry("flush_when_idle").or_insert(json!(false));
+    }
     let config: BatchConfig = auditcol_core::config::parse_component_config(&config).unwrap();
     let processor = Arc::new(BatchProcessor::new(
         ComponentId::new("batch", Some("test")),
@@ -314,4 +319,52 @@ async fn empty_batches_are_acknowledged_without_a_flush() {
     let processor = started(json!({"timeout": "0"}), next.clone()).await;
     processor.consume(LogBatch::new()).await.unwrap();
     assert!(next.calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_idle_a_lone_caller_is_sent_at_once() {
+    let (next, _) = downstream(vec![]);
+    let processor = started(
+        json!({"timeout": "1h", "flush_when_idle": true}),
+        next.clone(),
+    )
+    .await;
+    let t0 = Instant::now();
+    processor.consume(LogBatch::sample_audit(3)).await.unwrap();
+    assert_eq!(next.calls(), vec![3]);
+    assert!(
+        t0.elapsed() < HOUR,
+        "sent because nothing was in flight, not by the timer"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_idle_callers_arriving_during_a_flush_go_out_together_after_it() {
+    let (next, mut entered) = held_downstream();
+    let processor = started(
+        json!({"timeout": "1h", "flush_when_idle": true}),
+        next.clone(),
+    )
+    .await;
+    let first = send(&processor, 1);
+    assert_eq!(
+        entered.recv().await,
+        Some(1),
+        "the first caller is sent at once"
+    );
+    let later = [send(&processor, 2), send(&processor, 3)];
+    // On the paused clock this returns only when every task is idle: both
+    // callers have been merged while the first flush is held downstream.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        next.calls(),
+        vec![1],
+        "nothing else is sent while a flush is in flight"
+    );
+    next.open();
+    first.await.unwrap().unwrap();
+    for caller in later {
+        caller.await.unwrap().unwrap();
+    }
+    assert_eq!(next.calls(), vec![1, 5]);
 }
