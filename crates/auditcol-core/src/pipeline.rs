@@ -171,6 +171,22 @@ impl Service {
             }
         }
 
+        let build_processor = |key: &String, pipeline: Option<&String>, next: SharedConsumer| {
+            let id = &processor_ids[key];
+            let factory = registry
+                .processors
+                .get(id.type_name())
+                .ok_or_else(|| unknown_type(ComponentKind::Processor, id, registry))?;
+            let ctx = BuildContext {
+                id: id.clone(),
+                pipeline: pipeline.cloned(),
+            };
+            factory
+                .build(&ctx, &config.processors[key], next)
+                .map(|processor| (id.clone(), processor))
+                .map_err(|e| component_error(ComponentKind::Processor, id, e))
+        };
+
         // Processors: one instance per pipeline, built last to first.
         let mut processors = Vec::new();
         let mut heads: BTreeMap<&String, SharedConsumer> = BTreeMap::new();
@@ -185,20 +201,9 @@ impl Service {
             .into_consumer();
             let mut built = Vec::new();
             for key in pipeline.processors.iter().rev() {
-                let id = &processor_ids[key];
-                let factory = registry
-                    .processors
-                    .get(id.type_name())
-                    .ok_or_else(|| unknown_type(ComponentKind::Processor, id, registry))?;
-                let ctx = BuildContext {
-                    id: id.clone(),
-                    pipeline: Some(name.clone()),
-                };
-                let processor = factory
-                    .build(&ctx, &config.processors[key], next)
-                    .map_err(|e| component_error(ComponentKind::Processor, id, e))?;
+                let (id, processor) = build_processor(key, Some(name), next)?;
                 next = processor.clone();
-                built.push((name.clone(), id.clone(), processor));
+                built.push((name.clone(), id, processor));
             }
             built.reverse();
             processors.extend(built);
@@ -206,17 +211,7 @@ impl Service {
         }
         for (key, id) in &processor_ids {
             if !used_processors.contains(key) {
-                let factory = registry
-                    .processors
-                    .get(id.type_name())
-                    .ok_or_else(|| unknown_type(ComponentKind::Processor, id, registry))?;
-                let ctx = BuildContext {
-                    id: id.clone(),
-                    pipeline: None,
-                };
-                factory
-                    .build(&ctx, &config.processors[key], no_op.clone())
-                    .map_err(|e| component_error(ComponentKind::Processor, id, e))?;
+                build_processor(key, None, no_op.clone())?;
                 warnings.push(format!(
                     "processors::{id} is defined but used in no pipeline"
                 ));
