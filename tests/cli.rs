@@ -67,7 +67,7 @@ fn validate_warns_about_unused_components() {
 #[test]
 fn without_config_the_embedded_default_prints_console_lines() {
     // The default listens on the Collector's fixed ports 4317 and 4318.
-    let collector = Collector::spawn(tempfile::tempdir().unwrap(), &[], &[]);
+    let collector = Collector::spawn(tempfile::tempdir().unwrap(), &[]);
     assert_eq!(collector.endpoint("grpc").to_string(), "127.0.0.1:4317");
     assert_eq!(collector.endpoint("http").to_string(), "127.0.0.1:4318");
     let events = serde_json::json!([flipt_event(
@@ -117,6 +117,11 @@ service: {pipelines: {logs: {receivers: [otlp], processors: [batch], exporters: 
     });
     // Wait until the receiver has the request (it is then held in the batch processor), then stop.
     collector.wait_for_log("records received");
+    let written = std::fs::read_to_string(collector.path("audit.jsonl")).unwrap_or_default();
+    assert_eq!(
+        written, "",
+        "nothing may be written before shutdown flushes the batch"
+    );
     let status = collector.terminate();
     assert!(status.success(), "{status:?}\n{}", collector.log());
     let response = sender.join().unwrap();

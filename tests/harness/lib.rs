@@ -70,14 +70,13 @@ impl Collector {
         let config = config.replace("{DIR}", dir.path().to_str().unwrap());
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).unwrap();
-        Self::spawn(dir, &["--config", path.to_str().unwrap()], &[])
+        Self::spawn(dir, &["--config", path.to_str().unwrap()])
     }
 
-    /// Starts auditcol with the given arguments and environment.
-    pub fn spawn(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Collector {
+    /// Starts auditcol with the given arguments.
+    pub fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Collector {
         let mut child = Command::new(binary())
             .args(args)
-            .envs(env.iter().copied())
             // The receiver logs each request at debug level: tests await those lines.
             .env("RUST_LOG", "info,auditcol_receiver_otlp=debug")
             .stdin(Stdio::null())
@@ -247,7 +246,6 @@ pub fn send_with_python_sdk(
     let mut child = Command::new(python())
         .arg(script)
         .args(["--protocol", protocol, "--endpoint", &endpoint.to_string()])
-        .env("OTEL_SDK_DISABLED", "false")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

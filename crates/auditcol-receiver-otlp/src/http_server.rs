@@ -212,10 +212,11 @@ async fn export_logs(State(state): State<Arc<HttpState>>, request: Request) -> R
 async fn handle(state: &HttpState, request: Request, format: Format) -> Result<(), Failure> {
     let gzip = is_gzip(request.headers())?;
     let body = read_body(request, state.max_body).await?;
-    let body = if gzip {
-        gunzip(&body, state.max_body)?
+    // Decoding borrows the bytes: only a compressed body needs a new buffer.
+    let body: std::borrow::Cow<'_, [u8]> = if gzip {
+        gunzip(&body, state.max_body)?.into()
     } else {
-        body.to_vec()
+        body.as_ref().into()
     };
     let decoded = match format {
         Format::Protobuf => LogBatch::decode_protobuf(&body),
