@@ -10,6 +10,8 @@ use opentelemetry_proto::tonic::common::v1::{
 };
 use serde_json::{Map, Number, Value as Json};
 
+use crate::view::AnyValueView;
+
 /// Converts a JSON value into an OTLP `AnyValue`.
 pub fn json_to_any(json: &Json) -> AnyValue {
     let value = match json {
@@ -77,7 +79,35 @@ pub fn value_to_string(value: Option<&Value>) -> String {
     }
 }
 
-fn base64(bytes: &[u8]) -> String {
+/// Converts a borrowed [`AnyValueView`] into JSON, as [`value_to_json`] does
+/// for owned values.
+pub fn view_to_json(value: AnyValueView<'_>) -> Json {
+    match value {
+        AnyValueView::Empty => Json::Null,
+        AnyValueView::Bool(b) => Json::Bool(b),
+        AnyValueView::Int(i) => Json::Number(Number::from(i)),
+        AnyValueView::Double(d) => Number::from_f64(d).map_or(Json::Null, Json::Number),
+        AnyValueView::String(s) => Json::String(s.to_owned()),
+        AnyValueView::Bytes(b) => Json::String(base64(b)),
+        AnyValueView::Array(a) => Json::Array(a.values().map(view_to_json).collect()),
+        AnyValueView::Kvlist(kv) => Json::Object(
+            kv.values()
+                .map(|kv| (kv.key.to_owned(), view_to_json(kv.value)))
+                .collect::<Map<String, Json>>(),
+        ),
+    }
+}
+
+/// The string form of a borrowed attribute value, as [`value_to_string`].
+pub fn view_to_string(value: AnyValueView<'_>) -> String {
+    match value {
+        AnyValueView::String(s) => s.to_owned(),
+        other => view_to_json(other).to_string(),
+    }
+}
+
+/// Standard base64 with padding: how JSON output carries `bytesValue`.
+pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

@@ -7,164 +7,159 @@
 //! `serde_json::to_string(&AuditEvent::from_log_record(record)?)` gives; a
 //! property test holds the two together.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use smallvec::SmallVec;
 
-use crate::anyvalue::{value_to_json, value_to_string};
-use crate::conventions::{
-    AUDIT_ACTION, AUDIT_ACTOR_PREFIX, AUDIT_STATUS, AUDIT_TYPE, AUDIT_VERSION, DEFAULT_VERSION,
-    STATUS_SUCCESS,
-};
-use crate::timestamp::write_rfc3339;
+use crate::anyvalue::{view_to_json, view_to_string};
+use crate::audit::AuditAttributes;
+use crate::conventions::{AUDIT_ACTOR_PREFIX, DEFAULT_VERSION, STATUS_SUCCESS};
+use crate::timestamp::write_rfc3339_bytes;
+use crate::view::{AnyValueView, KeyValueView, RecordView, log_record};
+use crate::wire::WireValue;
 
 /// The known actor fields, in output order; others follow sorted by name.
 const KNOWN_ACTOR_FIELDS: [&str; 5] = ["authentication", "ip", "email", "name", "picture"];
 
+/// What the writer needs of a record, gathered in one pass over its fields.
+struct Gathered<'a> {
+    audit: AuditAttributes<'a>,
+    /// (rank, name, value) of each `audit.actor.*` attribute.
+    actor: SmallVec<[(usize, &'a str, AnyValueView<'a>); 8]>,
+    body: AnyValueView<'a>,
+    time: u64,
+    observed: u64,
+}
+
+fn gather<'a>(record: &RecordView<'a>) -> Gathered<'a> {
+    let mut g = Gathered {
+        audit: AuditAttributes::default(),
+        actor: SmallVec::new(),
+        body: AnyValueView::Empty,
+        time: 0,
+        observed: 0,
+    };
+    for field in record.fields() {
+        match (field.number, field.value) {
+            (log_record::TIME_UNIX_NANO, WireValue::Fixed64(v)) => g.time = v,
+            (log_record::OBSERVED_TIME_UNIX_NANO, WireValue::Fixed64(v)) => g.observed = v,
+            (log_record::BODY, WireValue::Bytes(b)) => g.body = AnyValueView::parse(b),
+            (log_record::ATTRIBUTES, WireValue::Bytes(b)) => {
+                let kv = KeyValueView::parse(b);
+                if let Some(name) = kv.key.strip_prefix(AUDIT_ACTOR_PREFIX) {
+                    let rank = KNOWN_ACTOR_FIELDS
+                        .iter()
+                        .position(|k| *k == name)
+                        .unwrap_or(KNOWN_ACTOR_FIELDS.len());
+                    g.actor.push((rank, name, kv.value));
+                } else {
+                    g.audit.add(kv.key, kv.value.attr());
+                }
+            }
+            _ => {}
+        }
+    }
+    g
+}
+
 /// Appends the Flipt JSON of `record` (no newline) to `out`. Returns false,
 /// writing nothing, when the record is not an audit event.
-pub fn write_audit_event_json(record: &LogRecord, out: &mut Vec<u8>) -> bool {
-    let attrs = &record.attributes;
-    let (Some(noun), Some(verb)) = (first_str(attrs, AUDIT_TYPE), first_str(attrs, AUDIT_ACTION))
-    else {
+pub fn write_audit_event_json(record: &RecordView<'_>, out: &mut Vec<u8>) -> bool {
+    let g = gather(record);
+    let Some((noun, verb)) = g.audit.noun_verb() else {
         return false;
     };
     out.extend_from_slice(b"{\"version\":");
-    write_str(
-        out,
-        first_str(attrs, AUDIT_VERSION).unwrap_or(DEFAULT_VERSION),
-    );
+    write_str(out, g.audit.version.unwrap_or(DEFAULT_VERSION));
     out.extend_from_slice(b",\"type\":");
     write_str(out, noun);
     out.extend_from_slice(b",\"action\":");
     write_str(out, verb);
     out.extend_from_slice(b",\"metadata\":{\"actor\":{");
-    write_actor(attrs, out);
+    write_actor(g.actor, out);
     out.extend_from_slice(b"}},\"payload\":");
-    write_value(record.body.as_ref().and_then(|b| b.value.as_ref()), out);
+    write_value(g.body, out);
     out.extend_from_slice(b",\"timestamp\":\"");
-    let nanos = if record.time_unix_nano != 0 {
-        record.time_unix_nano
-    } else {
-        record.observed_time_unix_nano
-    };
-    let mut ts = String::with_capacity(32);
-    write_rfc3339(&mut ts, nanos);
-    out.extend_from_slice(ts.as_bytes());
+    write_rfc3339_bytes(out, if g.time != 0 { g.time } else { g.observed });
     out.extend_from_slice(b"\",\"status\":");
-    write_str(
-        out,
-        first_str(attrs, AUDIT_STATUS).unwrap_or(STATUS_SUCCESS),
-    );
+    write_str(out, g.audit.status.unwrap_or(STATUS_SUCCESS));
     out.push(b'}');
     true
 }
 
-/// Like `str_attribute`: the first attribute named `key`, if it is a string.
-fn first_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    match attrs
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?
-    {
-        Value::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn write_actor(attrs: &[KeyValue], out: &mut Vec<u8>) {
-    // (rank, name, index): known fields by rank, others by name; the last
-    // occurrence of a name wins, as in `Actor::set`.
-    let mut fields: Vec<(usize, &str, usize)> = attrs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, kv)| {
-            let name = kv.key.strip_prefix(AUDIT_ACTOR_PREFIX)?;
-            let rank = KNOWN_ACTOR_FIELDS
-                .iter()
-                .position(|k| *k == name)
-                .unwrap_or(KNOWN_ACTOR_FIELDS.len());
-            Some((rank, name, i))
-        })
-        .collect();
-    fields.sort_by(|a, b| {
-        (a.0, a.1, std::cmp::Reverse(a.2)).cmp(&(b.0, b.1, std::cmp::Reverse(b.2)))
-    });
+fn write_actor(mut fields: SmallVec<[(usize, &str, AnyValueView<'_>); 8]>, out: &mut Vec<u8>) {
+    // Known fields by rank, others by name; the last occurrence of a name
+    // wins, as in `Actor::set`. The sort is stable, so reversing first puts
+    // the last occurrence of each name first among its equals.
+    fields.reverse();
+    fields.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     fields.dedup_by(|later, kept| later.1 == kept.1);
-    for (n, (_, name, i)) in fields.iter().enumerate() {
+    for (n, (_, name, value)) in fields.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
         write_str(out, name);
         out.push(b':');
-        match attrs[*i].value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(Value::StringValue(s)) => write_str(out, s),
-            other => write_str(out, &value_to_string(other)),
+        match value {
+            AnyValueView::String(s) => write_str(out, s),
+            other => write_str(out, &view_to_string(*other)),
         }
     }
 }
 
-fn write_value(value: Option<&Value>, out: &mut Vec<u8>) {
+/// Appends the JSON of an `AnyValue`, as [`view_to_json`] would write it.
+pub fn write_value(value: AnyValueView<'_>, out: &mut Vec<u8>) {
     match value {
-        None | Some(Value::StringValueStrindex(_)) => out.extend_from_slice(b"null"),
-        Some(Value::StringValue(s)) => write_str(out, s),
-        Some(Value::BoolValue(b)) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Some(Value::IntValue(i)) => {
-            out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes())
+        AnyValueView::Empty => out.extend_from_slice(b"null"),
+        AnyValueView::String(s) => write_str(out, s),
+        AnyValueView::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        AnyValueView::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        AnyValueView::Double(d) => {
+            let _ = serde_json::to_writer(&mut *out, &d);
         }
-        Some(Value::DoubleValue(d)) => {
-            let _ = serde_json::to_writer(&mut *out, d);
-        }
-        Some(Value::ArrayValue(a)) => {
+        AnyValueView::Array(a) => {
             out.push(b'[');
-            for (n, item) in a.values.iter().enumerate() {
+            for (n, item) in a.values().enumerate() {
                 if n > 0 {
                     out.push(b',');
                 }
-                write_value(item.value.as_ref(), out);
+                write_value(item, out);
             }
             out.push(b']');
         }
-        Some(Value::KvlistValue(kv)) if has_duplicate_keys(&kv.values) => {
+        AnyValueView::Kvlist(kv) if has_duplicate_keys(kv.values()) => {
             // A JSON object keeps one value per key (the last, at the first
             // key's place): rare enough to take the general path.
-            let _ = serde_json::to_writer(&mut *out, &value_to_json(value));
+            let _ = serde_json::to_writer(&mut *out, &view_to_json(value));
         }
-        Some(Value::KvlistValue(kv)) => {
+        AnyValueView::Kvlist(kv) => {
             out.push(b'{');
-            for (n, item) in kv.values.iter().enumerate() {
+            for (n, item) in kv.values().enumerate() {
                 if n > 0 {
                     out.push(b',');
                 }
-                write_str(out, &item.key);
+                write_str(out, item.key);
                 out.push(b':');
-                write_value(
-                    item.value
-                        .as_ref()
-                        .and_then(|v: &AnyValue| v.value.as_ref()),
-                    out,
-                );
+                write_value(item.value, out);
             }
             out.push(b'}');
         }
-        Some(Value::BytesValue(_)) => {
-            let _ = serde_json::to_writer(&mut *out, &value_to_json(value));
+        AnyValueView::Bytes(_) => {
+            let _ = serde_json::to_writer(&mut *out, &view_to_json(value));
         }
     }
 }
 
-fn has_duplicate_keys(values: &[KeyValue]) -> bool {
-    values.len() > 1
-        && values
+fn has_duplicate_keys<'a>(values: impl Iterator<Item = KeyValueView<'a>> + Clone) -> bool {
+    let keys: SmallVec<[&str; 16]> = values.map(|kv| kv.key).collect();
+    keys.len() > 1
+        && keys
             .iter()
             .enumerate()
-            .any(|(i, a)| values[..i].iter().any(|b| b.key == a.key))
+            .any(|(i, a)| keys[..i].iter().any(|b| b == a))
 }
 
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    // serde_json's escaping, without an intermediate String.
+/// Appends `s` as a JSON string (serde_json's escaping, without an
+/// intermediate `String`).
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
@@ -172,7 +167,10 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 mod tests {
     use super::*;
     use crate::AuditEvent;
+    use crate::conventions::{AUDIT_ACTION, AUDIT_STATUS, AUDIT_TYPE, AUDIT_VERSION};
     use crate::mapping::string_kv;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
     use proptest::prelude::*;
 
     fn via_event(record: &LogRecord) -> Option<String> {
@@ -180,14 +178,19 @@ mod tests {
     }
 
     fn direct(record: &LogRecord) -> Option<String> {
+        let bytes = prost::Message::encode_to_vec(record);
         let mut out = Vec::new();
-        write_audit_event_json(record, &mut out).then(|| String::from_utf8(out).unwrap())
+        write_audit_event_json(&RecordView::new(&bytes, &[]), &mut out)
+            .then(|| String::from_utf8(out).unwrap())
     }
 
     #[test]
     fn non_audit_records_write_nothing() {
         let mut out = Vec::new();
-        assert!(!write_audit_event_json(&LogRecord::default(), &mut out));
+        assert!(!write_audit_event_json(
+            &RecordView::new(&[], &[]),
+            &mut out
+        ));
         assert!(out.is_empty());
     }
 

@@ -23,11 +23,14 @@
 //! ```
 
 pub mod anyvalue;
+pub mod audit;
 pub mod conventions;
 mod event;
 pub mod json;
 mod mapping;
 pub mod timestamp;
+pub mod view;
+pub mod wire;
 
 pub use event::{Actor, AuditEvent, Metadata};
 pub use mapping::{MappingError, is_valid_name, str_attribute, string_kv, validate_record};

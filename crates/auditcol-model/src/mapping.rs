@@ -4,6 +4,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Valu
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 use crate::anyvalue::{json_to_any, value_to_json, value_to_string};
+use crate::audit::{AttrValue, AuditAttributes};
 use crate::conventions::*;
 use crate::event::AuditEvent;
 
@@ -19,6 +20,10 @@ pub enum MappingError {
     /// An audit attribute that must be a string is of another type.
     #[error("attribute `{key}` must be a string value")]
     NotAString { key: &'static str },
+    /// An audit attribute appears more than once: readers could disagree on
+    /// which value counts.
+    #[error("attribute `{key}` appears more than once: an audit event has one of each")]
+    Duplicate { key: &'static str },
     /// `audit.type` or `audit.action` is empty or has characters outside `[A-Za-z0-9_.-]`.
     #[error(
         "attribute `{key}` = {value:?} is not a valid {what}: use letters, digits, `_`, `-` or `.`"
@@ -62,59 +67,18 @@ pub fn is_valid_name(name: &str) -> bool {
 /// Checks that a record which carries `audit.type` or `audit.action` is a
 /// well-formed audit event. Records with neither are not audit events and pass.
 pub fn validate_record(record: &LogRecord) -> Result<(), MappingError> {
-    let find = |key: &'static str| -> Result<Option<&str>, MappingError> {
-        match record.attributes.iter().find(|kv| kv.key == key) {
-            None => Ok(None),
-            Some(kv) => match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(Value::StringValue(s)) => Ok(Some(s.as_str())),
-                _ => Err(MappingError::NotAString { key }),
-            },
-        }
-    };
-    let noun = find(AUDIT_TYPE)?;
-    let verb = find(AUDIT_ACTION)?;
-    match (noun, verb) {
-        (None, None) => Ok(()),
-        (Some(_), None) => Err(MappingError::Incomplete {
-            present: AUDIT_TYPE,
-            missing: AUDIT_ACTION,
-        }),
-        (None, Some(_)) => Err(MappingError::Incomplete {
-            present: AUDIT_ACTION,
-            missing: AUDIT_TYPE,
-        }),
-        (Some(noun), Some(verb)) => {
-            for (key, value, what) in [(AUDIT_TYPE, noun, "noun"), (AUDIT_ACTION, verb, "verb")] {
-                if !is_valid_name(value) {
-                    return Err(MappingError::InvalidName {
-                        key,
-                        value: value.to_owned(),
-                        what,
-                    });
-                }
-            }
-            for key in [AUDIT_VERSION, AUDIT_STATUS, AUDIT_ID, AUDIT_SOURCE] {
-                if let Some(kv) = record.attributes.iter().find(|kv| kv.key == key)
-                    && !matches!(
-                        kv.value.as_ref().and_then(|v| v.value.as_ref()),
-                        Some(Value::StringValue(_))
-                    )
-                {
-                    return Err(MappingError::NotAString {
-                        key: static_key(key),
-                    });
-                }
-            }
-            Ok(())
-        }
-    }
+    audit_attributes(&record.attributes).check()
 }
 
-fn static_key(key: &str) -> &'static str {
-    [AUDIT_VERSION, AUDIT_STATUS, AUDIT_ID, AUDIT_SOURCE]
-        .into_iter()
-        .find(|k| *k == key)
-        .unwrap_or("audit.*")
+/// The audit attributes of owned OTLP attributes, through the one scanner.
+pub(crate) fn audit_attributes(attributes: &[KeyValue]) -> AuditAttributes<'_> {
+    AuditAttributes::scan(attributes.iter().map(|kv| {
+        let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(Value::StringValue(s)) => AttrValue::Str(s.as_str()),
+            _ => AttrValue::Other,
+        };
+        (kv.key.as_str(), value)
+    }))
 }
 
 impl AuditEvent {
@@ -163,13 +127,13 @@ impl AuditEvent {
     /// attributes are kept in their JSON spelling.
     pub fn from_log_record(record: &LogRecord) -> Option<AuditEvent> {
         let attrs = &record.attributes;
-        let event_type = str_attribute(attrs, AUDIT_TYPE)?;
-        let action = str_attribute(attrs, AUDIT_ACTION)?;
+        let audit = audit_attributes(attrs);
+        let (event_type, action) = audit.noun_verb()?;
         let mut event = AuditEvent::new(event_type, action);
-        if let Some(version) = str_attribute(attrs, AUDIT_VERSION) {
+        if let Some(version) = audit.version {
             event.version = version.to_owned();
         }
-        if let Some(status) = str_attribute(attrs, AUDIT_STATUS) {
+        if let Some(status) = audit.status {
             event.status = status.to_owned();
         }
         for kv in attrs {

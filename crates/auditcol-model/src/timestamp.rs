@@ -35,42 +35,63 @@ pub fn format_rfc3339(nanos: u64) -> String {
 
 /// Appends the RFC 3339 form of `nanos` to `out` (see [`format_rfc3339`]).
 pub fn write_rfc3339(out: &mut String, nanos: u64) {
-    // u64 nanoseconds always fit OffsetDateTime's range (year 2554 at most).
-    let dt = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        .to_offset(UtcOffset::UTC);
-    // Written digit by digit: this runs for every exported record.
-    let mut buf = [0u8; 30];
-    let mut put = |at: usize, value: u32, width: usize| {
-        let mut v = value;
-        for i in (0..width).rev() {
-            buf[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, dt.year() as u32, 4);
-    put(5, u32::from(u8::from(dt.month())), 2);
-    put(8, u32::from(dt.day()), 2);
-    put(11, u32::from(dt.hour()), 2);
-    put(14, u32::from(dt.minute()), 2);
-    put(17, u32::from(dt.second()), 2);
-    let frac = dt.nanosecond();
-    put(20, frac, 9);
-    buf[4] = b'-';
-    buf[7] = b'-';
-    buf[10] = b'T';
-    buf[13] = b':';
-    buf[16] = b':';
-    let mut end = 19;
-    if frac != 0 {
-        buf[19] = b'.';
-        end = 29;
-        while buf[end - 1] == b'0' {
-            end -= 1;
-        }
+    out.push_str(Rfc3339Buf::new(nanos).as_str());
+}
+
+/// Appends the RFC 3339 form of `nanos` to a byte buffer.
+pub fn write_rfc3339_bytes(out: &mut Vec<u8>, nanos: u64) {
+    out.extend_from_slice(Rfc3339Buf::new(nanos).as_str().as_bytes());
+}
+
+/// The RFC 3339 text of a time, on the stack.
+struct Rfc3339Buf {
+    buf: [u8; 30],
+    len: usize,
+}
+
+impl Rfc3339Buf {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("ASCII digits")
     }
-    buf[end] = b'Z';
-    out.push_str(std::str::from_utf8(&buf[..=end]).expect("ASCII digits"));
+
+    fn new(nanos: u64) -> Self {
+        // u64 nanoseconds always fit OffsetDateTime's range (year 2554 at most).
+        let dt = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+            .to_offset(UtcOffset::UTC);
+        // Written digit by digit: this runs for every exported record.
+        let mut buf = [0u8; 30];
+        let mut put = |at: usize, value: u32, width: usize| {
+            let mut v = value;
+            for i in (0..width).rev() {
+                buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, dt.year() as u32, 4);
+        put(5, u32::from(u8::from(dt.month())), 2);
+        put(8, u32::from(dt.day()), 2);
+        put(11, u32::from(dt.hour()), 2);
+        put(14, u32::from(dt.minute()), 2);
+        put(17, u32::from(dt.second()), 2);
+        let frac = dt.nanosecond();
+        put(20, frac, 9);
+        buf[4] = b'-';
+        buf[7] = b'-';
+        buf[10] = b'T';
+        buf[13] = b':';
+        buf[16] = b':';
+        let mut end = 19;
+        if frac != 0 {
+            buf[19] = b'.';
+            end = 29;
+            while buf[end - 1] == b'0' {
+                end -= 1;
+            }
+        }
+        buf[end] = b'Z';
+        Self { buf, len: end + 1 }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,650 @@
+//! Read-only views of OTLP log messages, straight over their protobuf bytes.
+//!
+//! A receiver keeps the request it was sent and the collector reads records
+//! in place through these views: strings are borrowed from the request, no
+//! attribute is decoded into an owned struct. [`check_record`] walks a record
+//! once at ingest — checking that it is well-formed protobuf (wire types,
+//! UTF-8, nesting depth) and scanning its audit attributes — so that later
+//! reads can trust the bytes.
+//!
+//! Protobuf semantics hold: for a scalar or oneof field that appears more
+//! than once, the last occurrence wins (that is how ingest overrides
+//! `observed_time_unix_nano` and `event_name` by appending fields).
+
+use crate::audit::{AttrValue, AuditAttributes};
+use crate::mapping::MappingError;
+use crate::wire::{CheckedFields, Fields, WireError, WireValue, fields};
+
+/// How deep `AnyValue`s may nest (an array in a kvlist in ... ), in
+/// protobuf and OTLP/JSON alike.
+pub const MAX_ANY_VALUE_DEPTH: usize = 32;
+
+/// Field numbers of `opentelemetry.proto.logs.v1.LogRecord`.
+pub mod log_record {
+    pub const TIME_UNIX_NANO: u32 = 1;
+    pub const SEVERITY_NUMBER: u32 = 2;
+    pub const SEVERITY_TEXT: u32 = 3;
+    pub const BODY: u32 = 5;
+    pub const ATTRIBUTES: u32 = 6;
+    pub const DROPPED_ATTRIBUTES_COUNT: u32 = 7;
+    pub const FLAGS: u32 = 8;
+    pub const TRACE_ID: u32 = 9;
+    pub const SPAN_ID: u32 = 10;
+    pub const OBSERVED_TIME_UNIX_NANO: u32 = 11;
+    pub const EVENT_NAME: u32 = 12;
+}
+
+/// Field numbers of the containers: `ExportLogsServiceRequest.resource_logs`,
+/// `ResourceLogs` and `ScopeLogs`.
+pub mod container {
+    pub const REQUEST_RESOURCE_LOGS: u32 = 1;
+    pub const RESOURCE: u32 = 1;
+    pub const SCOPE_LOGS: u32 = 2;
+    pub const SCOPE: u32 = 1;
+    pub const LOG_RECORDS: u32 = 2;
+    pub const SCHEMA_URL: u32 = 3;
+}
+
+/// Field numbers of `KeyValue`, `AnyValue`, `Resource` and `InstrumentationScope`.
+pub mod common {
+    pub const KEY: u32 = 1;
+    pub const VALUE: u32 = 2;
+    pub const STRING_VALUE: u32 = 1;
+    pub const BOOL_VALUE: u32 = 2;
+    pub const INT_VALUE: u32 = 3;
+    pub const DOUBLE_VALUE: u32 = 4;
+    pub const ARRAY_VALUE: u32 = 5;
+    pub const KVLIST_VALUE: u32 = 6;
+    pub const BYTES_VALUE: u32 = 7;
+    pub const STRING_VALUE_STRINDEX: u32 = 8;
+    /// `ArrayValue.values` and `KeyValueList.values`.
+    pub const VALUES: u32 = 1;
+    pub const RESOURCE_ATTRIBUTES: u32 = 1;
+    pub const SCOPE_NAME: u32 = 1;
+    pub const SCOPE_VERSION: u32 = 2;
+    pub const SCOPE_ATTRIBUTES: u32 = 3;
+}
+
+fn utf8(bytes: &[u8]) -> &str {
+    // Checked at ingest; a view over unchecked bytes reads invalid text as empty.
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// A `LogRecord`: its bytes as received plus, optionally, fields appended at
+/// ingest (which win over the originals, protobuf's last-one-wins).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    body: &'a [u8],
+    patch: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// A view over an encoded `LogRecord` and fields appended to it.
+    pub fn new(body: &'a [u8], patch: &'a [u8]) -> Self {
+        Self { body, patch }
+    }
+
+    /// Every field, in wire order.
+    pub fn fields(&self) -> std::iter::Chain<CheckedFields<'a>, CheckedFields<'a>> {
+        fields(self.body).chain(fields(self.patch))
+    }
+
+    fn last(&self, number: u32) -> Option<WireValue<'a>> {
+        self.fields()
+            .filter(|f| f.number == number)
+            .last()
+            .map(|f| f.value)
+    }
+
+    /// `time_unix_nano` (0 = unknown).
+    pub fn time_unix_nano(&self) -> u64 {
+        self.last(log_record::TIME_UNIX_NANO)
+            .and_then(WireValue::fixed64)
+            .unwrap_or(0)
+    }
+
+    /// `observed_time_unix_nano`.
+    pub fn observed_time_unix_nano(&self) -> u64 {
+        self.last(log_record::OBSERVED_TIME_UNIX_NANO)
+            .and_then(WireValue::fixed64)
+            .unwrap_or(0)
+    }
+
+    /// The severity number.
+    pub fn severity_number(&self) -> i32 {
+        self.last(log_record::SEVERITY_NUMBER)
+            .and_then(WireValue::varint)
+            .map_or(0, |v| v as i32)
+    }
+
+    /// The event name, empty when absent.
+    pub fn event_name(&self) -> &'a str {
+        self.last(log_record::EVENT_NAME)
+            .and_then(WireValue::bytes)
+            .map_or("", utf8)
+    }
+
+    /// The body, `None` when absent.
+    pub fn body(&self) -> Option<AnyValueView<'a>> {
+        self.last(log_record::BODY)
+            .and_then(WireValue::bytes)
+            .map(AnyValueView::parse)
+    }
+
+    /// The attributes, in order.
+    pub fn attributes(&self) -> Attributes<'a> {
+        Attributes {
+            inner: self.fields(),
+            number: log_record::ATTRIBUTES,
+        }
+    }
+
+    /// The string value of the first attribute named `key`.
+    pub fn str_attribute(&self, key: &str) -> Option<&'a str> {
+        self.attributes()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_str())
+    }
+
+    /// The audit attributes, in one pass.
+    pub fn audit(&self) -> AuditAttributes<'a> {
+        AuditAttributes::scan(self.attributes().map(|kv| (kv.key, kv.value.attr())))
+    }
+}
+
+/// The `KeyValue`s of field `number` of a message.
+#[derive(Clone)]
+pub struct Attributes<'a> {
+    inner: AttributeFields<'a>,
+    number: u32,
+}
+
+type AttributeFields<'a> = std::iter::Chain<CheckedFields<'a>, CheckedFields<'a>>;
+
+impl<'a> Attributes<'a> {
+    /// The attributes (field `number`) of the message in `bytes`: a
+    /// `Resource` or `InstrumentationScope`.
+    pub fn of_message(bytes: &'a [u8], number: u32) -> Self {
+        Self {
+            inner: fields(bytes).chain(fields(&[])),
+            number,
+        }
+    }
+}
+
+impl<'a> Iterator for Attributes<'a> {
+    type Item = KeyValueView<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let field = self.inner.next()?;
+            if field.number == self.number
+                && let WireValue::Bytes(b) = field.value
+            {
+                return Some(KeyValueView::parse(b));
+            }
+        }
+    }
+}
+
+/// A `KeyValue`.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyValueView<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// The value; `Empty` when absent.
+    pub value: AnyValueView<'a>,
+}
+
+impl<'a> KeyValueView<'a> {
+    /// Reads an encoded `KeyValue`.
+    pub fn parse(bytes: &'a [u8]) -> Self {
+        let mut key = "";
+        let mut value = AnyValueView::Empty;
+        for field in fields(bytes) {
+            match (field.number, field.value) {
+                (common::KEY, WireValue::Bytes(b)) => key = utf8(b),
+                (common::VALUE, WireValue::Bytes(b)) => value = AnyValueView::parse(b),
+                _ => {}
+            }
+        }
+        Self { key, value }
+    }
+}
+
+/// An `AnyValue`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AnyValueView<'a> {
+    /// No value (or a profiling-only string-table index, meaningless in logs).
+    Empty,
+    /// `stringValue`.
+    String(&'a str),
+    /// `boolValue`.
+    Bool(bool),
+    /// `intValue`.
+    Int(i64),
+    /// `doubleValue`.
+    Double(f64),
+    /// `bytesValue`.
+    Bytes(&'a [u8]),
+    /// `arrayValue`: the encoded `ArrayValue`.
+    Array(ArrayView<'a>),
+    /// `kvlistValue`: the encoded `KeyValueList`.
+    Kvlist(KvlistView<'a>),
+}
+
+impl<'a> AnyValueView<'a> {
+    /// Reads an encoded `AnyValue`; the last member of the oneof wins.
+    pub fn parse(bytes: &'a [u8]) -> Self {
+        let mut value = Self::Empty;
+        for field in fields(bytes) {
+            value = match (field.number, field.value) {
+                (common::STRING_VALUE, WireValue::Bytes(b)) => Self::String(utf8(b)),
+                (common::BOOL_VALUE, WireValue::Varint(v)) => Self::Bool(v != 0),
+                (common::INT_VALUE, WireValue::Varint(v)) => Self::Int(v as i64),
+                (common::DOUBLE_VALUE, WireValue::Fixed64(v)) => Self::Double(f64::from_bits(v)),
+                (common::ARRAY_VALUE, WireValue::Bytes(b)) => Self::Array(ArrayView(b)),
+                (common::KVLIST_VALUE, WireValue::Bytes(b)) => Self::Kvlist(KvlistView(b)),
+                (common::BYTES_VALUE, WireValue::Bytes(b)) => Self::Bytes(b),
+                (common::STRING_VALUE_STRINDEX, _) => Self::Empty,
+                _ => continue,
+            };
+        }
+        value
+    }
+
+    /// The string, when this is a `stringValue`.
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self {
+            Self::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn attr(&self) -> AttrValue<'a> {
+        match self {
+            Self::String(s) => AttrValue::Str(s),
+            _ => AttrValue::Other,
+        }
+    }
+}
+
+/// The items of an `ArrayValue`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ArrayView<'a>(&'a [u8]);
+
+impl<'a> ArrayView<'a> {
+    /// The items, in order.
+    pub fn values(&self) -> impl Iterator<Item = AnyValueView<'a>> + use<'a> {
+        fields(self.0).filter_map(|f| match (f.number, f.value) {
+            (common::VALUES, WireValue::Bytes(b)) => Some(AnyValueView::parse(b)),
+            _ => None,
+        })
+    }
+}
+
+/// The entries of a `KeyValueList`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KvlistView<'a>(&'a [u8]);
+
+impl<'a> KvlistView<'a> {
+    /// The entries, in order (keys may repeat).
+    pub fn values(&self) -> impl Iterator<Item = KeyValueView<'a>> + Clone + use<'a> {
+        fields(self.0).filter_map(|f| match (f.number, f.value) {
+            (common::VALUES, WireValue::Bytes(b)) => Some(KeyValueView::parse(b)),
+            _ => None,
+        })
+    }
+}
+
+/// Why a message is not acceptable: where (a path of OTLP/JSON field names
+/// relative to the message checked) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{reason}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct CheckError {
+    /// E.g. `attributes[2].value.kvlistValue.values[0].key`; empty for the message itself.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl CheckError {
+    fn new(reason: impl Into<String>) -> Self {
+        Self {
+            path: String::new(),
+            reason: reason.into(),
+        }
+    }
+
+    fn wire(e: WireError) -> Self {
+        Self::new(format!("invalid protobuf: {e}"))
+    }
+
+    /// Prefixes the path with `segment` (a field name, maybe with an index).
+    pub fn within(mut self, segment: &str) -> Self {
+        self.path = if self.path.is_empty() {
+            segment.to_owned()
+        } else if self.path.starts_with('[') {
+            format!("{segment}{}", self.path)
+        } else {
+            format!("{segment}.{}", self.path)
+        };
+        self
+    }
+}
+
+/// What [`check_record`] learned about a well-formed record.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordCheck<'a> {
+    /// `time_unix_nano`.
+    pub time_unix_nano: u64,
+    /// `observed_time_unix_nano`.
+    pub observed_time_unix_nano: u64,
+    /// Whether `event_name` is set and not empty.
+    pub has_event_name: bool,
+    /// The audit attributes.
+    pub audit: AuditAttributes<'a>,
+}
+
+/// Checks one encoded `LogRecord` — well-formed protobuf, UTF-8 strings,
+/// `AnyValue`s nested at most [`MAX_ANY_VALUE_DEPTH`] deep — and scans its
+/// audit attributes, in one pass. The audit conventions are not checked
+/// here: see [`AuditAttributes::check`].
+pub fn check_record(bytes: &[u8]) -> Result<RecordCheck<'_>, CheckError> {
+    use log_record::*;
+    let mut check = RecordCheck {
+        time_unix_nano: 0,
+        observed_time_unix_nano: 0,
+        has_event_name: false,
+        audit: AuditAttributes::default(),
+    };
+    let mut attribute = 0usize;
+    for field in Fields::new(bytes) {
+        let field = field.map_err(CheckError::wire)?;
+        let name = match field.number {
+            TIME_UNIX_NANO => "timeUnixNano",
+            SEVERITY_NUMBER => "severityNumber",
+            SEVERITY_TEXT => "severityText",
+            BODY => "body",
+            ATTRIBUTES => "attributes",
+            DROPPED_ATTRIBUTES_COUNT => "droppedAttributesCount",
+            FLAGS => "flags",
+            TRACE_ID => "traceId",
+            SPAN_ID => "spanId",
+            OBSERVED_TIME_UNIX_NANO => "observedTimeUnixNano",
+            EVENT_NAME => "eventName",
+            _ => continue, // unknown fields are kept as they are
+        };
+        let expected = match field.number {
+            TIME_UNIX_NANO | OBSERVED_TIME_UNIX_NANO => 1,
+            SEVERITY_NUMBER | DROPPED_ATTRIBUTES_COUNT => 0,
+            FLAGS => 5,
+            _ => 2,
+        };
+        if field.value.wire_type() != expected {
+            return Err(CheckError::new(format!(
+                "invalid protobuf: wire type {} where {expected} is expected",
+                field.value.wire_type()
+            ))
+            .within(name));
+        }
+        match (field.number, field.value) {
+            (TIME_UNIX_NANO, WireValue::Fixed64(v)) => check.time_unix_nano = v,
+            (OBSERVED_TIME_UNIX_NANO, WireValue::Fixed64(v)) => check.observed_time_unix_nano = v,
+            (SEVERITY_TEXT, WireValue::Bytes(b)) => {
+                check_utf8(b).map_err(|e| e.within(name))?;
+            }
+            (EVENT_NAME, WireValue::Bytes(b)) => {
+                check_utf8(b).map_err(|e| e.within(name))?;
+                check.has_event_name = !b.is_empty();
+            }
+            (BODY, WireValue::Bytes(b)) => {
+                check_any_value(b, 1).map_err(|e| e.within(name))?;
+            }
+            (ATTRIBUTES, WireValue::Bytes(b)) => {
+                let kv = check_key_value(b, 1)
+                    .map_err(|e| e.within(&format!("attributes[{attribute}]")))?;
+                check.audit.add(kv.key, kv.value.attr());
+                attribute += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(check)
+}
+
+/// Checks an encoded `Resource` or `InstrumentationScope`: well-formed, its
+/// strings UTF-8, its attributes valid. `attributes_field` is 1 for a
+/// resource and 3 for a scope; `string_fields` the numbers of its strings.
+pub fn check_attributes_holder(
+    bytes: &[u8],
+    attributes_field: u32,
+    string_fields: &[u32],
+) -> Result<(), CheckError> {
+    let mut attribute = 0usize;
+    for field in Fields::new(bytes) {
+        let field = field.map_err(CheckError::wire)?;
+        if field.number == attributes_field {
+            let b = expect_bytes(field.value).map_err(|e| e.within("attributes"))?;
+            check_key_value(b, 1).map_err(|e| e.within(&format!("attributes[{attribute}]")))?;
+            attribute += 1;
+        } else if string_fields.contains(&field.number) {
+            check_utf8(expect_bytes(field.value)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn expect_bytes(value: WireValue<'_>) -> Result<&[u8], CheckError> {
+    value.bytes().ok_or_else(|| {
+        CheckError::new(format!(
+            "invalid protobuf: wire type {} where 2 is expected",
+            value.wire_type()
+        ))
+    })
+}
+
+/// Checks that `bytes` is UTF-8.
+pub fn check_utf8(bytes: &[u8]) -> Result<&str, CheckError> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| CheckError::new(format!("invalid protobuf: string is not UTF-8 ({e})")))
+}
+
+fn check_key_value(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, CheckError> {
+    let mut kv = KeyValueView {
+        key: "",
+        value: AnyValueView::Empty,
+    };
+    for field in Fields::new(bytes) {
+        let field = field.map_err(CheckError::wire)?;
+        match field.number {
+            common::KEY => {
+                kv.key = check_utf8(expect_bytes(field.value)?).map_err(|e| e.within("key"))?
+            }
+            common::VALUE => {
+                let b = expect_bytes(field.value).map_err(|e| e.within("value"))?;
+                check_any_value(b, depth).map_err(|e| e.within("value"))?;
+                kv.value = AnyValueView::parse(b);
+            }
+            _ => {}
+        }
+    }
+    Ok(kv)
+}
+
+fn check_any_value(bytes: &[u8], depth: usize) -> Result<(), CheckError> {
+    if depth > MAX_ANY_VALUE_DEPTH {
+        return Err(CheckError::new(format!(
+            "values nest more than {MAX_ANY_VALUE_DEPTH} levels deep"
+        )));
+    }
+    for field in Fields::new(bytes) {
+        let field = field.map_err(CheckError::wire)?;
+        let (name, expected) = match field.number {
+            common::STRING_VALUE => ("stringValue", 2),
+            common::BOOL_VALUE => ("boolValue", 0),
+            common::INT_VALUE => ("intValue", 0),
+            common::DOUBLE_VALUE => ("doubleValue", 1),
+            common::ARRAY_VALUE => ("arrayValue", 2),
+            common::KVLIST_VALUE => ("kvlistValue", 2),
+            common::BYTES_VALUE => ("bytesValue", 2),
+            common::STRING_VALUE_STRINDEX => ("stringValueStrindex", 0),
+            _ => continue,
+        };
+        if field.value.wire_type() != expected {
+            return Err(CheckError::new(format!(
+                "invalid protobuf: wire type {} where {expected} is expected",
+                field.value.wire_type()
+            ))
+            .within(name));
+        }
+        match (field.number, field.value) {
+            (common::STRING_VALUE, WireValue::Bytes(b)) => {
+                check_utf8(b).map_err(|e| e.within(name))?;
+            }
+            (common::ARRAY_VALUE, WireValue::Bytes(b)) => {
+                check_list(b, depth, false).map_err(|e| e.within(name))?;
+            }
+            (common::KVLIST_VALUE, WireValue::Bytes(b)) => {
+                check_list(b, depth, true).map_err(|e| e.within(name))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_list(bytes: &[u8], depth: usize, kvlist: bool) -> Result<(), CheckError> {
+    let mut n = 0usize;
+    for field in Fields::new(bytes) {
+        let field = field.map_err(CheckError::wire)?;
+        if field.number != common::VALUES {
+            continue;
+        }
+        let b = expect_bytes(field.value).map_err(|e| e.within("values"))?;
+        let checked = if kvlist {
+            check_key_value(b, depth + 1).map(|_| ())
+        } else {
+            check_any_value(b, depth + 1)
+        };
+        checked.map_err(|e| e.within(&format!("values[{n}]")))?;
+        n += 1;
+    }
+    Ok(())
+}
+
+impl From<MappingError> for CheckError {
+    fn from(e: MappingError) -> Self {
+        CheckError::new(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conventions::{AUDIT_ACTION, AUDIT_TYPE};
+    use crate::mapping::string_kv;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, ArrayValue, KeyValue, any_value::Value,
+    };
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use prost::Message;
+
+    fn nested(depth: usize) -> AnyValue {
+        let mut v = AnyValue {
+            value: Some(Value::IntValue(1)),
+        };
+        for _ in 1..depth {
+            v = AnyValue {
+                value: Some(Value::ArrayValue(ArrayValue { values: vec![v] })),
+            };
+        }
+        v
+    }
+
+    #[test]
+    fn a_record_reads_back_what_prost_encoded() {
+        let record = LogRecord {
+            time_unix_nano: 5,
+            observed_time_unix_nano: 6,
+            severity_number: 13,
+            event_name: "audit.flag.created".into(),
+            attributes: vec![
+                string_kv(AUDIT_TYPE, "flag"),
+                string_kv(AUDIT_ACTION, "created"),
+            ],
+            body: Some(AnyValue {
+                value: Some(Value::StringValue("hi".into())),
+            }),
+            ..Default::default()
+        };
+        let bytes = record.encode_to_vec();
+        let view = RecordView::new(&bytes, &[]);
+        assert_eq!(view.time_unix_nano(), 5);
+        assert_eq!(view.observed_time_unix_nano(), 6);
+        assert_eq!(view.severity_number(), 13);
+        assert_eq!(view.event_name(), "audit.flag.created");
+        assert_eq!(view.body(), Some(AnyValueView::String("hi")));
+        assert_eq!(view.str_attribute(AUDIT_ACTION), Some("created"));
+        let check = check_record(&bytes).unwrap();
+        assert_eq!(
+            (check.time_unix_nano, check.observed_time_unix_nano),
+            (5, 6)
+        );
+        assert_eq!(check.audit.noun, Some("flag"));
+        assert!(check.has_event_name);
+    }
+
+    #[test]
+    fn appended_fields_win() {
+        let bytes = LogRecord {
+            observed_time_unix_nano: 6,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut patch = Vec::new();
+        crate::wire::put_fixed64(&mut patch, log_record::OBSERVED_TIME_UNIX_NANO, 9);
+        assert_eq!(RecordView::new(&bytes, &patch).observed_time_unix_nano(), 9);
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused_with_its_path() {
+        let ok = LogRecord {
+            body: Some(nested(MAX_ANY_VALUE_DEPTH)),
+            ..Default::default()
+        };
+        assert!(check_record(&ok.encode_to_vec()).is_ok());
+        let deep = LogRecord {
+            body: Some(nested(MAX_ANY_VALUE_DEPTH + 1)),
+            ..Default::default()
+        };
+        let err = check_record(&deep.encode_to_vec()).unwrap_err();
+        assert!(err.path.starts_with("body.arrayValue.values[0]"), "{err}");
+        assert!(err.reason.contains("nest"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_and_wrong_wire_types_are_refused_with_their_path() {
+        let record = LogRecord {
+            attributes: vec![
+                string_kv("a", "b"),
+                KeyValue {
+                    key: "k".into(),
+                    value: Some(AnyValue {
+                        value: Some(Value::StringValue("é".into())),
+                    }),
+                    key_strindex: 0,
+                },
+            ],
+            ..Default::default()
+        };
+        let mut bytes = record.encode_to_vec();
+        let at = bytes.len() - 1; // second byte of "é"
+        bytes[at] = 0xff;
+        let err = check_record(&bytes).unwrap_err();
+        assert_eq!(err.path, "attributes[1].value.stringValue");
+        // time_unix_nano (field 1) sent as a varint
+        let err = check_record(&[0x08, 0x01]).unwrap_err();
+        assert_eq!(err.path, "timeUnixNano");
+    }
+}

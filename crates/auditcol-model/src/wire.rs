@@ -1,0 +1,322 @@
+//! A borrowing reader (and a few writers) for the protobuf wire format.
+//!
+//! auditcol keeps OTLP records as the bytes they arrived in and reads them
+//! in place: no message is decoded into owned structs on the hot path. This
+//! module is the one place that knows how protobuf lays out fields; the
+//! typed views over OTLP messages ([`crate::view`]) are built on it.
+//!
+//! ```
+//! use auditcol_model::wire::{Fields, WireValue};
+//! // field 1, varint 150; field 2, length-delimited "hi"
+//! let bytes = [0x08, 0x96, 0x01, 0x12, 0x02, b'h', b'i'];
+//! let fields: Vec<_> = Fields::new(&bytes).collect::<Result<_, _>>().unwrap();
+//! assert_eq!(fields[0].number, 1);
+//! assert_eq!(fields[0].value, WireValue::Varint(150));
+//! assert_eq!(fields[1].value, WireValue::Bytes(b"hi"));
+//! ```
+
+/// The payload of one field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WireValue<'a> {
+    /// Wire type 0.
+    Varint(u64),
+    /// Wire type 1.
+    Fixed64(u64),
+    /// Wire type 2: strings, bytes, embedded messages, packed repeated fields.
+    Bytes(&'a [u8]),
+    /// Wire type 5.
+    Fixed32(u32),
+}
+
+/// One field of a message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Field<'a> {
+    /// The field number.
+    pub number: u32,
+    /// Its payload.
+    pub value: WireValue<'a>,
+}
+
+/// Why bytes are not a well-formed protobuf message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The message ends inside a field.
+    #[error("truncated message")]
+    Truncated,
+    /// A varint longer than 10 bytes.
+    #[error("invalid varint")]
+    InvalidVarint,
+    /// Field number 0, or one above 2^29 - 1.
+    #[error("invalid field number")]
+    InvalidFieldNumber,
+    /// Groups (wire types 3 and 4, deprecated) and the undefined types 6 and 7.
+    #[error("unsupported wire type {0}")]
+    UnsupportedWireType(u8),
+}
+
+/// Iterates over the fields of one message, in the order they appear.
+///
+/// Yields an error once and then stops when the bytes are malformed.
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> Fields<'a> {
+    /// The fields of the message encoded in `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            pos: 0,
+            failed: false,
+        }
+    }
+
+    /// Where the next field starts.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let (value, len) = read_varint(&self.buf[self.pos..])?;
+        self.pos += len;
+        Ok(value)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let end = self.pos.checked_add(n).ok_or(WireError::Truncated)?;
+        let bytes = self.buf.get(self.pos..end).ok_or(WireError::Truncated)?;
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn next_field(&mut self) -> Result<Field<'a>, WireError> {
+        let key = self.varint()?;
+        let number = key >> 3;
+        if number == 0 || number > u64::from(MAX_FIELD_NUMBER) {
+            return Err(WireError::InvalidFieldNumber);
+        }
+        let value = match key & 7 {
+            0 => WireValue::Varint(self.varint()?),
+            1 => WireValue::Fixed64(u64::from_le_bytes(
+                self.take(8)?.try_into().expect("8 bytes"),
+            )),
+            2 => {
+                let len = self.varint()?;
+                let len = usize::try_from(len).map_err(|_| WireError::Truncated)?;
+                WireValue::Bytes(self.take(len)?)
+            }
+            5 => WireValue::Fixed32(u32::from_le_bytes(
+                self.take(4)?.try_into().expect("4 bytes"),
+            )),
+            other => return Err(WireError::UnsupportedWireType(other as u8)),
+        };
+        Ok(Field {
+            number: number as u32,
+            value,
+        })
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<Field<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.buf.len() {
+            return None;
+        }
+        let field = self.next_field();
+        self.failed = field.is_err();
+        Some(field)
+    }
+}
+
+/// The fields of a message already checked to be well formed; stops quietly
+/// at the first malformed byte otherwise.
+pub fn fields(buf: &[u8]) -> CheckedFields<'_> {
+    CheckedFields(Fields::new(buf))
+}
+
+/// See [`fields`].
+#[derive(Debug, Clone)]
+pub struct CheckedFields<'a>(Fields<'a>);
+
+impl<'a> Iterator for CheckedFields<'a> {
+    type Item = Field<'a>;
+
+    fn next(&mut self) -> Option<Field<'a>> {
+        self.0.next()?.ok()
+    }
+}
+
+/// The largest field number protobuf allows.
+pub const MAX_FIELD_NUMBER: u32 = (1 << 29) - 1;
+
+/// Reads a varint; returns it and its length in bytes.
+pub fn read_varint(buf: &[u8]) -> Result<(u64, usize), WireError> {
+    let mut value = 0u64;
+    for (i, &byte) in buf.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Ok((value, i + 1));
+        }
+    }
+    if buf.len() < 10 {
+        Err(WireError::Truncated)
+    } else {
+        Err(WireError::InvalidVarint)
+    }
+}
+
+impl<'a> WireValue<'a> {
+    /// The bytes of a length-delimited field.
+    pub fn bytes(self) -> Option<&'a [u8]> {
+        match self {
+            Self::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The value of a varint field.
+    pub fn varint(self) -> Option<u64> {
+        match self {
+            Self::Varint(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The value of a 64-bit fixed field.
+    pub fn fixed64(self) -> Option<u64> {
+        match self {
+            Self::Fixed64(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The value of a 32-bit fixed field.
+    pub fn fixed32(self) -> Option<u32> {
+        match self {
+            Self::Fixed32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The protobuf wire type number.
+    pub fn wire_type(self) -> u8 {
+        match self {
+            Self::Varint(_) => 0,
+            Self::Fixed64(_) => 1,
+            Self::Bytes(_) => 2,
+            Self::Fixed32(_) => 5,
+        }
+    }
+}
+
+/// Appends a varint.
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// The length in bytes of `value` as a varint.
+pub fn varint_len(value: u64) -> usize {
+    // 1 byte per started group of 7 bits, at least one.
+    ((64 - (value | 1).leading_zeros() as usize) + 6) / 7
+}
+
+/// Appends the key of field `number` with wire type `wire_type`.
+pub fn put_key(out: &mut Vec<u8>, number: u32, wire_type: u8) {
+    put_varint(out, (u64::from(number) << 3) | u64::from(wire_type));
+}
+
+/// Appends a length-delimited field.
+pub fn put_bytes(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+    put_key(out, number, 2);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Appends a length-delimited field whose payload is the concatenation of `parts`.
+pub fn put_bytes_parts(out: &mut Vec<u8>, number: u32, parts: &[&[u8]]) {
+    put_key(out, number, 2);
+    put_varint(out, parts.iter().map(|p| p.len() as u64).sum());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+}
+
+/// The encoded size of a length-delimited field of `len` payload bytes.
+pub fn bytes_field_len(number: u32, len: usize) -> usize {
+    varint_len(u64::from(number) << 3) + varint_len(len as u64) + len
+}
+
+/// Appends a 64-bit fixed field.
+pub fn put_fixed64(out: &mut Vec<u8>, number: u32, value: u64) {
+    put_key(out, number, 1);
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn varints_round_trip_and_their_length_is_known() {
+        for value in [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, value);
+            assert_eq!(out.len(), varint_len(value), "{value}");
+            assert_eq!(read_varint(&out), Ok((value, out.len())));
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_reported_once() {
+        for (bytes, error) in [
+            (&[0x08][..], WireError::Truncated),
+            (&[0x12, 0x05, b'a'][..], WireError::Truncated),
+            (&[0x00, 0x01][..], WireError::InvalidFieldNumber),
+            (&[0x0b][..], WireError::UnsupportedWireType(3)),
+            (
+                &[
+                    0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ][..],
+                WireError::InvalidVarint,
+            ),
+        ] {
+            let all: Vec<_> = Fields::new(bytes).collect();
+            assert_eq!(all, vec![Err(error)], "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn fields_match_what_prost_encodes() {
+        let record = opentelemetry_proto::tonic::logs::v1::LogRecord {
+            time_unix_nano: 7,
+            severity_number: 9,
+            event_name: "e".into(),
+            flags: 3,
+            ..Default::default()
+        };
+        let bytes = record.encode_to_vec();
+        let seen: Vec<_> = fields(&bytes).map(|f| (f.number, f.value)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (1, WireValue::Fixed64(7)),
+                (2, WireValue::Varint(9)),
+                (8, WireValue::Fixed32(3)),
+                (12, WireValue::Bytes(b"e")),
+            ]
+        );
+        let mut out = Vec::new();
+        put_fixed64(&mut out, 1, 7);
+        assert_eq!(&bytes[..out.len()], &out[..]);
+    }
+}
