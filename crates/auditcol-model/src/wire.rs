@@ -226,7 +226,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 /// The length in bytes of `value` as a varint.
 pub fn varint_len(value: u64) -> usize {
     // 1 byte per started group of 7 bits, at least one.
-    ((64 - (value | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends the key of field `number` with wire type `wire_type`.
