@@ -165,7 +165,9 @@ impl<'a> AuditAttributes<'a> {
 mod tests {
     use super::*;
 
-    fn scan(pairs: &[(&'static str, Option<&'static str>)]) -> AuditAttributes<'static> {
+    type Pairs = [(&'static str, Option<&'static str>)];
+
+    fn scan(pairs: &Pairs) -> AuditAttributes<'static> {
         AuditAttributes::scan(
             pairs
                 .iter()
@@ -221,7 +223,7 @@ mod tests {
 
     #[test]
     fn every_broken_rule_is_named() {
-        let cases: [(&[(&'static str, Option<&'static str>)], MappingError); 4] = [
+        let cases: [(&Pairs, MappingError); 4] = [
             (
                 &[("audit.type", Some("flag"))],
                 MappingError::Incomplete {
