@@ -20,7 +20,7 @@ pub mod exporterhelper;
 pub mod pipeline;
 
 pub use auditcol_model as model;
-pub use batch::{DecodeError, LogBatch, RecordError, RecordRef};
+pub use batch::{DecodeError, Decoded, LogBatch, RecordError, RecordRef};
 pub use component::{
     BuildContext, Component, ComponentId, ComponentKind, Exporter, ExporterFactory, Processor,
     ProcessorFactory, Receiver, ReceiverFactory, Registry,

@@ -2,9 +2,10 @@
 
 use std::io::Write;
 
+use auditcol_core::model::json::{AuditFields, write_str, write_value};
+use auditcol_core::model::timestamp::write_rfc3339_bytes;
+use auditcol_core::model::view::AnyValueView;
 use auditcol_core::{LogBatch, RecordRef};
-use auditcol_model::AuditEvent;
-use auditcol_model::timestamp::write_rfc3339;
 
 use crate::config::Format;
 
@@ -27,15 +28,13 @@ pub fn encode_batch(batch: &LogBatch, format: Format, out: &mut Vec<u8>) -> usiz
             }
         }
         Format::Console => {
-            let mut line = String::new();
             for record in batch.records() {
-                line.clear();
-                match record.to_audit_event() {
-                    Some(event) => console_event(&mut line, &event),
-                    None => console_other(&mut line, &record),
+                if record.audit_noun_verb().is_some() {
+                    console_event(out, &record);
+                } else {
+                    console_other(out, &record);
                 }
-                line.push('\n');
-                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
             }
         }
     }
@@ -43,49 +42,60 @@ pub fn encode_batch(batch: &LogBatch, format: Format, out: &mut Vec<u8>) -> usiz
 }
 
 /// `<timestamp> <type>:<action> <status> actor: k=v ... payload: <json>`
-fn console_event(line: &mut String, event: &AuditEvent) {
-    write_rfc3339(line, event.timestamp);
-    line.push(' ');
-    line.push_str(&event.event_type);
-    line.push(':');
-    line.push_str(&event.action);
-    line.push(' ');
-    line.push_str(&event.status);
-    line.push_str(" actor:");
-    let actor = &event.metadata.actor;
-    if actor.is_empty() {
-        line.push_str(" -");
+///
+/// Whatever the event holds, this is one line: noun and verb are names
+/// (checked at ingest), and every other text is written plain only when it
+/// has no space, control character, quote or `=`, JSON-quoted otherwise.
+fn console_event(out: &mut Vec<u8>, record: &RecordRef<'_>) {
+    let event = AuditFields::read(&record.view());
+    let (noun, verb) = event.audit.noun_verb().unwrap_or_default();
+    write_rfc3339_bytes(out, event.time);
+    out.push(b' ');
+    out.extend_from_slice(noun.as_bytes());
+    out.push(b':');
+    out.extend_from_slice(verb.as_bytes());
+    out.push(b' ');
+    push_console_text(out, event.audit.status.unwrap_or("success"));
+    out.extend_from_slice(b" actor:");
+    if event.actor.is_empty() {
+        out.extend_from_slice(b" -");
     }
-    for (key, value) in actor.fields() {
-        line.push(' ');
-        line.push_str(key);
-        line.push('=');
-        push_console_value(line, value);
+    for (key, value) in &event.actor {
+        out.push(b' ');
+        push_console_text(out, key);
+        out.push(b'=');
+        match value {
+            AnyValueView::String(s) => push_console_text(out, s),
+            other => {
+                push_console_text(out, &auditcol_core::model::anyvalue::view_to_string(*other))
+            }
+        }
     }
-    line.push_str(" payload: ");
-    line.push_str(&event.payload.to_string());
+    out.extend_from_slice(b" payload: ");
+    write_value(event.body, out);
 }
 
 /// `<time> <severity> <body json>` for records that are not audit events.
-fn console_other(line: &mut String, record: &RecordRef<'_>) {
-    write_rfc3339(line, record.event_time_unix_nano());
-    line.push(' ');
-    line.push_str(severity_name(record.severity_number()));
-    line.push(' ');
-    line.push_str(&record.body_json().to_string());
+fn console_other(out: &mut Vec<u8>, record: &RecordRef<'_>) {
+    write_rfc3339_bytes(out, record.event_time_unix_nano());
+    out.push(b' ');
+    out.extend_from_slice(severity_name(record.severity_number()).as_bytes());
+    out.push(b' ');
+    write_value(record.body().unwrap_or(AnyValueView::Empty), out);
 }
 
-/// Values with spaces, quotes or `=` are quoted (JSON string syntax) so the
-/// line still splits into `key=value` pairs.
-fn push_console_value(line: &mut String, value: &str) {
-    let plain = !value.is_empty()
-        && !value
+/// Text with spaces, quotes, `=` or control characters is quoted (JSON
+/// string syntax) so the line still splits into `key=value` pairs and no
+/// text can start a new line.
+fn push_console_text(out: &mut Vec<u8>, text: &str) {
+    let plain = !text.is_empty()
+        && !text
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '=');
     if plain {
-        line.push_str(value);
+        out.extend_from_slice(text.as_bytes());
     } else {
-        line.push_str(&serde_json::Value::from(value).to_string());
+        write_str(out, text);
     }
 }
 
@@ -112,7 +122,9 @@ pub(crate) fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use auditcol_model::{LogRecord, ResourceLogs, ScopeLogs};
+    use auditcol_core::model::{
+        AuditEvent, ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs,
+    };
 
     const SEED: &str = r#"{"version":"0.2","type":"flag","action":"created","metadata":{"actor":{"authentication":"none","ip":"172.17.0.1"}},"payload":{"key":"flipt"},"timestamp":"2024-05-01T10:00:00Z","status":"success"}"#;
 
@@ -123,20 +135,24 @@ mod tests {
 
     /// One record that is not an audit event: a plain log line.
     fn plain_log_batch() -> LogBatch {
-        use auditcol_model::anyvalue::json_to_any;
+        use auditcol_core::model::anyvalue::json_to_any;
         let record = LogRecord {
             time_unix_nano: 1_714_557_600_000_000_000,
             severity_number: 13,
             body: Some(json_to_any(&serde_json::json!("disk almost full"))),
             ..Default::default()
         };
-        LogBatch::from_resource_logs(vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![record],
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![record],
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
-            ..Default::default()
-        }])
+        };
+        let bytes = prost::Message::encode_to_vec(&request);
+        LogBatch::decode_protobuf(bytes.into()).unwrap().batch
     }
 
     fn encode(batch: &LogBatch, format: Format) -> (String, usize) {
@@ -185,6 +201,25 @@ mod tests {
     }
 
     #[test]
+    fn no_field_can_start_a_second_console_line() {
+        let fake = "x\n2024-01-01T00:00:00Z flag:deleted success actor: email=admin@corp.example\r\u{1b}[31m";
+        let mut event = AuditEvent::new("flag", "created");
+        event.status = fake.into();
+        event
+            .metadata
+            .actor
+            .set(&format!("email{fake}"), fake.into());
+        event.payload = serde_json::json!({ fake: fake });
+        let (text, _) = encode(&LogBatch::from_events("x", [&event]), Format::Console);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\r') && !text.contains('\u{1b}'), "{text:?}");
+        let (text, _) = encode(&LogBatch::from_events("x", [&event]), Format::Json);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let back: AuditEvent = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
     fn console_writes_other_records_as_time_severity_body() {
         let (text, skipped) = encode(&plain_log_batch(), Format::Console);
         assert_eq!(text, "2024-05-01T10:00:00Z WARN \"disk almost full\"\n");
@@ -198,7 +233,7 @@ mod tests {
         assert!(text.ends_with('\n'));
         assert!(text.starts_with(r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"flipt"}}]"#), "{text}");
         let decoded = LogBatch::decode_json(text.trim_end().as_bytes()).unwrap();
-        assert!(decoded == seed_batch());
+        assert!(decoded.batch == seed_batch());
     }
 
     #[test]

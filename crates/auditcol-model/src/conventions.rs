@@ -57,3 +57,8 @@ pub fn event_name(noun: &str, verb: &str) -> String {
 pub fn new_event_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
+
+/// A fresh event id written into `buf`, without allocating.
+pub fn write_new_event_id(buf: &mut [u8; 36]) -> &str {
+    uuid::Uuid::now_v7().hyphenated().encode_lower(buf)
+}

@@ -19,7 +19,33 @@ use crate::wire::WireValue;
 /// The known actor fields, in output order; others follow sorted by name.
 const KNOWN_ACTOR_FIELDS: [&str; 5] = ["authentication", "ip", "email", "name", "picture"];
 
-/// What the writer needs of a record, gathered in one pass over its fields.
+/// What the writers of an audit event need of a record, read in one pass
+/// over its fields.
+pub struct AuditFields<'a> {
+    /// The audit attributes.
+    pub audit: AuditAttributes<'a>,
+    /// The actor fields (`audit.actor.<name>`) in output order: the known
+    /// fields first, then the others by name; one per name, the last given.
+    pub actor: SmallVec<[(&'a str, AnyValueView<'a>); 8]>,
+    /// The body, the event's payload.
+    pub body: AnyValueView<'a>,
+    /// `time_unix_nano`, or the observed time when that is 0 (unknown).
+    pub time: u64,
+}
+
+impl<'a> AuditFields<'a> {
+    /// Reads `record`.
+    pub fn read(record: &RecordView<'a>) -> Self {
+        let g = gather(record);
+        Self {
+            audit: g.audit,
+            actor: sorted_actor(g.actor),
+            body: g.body,
+            time: if g.time != 0 { g.time } else { g.observed },
+        }
+    }
+}
+
 struct Gathered<'a> {
     audit: AuditAttributes<'a>,
     /// (rank, name, value) of each `audit.actor.*` attribute.
@@ -63,7 +89,7 @@ fn gather<'a>(record: &RecordView<'a>) -> Gathered<'a> {
 /// Appends the Flipt JSON of `record` (no newline) to `out`. Returns false,
 /// writing nothing, when the record is not an audit event.
 pub fn write_audit_event_json(record: &RecordView<'_>, out: &mut Vec<u8>) -> bool {
-    let g = gather(record);
+    let g = AuditFields::read(record);
     let Some((noun, verb)) = g.audit.noun_verb() else {
         return false;
     };
@@ -78,21 +104,32 @@ pub fn write_audit_event_json(record: &RecordView<'_>, out: &mut Vec<u8>) -> boo
     out.extend_from_slice(b"}},\"payload\":");
     write_value(g.body, out);
     out.extend_from_slice(b",\"timestamp\":\"");
-    write_rfc3339_bytes(out, if g.time != 0 { g.time } else { g.observed });
+    write_rfc3339_bytes(out, g.time);
     out.extend_from_slice(b"\",\"status\":");
     write_str(out, g.audit.status.unwrap_or(STATUS_SUCCESS));
     out.push(b'}');
     true
 }
 
-fn write_actor(mut fields: SmallVec<[(usize, &str, AnyValueView<'_>); 8]>, out: &mut Vec<u8>) {
+type ActorFields<'a> = SmallVec<[(&'a str, AnyValueView<'a>); 8]>;
+
+fn sorted_actor<'a>(
+    mut fields: SmallVec<[(usize, &'a str, AnyValueView<'a>); 8]>,
+) -> ActorFields<'a> {
     // Known fields by rank, others by name; the last occurrence of a name
     // wins, as in `Actor::set`. The sort is stable, so reversing first puts
     // the last occurrence of each name first among its equals.
     fields.reverse();
     fields.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     fields.dedup_by(|later, kept| later.1 == kept.1);
-    for (n, (_, name, value)) in fields.iter().enumerate() {
+    fields
+        .into_iter()
+        .map(|(_, name, value)| (name, value))
+        .collect()
+}
+
+fn write_actor(fields: ActorFields<'_>, out: &mut Vec<u8>) {
+    for (n, (name, value)) in fields.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }

@@ -309,6 +309,11 @@ pub struct CheckError {
 }
 
 impl CheckError {
+    /// An error about the message itself (empty path).
+    pub fn from_reason(reason: impl Into<String>) -> Self {
+        Self::new(reason)
+    }
+
     fn new(reason: impl Into<String>) -> Self {
         Self {
             path: String::new(),

@@ -1,4 +1,6 @@
-//! OTLP/gRPC: the generated `LogsService` server, plus a thin wrapper that
+//! OTLP/gRPC: the `LogsService/Export` method over tonic's gRPC framing,
+//! with a codec that hands the request to the pipeline as the bytes it
+//! arrived in (no decode into generated structs), plus a thin wrapper that
 //! gives tonic's own decoding failures the status codes OTLP clients expect.
 
 use std::future::Future;
@@ -6,22 +8,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use async_trait::async_trait;
 use auditcol_core::{LogBatch, PipelineError};
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use bytes::{Buf, BufMut, Bytes};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
-use tonic::server::NamedService;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
 
 use crate::ingest::{Ingest, Rejection, RetryInfo, RpcStatus};
+
+/// The gRPC service name of OTLP log export.
+const SERVICE_NAME: &str = "opentelemetry.proto.collector.logs.v1.LogsService";
+/// The path of its one method.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled, then lets
 /// requests in flight finish.
@@ -31,10 +33,10 @@ pub(crate) async fn serve(
     max_recv_msg_size: usize,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let service = LogsServiceServer::new(GrpcLogs { ingest })
-        .max_decoding_message_size(max_recv_msg_size)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+    let service = LogsGrpc {
+        ingest,
+        max_recv_msg_size,
+    };
     tonic::transport::Server::builder()
         .add_service(OtlpStatusCodes {
             inner: service,
@@ -49,25 +51,111 @@ pub(crate) async fn serve(
         .await
 }
 
-/// The `LogsService` implementation.
-struct GrpcLogs {
+/// The `LogsService` server: one unary method, `Export`.
+#[derive(Clone)]
+struct LogsGrpc {
+    ingest: Arc<Ingest>,
+    max_recv_msg_size: usize,
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for LogsGrpc {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        if request.uri().path() != EXPORT_PATH {
+            let status = Status::unimplemented(format!(
+                "unknown method {}: this server implements {EXPORT_PATH}",
+                request.uri().path()
+            ));
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        let export = ExportMethod {
+            ingest: self.ingest.clone(),
+        };
+        let mut grpc = Grpc::new(RequestBytesCodec)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(self.max_recv_msg_size);
+        Box::pin(async move { Ok(grpc.unary(export, request).await) })
+    }
+}
+
+/// The `Export` method: the request body goes to the pipeline as bytes.
+struct ExportMethod {
     ingest: Arc<Ingest>,
 }
 
-#[async_trait]
-impl LogsService for GrpcLogs {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, Status> {
-        let batch = LogBatch::from_request(request.into_inner());
-        self.ingest
-            .accept(batch, "grpc")
-            .await
-            .map_err(rejection_status)?;
-        Ok(tonic::Response::new(ExportLogsServiceResponse {
-            partial_success: None,
-        }))
+impl UnaryService<Bytes> for ExportMethod {
+    type Response = ExportLogsServiceResponse;
+    type Future = BoxFuture<Result<tonic::Response<Self::Response>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let ingest = self.ingest.clone();
+        Box::pin(async move {
+            let decoded = LogBatch::decode_protobuf(request.into_inner()).map_err(|e| {
+                ingest.log_undecodable("grpc", &e.message);
+                Status::invalid_argument(e.message)
+            })?;
+            ingest
+                .accept(decoded, "grpc")
+                .await
+                .map_err(rejection_status)?;
+            Ok(tonic::Response::new(ExportLogsServiceResponse {
+                partial_success: None,
+            }))
+        })
+    }
+}
+
+/// Decodes nothing: the message is taken out of tonic's buffer as one
+/// `Bytes` (a split of the buffer, not a copy). Responses are prost-encoded.
+#[derive(Debug, Clone, Copy, Default)]
+struct RequestBytesCodec;
+
+impl Codec for RequestBytesCodec {
+    type Encode = ExportLogsServiceResponse;
+    type Decode = Bytes;
+    type Encoder = ResponseEncoder;
+    type Decoder = RequestBytesDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ResponseEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RequestBytesDecoder
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ResponseEncoder;
+
+impl Encoder for ResponseEncoder {
+    type Item = ExportLogsServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&prost::Message::encode_to_vec(&item));
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RequestBytesDecoder;
+
+impl Decoder for RequestBytesDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        let len = src.remaining();
+        Ok(Some(src.copy_to_bytes(len)))
     }
 }
 
@@ -122,7 +210,7 @@ struct OtlpStatusCodes<S> {
 }
 
 impl<S> NamedService for OtlpStatusCodes<S> {
-    const NAME: &'static str = <LogsServiceServer<GrpcLogs> as NamedService>::NAME;
+    const NAME: &'static str = SERVICE_NAME;
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

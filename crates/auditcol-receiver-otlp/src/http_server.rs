@@ -212,23 +212,23 @@ async fn export_logs(State(state): State<Arc<HttpState>>, request: Request) -> R
 async fn handle(state: &HttpState, request: Request, format: Format) -> Result<(), Failure> {
     let gzip = is_gzip(request.headers())?;
     let body = read_body(request, state.max_body).await?;
-    // Decoding borrows the bytes: only a compressed body needs a new buffer.
-    let body: std::borrow::Cow<'_, [u8]> = if gzip {
-        gunzip(&body, state.max_body)?.into()
+    // Records stay slices of the body: only a compressed one needs a new buffer.
+    let body = if gzip {
+        bytes::Bytes::from(gunzip(&body, state.max_body)?)
     } else {
-        body.as_ref().into()
+        body
     };
     let decoded = match format {
-        Format::Protobuf => LogBatch::decode_protobuf(&body),
+        Format::Protobuf => LogBatch::decode_protobuf(body),
         Format::Json => LogBatch::decode_json(&body),
     };
-    let batch = decoded.map_err(|e| {
+    let decoded = decoded.map_err(|e| {
         state.ingest.log_undecodable("http", &e.message);
         Failure::bad_request(e.message)
     })?;
     state
         .ingest
-        .accept(batch, "http")
+        .accept(decoded, "http")
         .await
         .map_err(Failure::from)
 }

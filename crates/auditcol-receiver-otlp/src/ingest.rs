@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auditcol_core::model::conventions::SOURCE_OTLP;
-use auditcol_core::{ComponentId, LogBatch, PipelineError, SharedConsumer};
+use auditcol_core::{ComponentId, Decoded, PipelineError, SharedConsumer};
 
 /// The receiver's link to its pipeline, shared by the gRPC and HTTP servers.
 pub(crate) struct Ingest {
@@ -27,17 +27,17 @@ impl Ingest {
         Self { id, next }
     }
 
-    /// Accepts a decoded batch; completes only once the pipeline has it
-    /// (or refused it), so the client is acknowledged only then.
-    pub(crate) async fn accept(
-        &self,
-        mut batch: LogBatch,
-        protocol: &str,
-    ) -> Result<(), Rejection> {
-        if let Err(e) = batch.validate() {
-            tracing::debug!(component = %self.id, protocol, error = %e, "rejected a request that breaks the audit conventions");
-            return Err(Rejection::Invalid(e.to_string()));
-        }
+    /// Accepts a decoded request; completes only once the pipeline has it
+    /// (or refused it), so the client is acknowledged only then. A request
+    /// with an invalid record is refused whole.
+    pub(crate) async fn accept(&self, decoded: Decoded, protocol: &str) -> Result<(), Rejection> {
+        let mut batch = match decoded.all_or_nothing() {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::debug!(component = %self.id, protocol, error = %e, "rejected a request with an invalid record");
+                return Err(Rejection::Invalid(e.to_string()));
+            }
+        };
         if batch.is_empty() {
             return Ok(());
         }

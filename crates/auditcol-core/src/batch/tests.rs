@@ -1,4 +1,6 @@
 use super::*;
+use auditcol_model::{ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs, string_kv};
+use prost::Message;
 use serde_json::json;
 
 fn otlp_json(records: serde_json::Value) -> Vec<u8> {
@@ -54,12 +56,23 @@ fn split_makes_batches_of_at_most_max() {
     assert_eq!(LogBatch::sample_audit(10).split(0).len(), 1);
 }
 
+/// Decodes OTLP/JSON that must be wholly valid.
+fn decode_json(body: &[u8]) -> Result<LogBatch, DecodeError> {
+    LogBatch::decode_json(body).map(|d| d.all_or_nothing().expect("every record is valid"))
+}
+
+fn decode_protobuf(body: &[u8]) -> Result<Decoded, DecodeError> {
+    LogBatch::decode_protobuf(Bytes::copy_from_slice(body))
+}
+
 #[test]
 fn protobuf_round_trip() {
     let batch = LogBatch::sample_audit(5);
     let bytes = batch.encode_protobuf();
     assert_eq!(bytes.len(), batch.encoded_len());
-    assert_eq!(LogBatch::decode_protobuf(&bytes).unwrap(), batch);
+    let decoded = decode_protobuf(&bytes).unwrap();
+    assert_eq!(decoded.rejected, 0);
+    assert_eq!(decoded.batch, batch);
 }
 
 #[test]
@@ -67,12 +80,12 @@ fn otlp_json_round_trip() {
     let batch = LogBatch::sample_audit(5);
     let mut out = Vec::new();
     batch.write_otlp_json(&mut out);
-    assert_eq!(LogBatch::decode_json(&out).unwrap(), batch);
+    assert_eq!(decode_json(&out).unwrap(), batch);
 }
 
 #[test]
 fn json_accepts_int64_as_strings_and_hex_ids() {
-    let batch = LogBatch::decode_json(&otlp_json(json!([{
+    let batch = decode_json(&otlp_json(json!([{
         "timeUnixNano": "1714557600000000000",
         "traceId": "5b8efff798038103d269b633813fc60c",
         "spanId": "eee19b7ec3c1b174",
@@ -85,7 +98,7 @@ fn json_accepts_int64_as_strings_and_hex_ids() {
 
 #[test]
 fn json_accepts_empty_kvlist_and_array_values() {
-    let batch = LogBatch::decode_json(&otlp_json(json!([
+    let batch = decode_json(&otlp_json(json!([
         {"body": {"kvlistValue": {}}},
         {"body": {"arrayValue": {}}}
     ])))
@@ -96,15 +109,13 @@ fn json_accepts_empty_kvlist_and_array_values() {
 
 #[test]
 fn json_treats_null_fields_as_absent() {
-    let batch =
-        LogBatch::decode_json(&otlp_json(json!([{"attributes": null, "body": null}]))).unwrap();
+    let batch = decode_json(&otlp_json(json!([{"attributes": null, "body": null}]))).unwrap();
     assert_eq!(batch.len(), 1);
 }
 
 #[test]
 fn json_treats_invalid_trace_ids_as_absent() {
-    let batch =
-        LogBatch::decode_json(&otlp_json(json!([{"traceId": "not-hex", "spanId": "12"}]))).unwrap();
+    let batch = decode_json(&otlp_json(json!([{"traceId": "not-hex", "spanId": "12"}]))).unwrap();
     assert_eq!(batch.len(), 1);
 }
 
@@ -128,7 +139,7 @@ fn json_errors_name_the_field() {
 
 #[test]
 fn protobuf_errors_say_what_failed() {
-    let err = LogBatch::decode_protobuf(&[0x0a, 0xff, 0xff]).unwrap_err();
+    let err = decode_protobuf(&[0x0a, 0xff, 0xff]).unwrap_err();
     assert!(
         err.message.starts_with("invalid OTLP protobuf"),
         "{}",
@@ -137,14 +148,18 @@ fn protobuf_errors_say_what_failed() {
 }
 
 #[test]
-fn validate_names_the_bad_record() {
-    let batch = LogBatch::decode_json(&otlp_json(json!([
+fn decode_leaves_out_bad_records_and_names_the_first() {
+    let decoded = LogBatch::decode_json(&otlp_json(json!([
         {"attributes": [{"key": "audit.type", "value": {"stringValue": "flag"}},
                         {"key": "audit.action", "value": {"stringValue": "created"}}]},
-        {"attributes": [{"key": "audit.type", "value": {"stringValue": "flag"}}]}
+        {"attributes": [{"key": "audit.type", "value": {"stringValue": "flag"}}]},
+        {"attributes": [{"key": "audit.type", "value": {"stringValue": "flag"}},
+                        {"key": "audit.action", "value": {"stringValue": "created"}},
+                        {"key": "audit.type", "value": {"stringValue": "segment"}}]},
     ])))
     .unwrap();
-    let err = batch.validate().unwrap_err();
+    assert_eq!((decoded.batch.len(), decoded.rejected), (1, 2));
+    let err = decoded.first_rejection.unwrap();
     assert_eq!(err.path, "resourceLogs[0].scopeLogs[0].logRecords[1]");
     assert!(
         err.reason.contains("`audit.action` is missing"),
@@ -155,7 +170,7 @@ fn validate_names_the_bad_record() {
 
 #[test]
 fn prepare_ingest_fills_observed_time_id_source_and_event_name() {
-    let mut batch = LogBatch::decode_json(&otlp_json(json!([
+    let mut batch = decode_json(&otlp_json(json!([
         {"attributes": [{"key": "audit.type", "value": {"stringValue": "Flag"}},
                         {"key": "audit.action", "value": {"stringValue": "CREATED"}}]},
         {"observedTimeUnixNano": "5", "attributes": [{"key": "audit.type", "value": {"stringValue": "flag"}},
@@ -193,4 +208,244 @@ fn from_events_sets_source_and_round_trips_events() {
     let record = batch.records().next().unwrap();
     assert_eq!(record.attribute("audit.source"), Some("flipt"));
     assert_eq!(record.to_audit_event(), Some(event));
+}
+
+#[test]
+fn a_record_with_a_duplicate_audit_key_is_rejected_with_its_path() {
+    let decoded = LogBatch::decode_json(&otlp_json(json!([
+        {"attributes": [{"key": "audit.type", "value": {"stringValue": "flag"}},
+                        {"key": "audit.action", "value": {"stringValue": "created"}},
+                        {"key": "audit.type", "value": {"stringValue": "segment"}}]},
+    ])))
+    .unwrap();
+    assert!(decoded.batch.is_empty());
+    let err = decoded.first_rejection.unwrap();
+    assert!(
+        err.reason.contains("`audit.type` appears more than once"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_structurally_bad_record_is_rejected_alone() {
+    // The second record's attribute key is not UTF-8.
+    let good = LogBatch::sample_audit(1).encode_protobuf();
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    LogRecord::default(),
+                    LogRecord {
+                        attributes: vec![string_kv("k\u{e9}", "v")],
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut bytes = request.encode_to_vec();
+    let at = bytes.iter().rposition(|b| *b == 0xa9).unwrap();
+    bytes[at] = 0xff;
+    let decoded = decode_protobuf(&bytes).unwrap();
+    assert_eq!((decoded.batch.len(), decoded.rejected), (1, 1));
+    let err = decoded.first_rejection.unwrap();
+    assert_eq!(
+        err.path,
+        "resourceLogs[0].scopeLogs[0].logRecords[1].attributes[0].key"
+    );
+    assert!(err.reason.contains("UTF-8"), "{err}");
+    assert!(decode_protobuf(&good).unwrap().first_rejection.is_none());
+}
+
+#[test]
+fn ingest_patches_survive_encoding() {
+    let mut batch = decode_json(&otlp_json(json!([
+        {"attributes": [{"key": "audit.type", "value": {"stringValue": "Flag"}},
+                        {"key": "audit.action", "value": {"stringValue": "created"}}]},
+    ])))
+    .unwrap();
+    batch.prepare_ingest(42, "otlp");
+    let request = ExportLogsServiceRequest::decode(batch.encode_protobuf().as_slice()).unwrap();
+    let record = &request.resource_logs[0].scope_logs[0].log_records[0];
+    assert_eq!(record.observed_time_unix_nano, 42);
+    assert_eq!(record.event_name, "audit.flag.created");
+    let keys: Vec<_> = record.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["audit.type", "audit.action", "audit.id", "audit.source"]
+    );
+    assert_eq!(
+        auditcol_model::str_attribute(&record.attributes, "audit.type"),
+        Some("flag")
+    );
+    // Decoding the encoded batch gives the same batch, and ingest is idempotent.
+    let again = decode_protobuf(&batch.encode_protobuf()).unwrap().batch;
+    assert_eq!(again, batch);
+    let mut twice = batch.clone();
+    twice.prepare_ingest(43, "other");
+    assert_eq!(twice, batch);
+}
+
+#[test]
+fn clones_share_records_until_one_changes() {
+    let original = LogBatch::sample_audit(4);
+    let mut filtered = original.clone();
+    // The same bytes, not equal copies.
+    let name_at = |b: &LogBatch| b.records().next().unwrap().event_name().as_ptr();
+    assert_eq!(name_at(&original), name_at(&filtered));
+    filtered.retain(|r| r.audit_type() == Some("flag"));
+    assert_eq!((original.len(), filtered.len()), (4, 2));
+    assert_eq!(original, LogBatch::sample_audit(4));
+}
+
+#[test]
+fn containers_with_fields_after_their_children_keep_them() {
+    use auditcol_model::wire::{put_bytes, put_key, put_varint};
+    // ResourceLogs with scope_logs (2) before resource (1) and schema_url (3).
+    let record = LogBatch::sample_audit(1);
+    let scope_logs: Vec<u8> = ExportLogsServiceRequest::decode(record.encode_protobuf().as_slice())
+        .unwrap()
+        .resource_logs[0]
+        .scope_logs[0]
+        .encode_to_vec();
+    let mut resource_logs = Vec::new();
+    put_bytes(&mut resource_logs, 2, &scope_logs);
+    put_bytes(&mut resource_logs, 1, &[]);
+    put_bytes(&mut resource_logs, 3, b"https://schema");
+    let mut request = Vec::new();
+    put_key(&mut request, 1, 2);
+    put_varint(&mut request, resource_logs.len() as u64);
+    request.extend_from_slice(&resource_logs);
+    let batch = decode_protobuf(&request).unwrap().batch;
+    let back = ExportLogsServiceRequest::decode(batch.encode_protobuf().as_slice()).unwrap();
+    assert_eq!(back.resource_logs[0].schema_url, "https://schema");
+    assert_eq!(back.resource_logs[0].scope_logs.len(), 1);
+}
+
+mod properties {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, InstrumentationScope, KeyValue, any_value::Value,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use proptest::prelude::*;
+
+    fn any_value() -> impl Strategy<Value = AnyValue> {
+        let leaf = prop_oneof![
+            ".{0,8}".prop_map(Value::StringValue),
+            any::<i64>().prop_map(Value::IntValue),
+            any::<bool>().prop_map(Value::BoolValue),
+            any::<f64>().prop_map(Value::DoubleValue),
+        ]
+        .prop_map(|v| AnyValue { value: Some(v) });
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop::collection::vec(("[a-z]{1,4}", inner), 0..4).prop_map(|kvs| AnyValue {
+                value: Some(Value::KvlistValue(
+                    opentelemetry_proto::tonic::common::v1::KeyValueList {
+                        values: kvs
+                            .into_iter()
+                            .map(|(key, value)| KeyValue {
+                                key,
+                                value: Some(value),
+                                key_strindex: 0,
+                            })
+                            .collect(),
+                    },
+                )),
+            })
+        })
+    }
+
+    fn record() -> impl Strategy<Value = LogRecord> {
+        (
+            prop::option::of(("[a-z]{1,5}", "[a-zA-Z]{1,5}")),
+            prop::collection::vec(("[a-z.]{1,8}", any_value()), 0..4),
+            prop::option::of(any_value()),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(|(audit, attrs, body, time, observed)| {
+                let mut attributes: Vec<KeyValue> = attrs
+                    .into_iter()
+                    .filter(|(k, _)| !k.starts_with("audit."))
+                    .map(|(key, value)| KeyValue {
+                        key,
+                        value: Some(value),
+                        key_strindex: 0,
+                    })
+                    .collect();
+                if let Some((noun, verb)) = audit {
+                    attributes.push(string_kv("audit.type", noun));
+                    attributes.push(string_kv("audit.action", verb));
+                }
+                LogRecord {
+                    attributes,
+                    body,
+                    time_unix_nano: time,
+                    observed_time_unix_nano: observed,
+                    ..Default::default()
+                }
+            })
+    }
+
+    fn request() -> impl Strategy<Value = ExportLogsServiceRequest> {
+        let scope = (prop::collection::vec(record(), 1..4), "[a-z]{0,4}").prop_map(
+            |(log_records, name)| ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name,
+                    ..Default::default()
+                }),
+                log_records,
+                schema_url: String::new(),
+            },
+        );
+        let resource =
+            (prop::collection::vec(scope, 1..3), "[a-z]{0,4}").prop_map(|(scope_logs, service)| {
+                ResourceLogs {
+                    resource: Some(Resource {
+                        attributes: vec![string_kv("service.name", service)],
+                        ..Default::default()
+                    }),
+                    scope_logs,
+                    schema_url: String::new(),
+                }
+            });
+        prop::collection::vec(resource, 0..3)
+            .prop_map(|resource_logs| ExportLogsServiceRequest { resource_logs })
+    }
+
+    proptest! {
+        /// Decode and encode pass every record through unchanged; split and
+        /// merge keep order; the index agrees with prost's decoding.
+        #[test]
+        fn decode_encode_split_merge_preserve_the_request(request in request(), at in 0usize..12) {
+            let bytes = request.encode_to_vec();
+            let decoded = decode_protobuf(&bytes).unwrap();
+            prop_assert_eq!(decoded.rejected, 0);
+            let batch = decoded.batch;
+            let back = ExportLogsServiceRequest::decode(batch.encode_protobuf().as_slice()).unwrap();
+            // NaN != NaN: compare encodings.
+            prop_assert_eq!(back.encode_to_vec(), bytes);
+            let records: Vec<&LogRecord> = request.resource_logs.iter()
+                .flat_map(|r| &r.scope_logs).flat_map(|s| &s.log_records).collect();
+            prop_assert_eq!(batch.len(), records.len());
+            for (got, want) in batch.records().zip(&records) {
+                prop_assert_eq!(got.time_unix_nano(), want.time_unix_nano);
+                prop_assert_eq!(got.observed_time_unix_nano(), want.observed_time_unix_nano);
+                let attrs = &want.attributes;
+                prop_assert_eq!(got.audit_type(), auditcol_model::str_attribute(attrs, "audit.type"));
+                prop_assert_eq!(got.audit_action(), auditcol_model::str_attribute(attrs, "audit.action"));
+                prop_assert_eq!(got.body_json(), auditcol_model::anyvalue::value_to_json(want.body.as_ref().and_then(|b| b.value.as_ref())));
+            }
+            let mut rest = batch.clone();
+            let mut front = rest.split_front(at);
+            prop_assert_eq!(front.len() + rest.len(), batch.len());
+            front.merge(rest);
+            let merged: Vec<u64> = front.records().map(|r| r.time_unix_nano()).collect();
+            let original: Vec<u64> = batch.records().map(|r| r.time_unix_nano()).collect();
+            prop_assert_eq!(merged, original);
+        }
+    }
 }

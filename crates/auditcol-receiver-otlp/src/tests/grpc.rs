@@ -18,6 +18,17 @@ async fn client(running: &Running) -> LogsServiceClient<Channel> {
         .unwrap()
 }
 
+/// A batch as the request an OTLP client sends.
+trait AsRequest {
+    fn request(&self) -> ExportLogsServiceRequest;
+}
+
+impl AsRequest for LogBatch {
+    fn request(&self) -> ExportLogsServiceRequest {
+        prost::Message::decode(self.encode_protobuf().as_slice()).unwrap()
+    }
+}
+
 async fn export(running: &Running, request: ExportLogsServiceRequest) -> Result<(), Status> {
     client(running).await.export(request).await.map(|_| ())
 }
@@ -78,7 +89,7 @@ async fn export_raw(running: &Running, body: Vec<u8>, gzip: bool) -> Result<(), 
 /// The receiver keeps serving after a bad request.
 async fn assert_still_serves(running: &Running) {
     let before = running.consumer.records();
-    export(running, LogBatch::sample_audit(1).into_request())
+    export(running, LogBatch::sample_audit(1).request())
         .await
         .expect("a good request succeeds after a bad one");
     assert_eq!(running.consumer.records(), before + 1);
@@ -87,7 +98,7 @@ async fn assert_still_serves(running: &Running) {
 #[tokio::test]
 async fn an_export_reaches_the_pipeline_stamped() {
     let running = start(json!({})).await;
-    export(&running, LogBatch::sample_audit(3).into_request())
+    export(&running, LogBatch::sample_audit(3).request())
         .await
         .unwrap();
     let batches = running.consumer.batches();
@@ -121,7 +132,7 @@ async fn a_gzip_export_is_accepted() {
     client(&running)
         .await
         .send_compressed(CompressionEncoding::Gzip)
-        .export(LogBatch::sample_audit(2).into_request())
+        .export(LogBatch::sample_audit(2).request())
         .await
         .unwrap();
     assert_eq!(running.consumer.records(), 2);
@@ -229,7 +240,7 @@ async fn backpressure_is_unavailable_with_retry_info() {
         "queue full",
         Some(Duration::from_secs(2)),
     )));
-    let err = export(&running, LogBatch::sample_audit(1).into_request())
+    let err = export(&running, LogBatch::sample_audit(1).request())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
@@ -246,7 +257,7 @@ async fn a_retryable_failure_is_unavailable() {
     running
         .consumer
         .answer(Err(PipelineError::retryable("exporter down")));
-    let err = export(&running, LogBatch::sample_audit(1).into_request())
+    let err = export(&running, LogBatch::sample_audit(1).request())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
@@ -259,7 +270,7 @@ async fn a_permanent_failure_is_invalid_argument() {
     running
         .consumer
         .answer(Err(PipelineError::permanent("cannot be encoded")));
-    let err = export(&running, LogBatch::sample_audit(1).into_request())
+    let err = export(&running, LogBatch::sample_audit(1).request())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

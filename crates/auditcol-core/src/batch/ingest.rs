@@ -1,0 +1,101 @@
+//! The ingest policy: what a receiver adds to every record it accepts.
+
+use auditcol_model::conventions::{AUDIT_ID, AUDIT_SOURCE, EVENT_NAME_PREFIX, write_new_event_id};
+use auditcol_model::view::{common, log_record};
+use auditcol_model::wire::{bytes_field_len, put_bytes, put_fixed64, put_key, put_varint};
+use bytes::BytesMut;
+
+use super::{LogBatch, Record, RecordIndex};
+
+/// Bytes of patch per record to reserve up front: an observed time, an
+/// event name, an `audit.id` and an `audit.source`.
+const PATCH_ESTIMATE: usize = 11 + 40 + 52 + 40;
+
+impl LogBatch {
+    /// What a receiver does to every record it accepts: sets
+    /// `observed_time_unix_nano` where absent, and on audit events lower-cases
+    /// `audit.type`/`audit.action`, sets `event_name` where absent, assigns
+    /// `audit.id` (UUIDv7) and `audit.source` = `source` where absent.
+    ///
+    /// The record bytes are not rewritten: the new fields go into a patch
+    /// appended to each record (one buffer for the whole batch). Only a noun
+    /// or verb with upper-case letters makes a copy of its record.
+    pub fn prepare_ingest(&mut self, observed_time_unix_nano: u64, source: &str) {
+        let len = self.len();
+        let inner = self.make_mut();
+        let mut arena = BytesMut::with_capacity(len * (PATCH_ESTIMATE + source.len()));
+        let mut scratch = Vec::with_capacity(PATCH_ESTIMATE + source.len());
+        for record in inner
+            .resources
+            .iter_mut()
+            .flat_map(|r| &mut r.scopes)
+            .flat_map(|s| &mut s.records)
+        {
+            scratch.clear();
+            scratch.extend_from_slice(&record.patch);
+            stamp(record, &mut scratch, observed_time_unix_nano, source);
+            if scratch.len() != record.patch.len() {
+                arena.extend_from_slice(&scratch);
+                record.patch = arena.split().freeze();
+            }
+        }
+    }
+}
+
+/// Appends to `patch` the fields `record` lacks.
+fn stamp(record: &mut Record, patch: &mut Vec<u8>, observed: u64, source: &str) {
+    let index = &mut record.index;
+    if index.observed == 0 {
+        put_fixed64(patch, log_record::OBSERVED_TIME_UNIX_NANO, observed);
+        index.observed = observed;
+    }
+    if !index.has(RecordIndex::AUDIT) {
+        return;
+    }
+    if index.has(RecordIndex::UPPER) {
+        // Names are ASCII (checked at decode), so lower-casing keeps every
+        // length and offset.
+        let mut body = BytesMut::from(&record.body[..]);
+        body[index.noun.range()].make_ascii_lowercase();
+        body[index.verb.range()].make_ascii_lowercase();
+        record.body = body.freeze();
+        index.flags &= !RecordIndex::UPPER;
+    }
+    if !index.has(RecordIndex::HAS_EVENT_NAME) {
+        let (noun, verb) = (
+            &record.body[index.noun.range()],
+            &record.body[index.verb.range()],
+        );
+        put_key(patch, log_record::EVENT_NAME, 2);
+        put_varint(
+            patch,
+            (EVENT_NAME_PREFIX.len() + noun.len() + 1 + verb.len()) as u64,
+        );
+        patch.extend_from_slice(EVENT_NAME_PREFIX.as_bytes());
+        patch.extend_from_slice(noun);
+        patch.push(b'.');
+        patch.extend_from_slice(verb);
+        index.flags |= RecordIndex::HAS_EVENT_NAME;
+    }
+    if !index.has(RecordIndex::HAS_ID) {
+        let mut buf = [0u8; 36];
+        put_string_attribute(patch, AUDIT_ID, write_new_event_id(&mut buf));
+        index.flags |= RecordIndex::HAS_ID;
+    }
+    if !index.has(RecordIndex::HAS_SOURCE) {
+        put_string_attribute(patch, AUDIT_SOURCE, source);
+        index.flags |= RecordIndex::HAS_SOURCE;
+    }
+}
+
+/// Appends a `LogRecord.attributes` entry with a string value.
+pub(super) fn put_string_attribute(out: &mut Vec<u8>, key: &str, value: &str) {
+    let any_len = bytes_field_len(common::STRING_VALUE, value.len());
+    let kv_len = bytes_field_len(common::KEY, key.len()) + bytes_field_len(common::VALUE, any_len);
+    put_key(out, log_record::ATTRIBUTES, 2);
+    put_varint(out, kv_len as u64);
+    put_bytes(out, common::KEY, key.as_bytes());
+    put_key(out, common::VALUE, 2);
+    put_varint(out, any_len as u64);
+    put_bytes(out, common::STRING_VALUE, value.as_bytes());
+}

@@ -1,0 +1,371 @@
+//! OTLP/protobuf ⇄ [`LogBatch`]: the one walk over a request at decode, and
+//! the concatenation that encodes.
+
+use std::ops::Range;
+
+use auditcol_model::view::{
+    CheckError, check_attributes_holder, check_record, check_utf8, common, container,
+};
+use auditcol_model::wire::{Fields, bytes_field_len, put_key, put_varint};
+use bytes::{Bytes, BytesMut};
+
+use super::{
+    DecodeError, Inner, LogBatch, Record, RecordError, RecordIndex, ResourceGroup, ScopeGroup, Span,
+};
+
+/// The records of a request that passed, and what happened to the others.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// The valid records.
+    pub batch: LogBatch,
+    /// How many records were left out.
+    pub rejected: usize,
+    /// Why the first one was.
+    pub first_rejection: Option<RecordError>,
+}
+
+impl Decoded {
+    /// The batch when every record passed; the first rejection otherwise.
+    pub fn all_or_nothing(self) -> Result<LogBatch, RecordError> {
+        match self.first_rejection {
+            None => Ok(self.batch),
+            Some(e) => Err(e),
+        }
+    }
+
+    fn reject(&mut self, error: RecordError) {
+        self.rejected += 1;
+        self.first_rejection.get_or_insert(error);
+    }
+}
+
+fn invalid(path: &str, error: impl std::fmt::Display) -> DecodeError {
+    DecodeError {
+        message: if path.is_empty() {
+            format!("invalid OTLP protobuf: {error}")
+        } else {
+            format!("invalid OTLP protobuf: {path}: {error}")
+        },
+    }
+}
+
+impl LogBatch {
+    /// Decodes an OTLP/protobuf `ExportLogsServiceRequest`, keeping `bytes`
+    /// (records are slices of it, not copies).
+    ///
+    /// A malformed container (request, `ResourceLogs`, `ScopeLogs`, resource
+    /// or scope) fails the whole request; a record that is malformed or
+    /// breaks the audit conventions is left out and reported in [`Decoded`].
+    pub fn decode_protobuf(bytes: Bytes) -> Result<Decoded, DecodeError> {
+        let mut decoded = Decoded::default();
+        let mut resources = Vec::new();
+        let mut r = 0usize;
+        for field in Fields::new(&bytes) {
+            let field = field.map_err(|e| invalid("", e))?;
+            if field.number != container::REQUEST_RESOURCE_LOGS {
+                continue;
+            }
+            let path = format!("resourceLogs[{r}]");
+            let payload = field
+                .value
+                .bytes()
+                .ok_or_else(|| invalid(&path, "not a message"))?;
+            if let Some(group) = decode_resource_logs(&bytes, payload, &path, &mut decoded)? {
+                resources.push(group);
+            }
+            r += 1;
+        }
+        decoded.batch = LogBatch::from_resources(resources);
+        Ok(decoded)
+    }
+
+    /// Encodes as an OTLP/protobuf `ExportLogsServiceRequest`.
+    pub fn encode_protobuf(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_protobuf_into(&mut out);
+        out
+    }
+
+    /// Appends the OTLP/protobuf `ExportLogsServiceRequest` to `out`.
+    pub fn encode_protobuf_into(&self, out: &mut Vec<u8>) {
+        for resource in &self.inner.resources {
+            put_key(out, container::REQUEST_RESOURCE_LOGS, 2);
+            put_varint(out, resource.payload_len() as u64);
+            out.extend_from_slice(&resource.header);
+            for scope in &resource.scopes {
+                put_key(out, container::SCOPE_LOGS, 2);
+                put_varint(out, scope.payload_len() as u64);
+                out.extend_from_slice(&scope.header);
+                for record in &scope.records {
+                    put_key(out, container::LOG_RECORDS, 2);
+                    put_varint(out, record.encoded_len() as u64);
+                    out.extend_from_slice(&record.body);
+                    out.extend_from_slice(&record.patch);
+                }
+            }
+        }
+    }
+
+    /// Size in bytes of the protobuf encoding.
+    pub fn encoded_len(&self) -> usize {
+        self.inner
+            .resources
+            .iter()
+            .map(|r| bytes_field_len(container::REQUEST_RESOURCE_LOGS, r.payload_len()))
+            .sum()
+    }
+}
+
+impl ResourceGroup {
+    fn payload_len(&self) -> usize {
+        self.header.len()
+            + self
+                .scopes
+                .iter()
+                .map(|s| bytes_field_len(container::SCOPE_LOGS, s.payload_len()))
+                .sum::<usize>()
+    }
+}
+
+impl ScopeGroup {
+    fn payload_len(&self) -> usize {
+        self.header.len()
+            + self
+                .records
+                .iter()
+                .map(|r| bytes_field_len(container::LOG_RECORDS, r.encoded_len()))
+                .sum::<usize>()
+    }
+}
+
+/// The fields of a container other than its list of children, as one
+/// `Bytes`: a slice of the request when they are contiguous (the usual
+/// case), a copy otherwise.
+#[derive(Default)]
+struct Header {
+    ranges: Vec<Range<usize>>,
+}
+
+impl Header {
+    fn push(&mut self, range: Range<usize>) {
+        match self.ranges.last_mut() {
+            Some(last) if last.end == range.start => last.end = range.end,
+            _ => self.ranges.push(range),
+        }
+    }
+
+    fn into_bytes(self, source: &Bytes, base: usize) -> Bytes {
+        match self.ranges.as_slice() {
+            [] => Bytes::new(),
+            [one] => source.slice(base + one.start..base + one.end),
+            many => {
+                let mut out = BytesMut::new();
+                for range in many {
+                    out.extend_from_slice(&source[base + range.start..base + range.end]);
+                }
+                out.freeze()
+            }
+        }
+    }
+}
+
+/// Where `inner` starts inside `outer` (it must be a sub-slice).
+fn offset_in(inner: &[u8], outer: &Bytes) -> usize {
+    inner.as_ptr() as usize - outer.as_ptr() as usize
+}
+
+fn decode_resource_logs(
+    source: &Bytes,
+    payload: &[u8],
+    path: &str,
+    decoded: &mut Decoded,
+) -> Result<Option<ResourceGroup>, DecodeError> {
+    let base = offset_in(payload, source);
+    let mut header = Header::default();
+    let mut scopes = Vec::new();
+    let mut s = 0usize;
+    let mut fields = Fields::new(payload);
+    loop {
+        let start = fields.position();
+        let Some(field) = fields.next() else { break };
+        let field = field.map_err(|e| invalid(path, e))?;
+        let end = fields.position();
+        match field.number {
+            container::SCOPE_LOGS => {
+                let scope_path = format!("{path}.scopeLogs[{s}]");
+                let bytes = field
+                    .value
+                    .bytes()
+                    .ok_or_else(|| invalid(&scope_path, "not a message"))?;
+                if let Some(group) = decode_scope_logs(source, bytes, &scope_path, decoded)? {
+                    scopes.push(group);
+                }
+                s += 1;
+            }
+            number => {
+                let checked = match (number, field.value.bytes()) {
+                    (container::RESOURCE, Some(b)) => {
+                        check_attributes_holder(b, common::RESOURCE_ATTRIBUTES, &[])
+                            .map_err(|e| e.within("resource"))
+                    }
+                    (container::SCHEMA_URL, Some(b)) => {
+                        check_utf8(b).map(|_| ()).map_err(|e| e.within("schemaUrl"))
+                    }
+                    (container::RESOURCE | container::SCHEMA_URL, None) => {
+                        Err(CheckError::from_reason("not length-delimited"))
+                    }
+                    _ => Ok(()),
+                };
+                checked.map_err(|e| invalid(path, e))?;
+                header.push(start..end);
+            }
+        }
+    }
+    if scopes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ResourceGroup {
+        header: header.into_bytes(source, base),
+        scopes,
+    }))
+}
+
+fn decode_scope_logs(
+    source: &Bytes,
+    payload: &[u8],
+    path: &str,
+    decoded: &mut Decoded,
+) -> Result<Option<ScopeGroup>, DecodeError> {
+    let base = offset_in(payload, source);
+    let mut header = Header::default();
+    let mut records = Vec::new();
+    let mut i = 0usize;
+    let mut fields = Fields::new(payload);
+    loop {
+        let start = fields.position();
+        let Some(field) = fields.next() else { break };
+        let field = field.map_err(|e| invalid(path, e))?;
+        let end = fields.position();
+        match field.number {
+            container::LOG_RECORDS => {
+                let Some(bytes) = field.value.bytes() else {
+                    return Err(invalid(&format!("{path}.logRecords[{i}]"), "not a message"));
+                };
+                match decode_record(source, bytes) {
+                    Ok(record) => records.push(record),
+                    Err(e) => decoded.reject(RecordError {
+                        path: if e.path.is_empty() {
+                            format!("{path}.logRecords[{i}]")
+                        } else {
+                            format!("{path}.logRecords[{i}].{}", e.path)
+                        },
+                        reason: e.reason,
+                    }),
+                }
+                i += 1;
+            }
+            number => {
+                let checked = match (number, field.value.bytes()) {
+                    (container::SCOPE, Some(b)) => check_attributes_holder(
+                        b,
+                        common::SCOPE_ATTRIBUTES,
+                        &[common::SCOPE_NAME, common::SCOPE_VERSION],
+                    )
+                    .map_err(|e| e.within("scope")),
+                    (container::SCHEMA_URL, Some(b)) => {
+                        check_utf8(b).map(|_| ()).map_err(|e| e.within("schemaUrl"))
+                    }
+                    (container::SCOPE | container::SCHEMA_URL, None) => {
+                        Err(CheckError::from_reason("not length-delimited"))
+                    }
+                    _ => Ok(()),
+                };
+                checked.map_err(|e| invalid(path, e))?;
+                header.push(start..end);
+            }
+        }
+    }
+    if records.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ScopeGroup {
+        header: header.into_bytes(source, base),
+        records,
+    }))
+}
+
+/// Checks one record and indexes it; the error's path is relative to the record.
+fn decode_record(source: &Bytes, bytes: &[u8]) -> Result<Record, CheckError> {
+    if u32::try_from(bytes.len()).is_err() {
+        return Err(CheckError::from_reason("the record is larger than 4 GiB"));
+    }
+    let check = check_record(bytes)?;
+    check.audit.check()?;
+    let mut index = RecordIndex {
+        time: check.time_unix_nano,
+        observed: check.observed_time_unix_nano,
+        ..Default::default()
+    };
+    if let Some((noun, verb)) = check.audit.noun_verb() {
+        index.flags |= RecordIndex::AUDIT;
+        index.noun = Span::of(noun, bytes);
+        index.verb = Span::of(verb, bytes);
+        if noun
+            .bytes()
+            .chain(verb.bytes())
+            .any(|b| b.is_ascii_uppercase())
+        {
+            index.flags |= RecordIndex::UPPER;
+        }
+        if check.audit.id.is_some() {
+            index.flags |= RecordIndex::HAS_ID;
+        }
+        if check.audit.source.is_some() {
+            index.flags |= RecordIndex::HAS_SOURCE;
+        }
+    }
+    if check.has_event_name {
+        index.flags |= RecordIndex::HAS_EVENT_NAME;
+    }
+    Ok(Record {
+        body: source.slice_ref(bytes),
+        patch: Bytes::new(),
+        index,
+    })
+}
+
+impl LogBatch {
+    /// Builds a batch from already-encoded resource groups (for builders
+    /// inside the crate).
+    pub(super) fn from_encoded_records(
+        resource_header: Bytes,
+        scope_header: Bytes,
+        records: &Bytes,
+        ranges: impl IntoIterator<Item = Range<usize>>,
+    ) -> Result<LogBatch, RecordError> {
+        let mut out = Vec::new();
+        for (i, range) in ranges.into_iter().enumerate() {
+            let record = decode_record(records, &records[range]).map_err(|e| RecordError {
+                path: format!("events[{i}]"),
+                reason: e.to_string(),
+            })?;
+            out.push(record);
+        }
+        let len = out.len();
+        if len == 0 {
+            return Ok(LogBatch::new());
+        }
+        Ok(LogBatch {
+            inner: std::sync::Arc::new(Inner {
+                resources: vec![ResourceGroup {
+                    header: resource_header,
+                    scopes: vec![ScopeGroup {
+                        header: scope_header,
+                        records: out,
+                    }],
+                }],
+                len,
+            }),
+        })
+    }
+}
