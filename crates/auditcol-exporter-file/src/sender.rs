@@ -35,6 +35,39 @@ pub struct FileSender {
     target: Target,
     /// Opened at start; `None` before and after.
     file: Arc<Mutex<Option<FileWriter>>>,
+    /// Encoding buffers for reuse: a fresh multi-megabyte buffer per batch
+    /// costs page faults that show in profiles.
+    buffers: Arc<BufferPool>,
+}
+
+/// A few cleared `Vec<u8>`s, each kept only while not too large.
+#[derive(Default)]
+struct BufferPool(Mutex<Vec<Vec<u8>>>);
+
+impl BufferPool {
+    /// Buffers kept at most; more are freed.
+    const KEEP: usize = 4;
+    /// A buffer above this capacity is freed rather than kept.
+    const MAX_KEPT_CAPACITY: usize = 16 << 20;
+
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn give_back(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() > Self::MAX_KEPT_CAPACITY {
+            return;
+        }
+        buffer.clear();
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < Self::KEEP {
+            kept.push(buffer);
+        }
+    }
 }
 
 impl FileSender {
@@ -56,6 +89,7 @@ impl FileSender {
             format: config.format,
             target,
             file: Arc::new(Mutex::new(None)),
+            buffers: Arc::default(),
         }
     }
 
@@ -93,7 +127,7 @@ impl BatchSender for FileSender {
     }
 
     async fn send(&self, batch: &LogBatch) -> Result<(), PipelineError> {
-        let mut bytes = Vec::with_capacity(batch.len() * 256);
+        let mut bytes = self.buffers.take();
         let skipped = encode_batch(batch, self.format, &mut bytes);
         if skipped > 0 {
             tracing::debug!(
@@ -103,19 +137,24 @@ impl BatchSender for FileSender {
             );
         }
         if bytes.is_empty() {
+            self.buffers.give_back(bytes);
             return Ok(());
         }
         let file = self.file.clone();
+        let buffers = self.buffers.clone();
         let to_file = matches!(self.target, Target::File { .. });
         let written = tokio::task::spawn_blocking(move || {
-            if !to_file {
-                return write_stdout(&bytes);
-            }
-            let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
-            match guard.as_mut() {
-                Some(writer) => writer.write_batch(&bytes),
-                None => Err(std::io::Error::other("the file is not open")),
-            }
+            let written = if !to_file {
+                write_stdout(&bytes)
+            } else {
+                let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
+                match guard.as_mut() {
+                    Some(writer) => writer.write_batch(&bytes),
+                    None => Err(std::io::Error::other("the file is not open")),
+                }
+            };
+            buffers.give_back(bytes);
+            written
         })
         .await;
         match written {

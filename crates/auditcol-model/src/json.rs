@@ -162,14 +162,19 @@ pub fn write_value(value: AnyValueView<'_>, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        AnyValueView::Kvlist(kv) if has_duplicate_keys(kv.values()) => {
-            // A JSON object keeps one value per key (the last, at the first
-            // key's place): rare enough to take the general path.
-            let _ = serde_json::to_writer(&mut *out, &view_to_json(value));
-        }
         AnyValueView::Kvlist(kv) => {
+            let start = out.len();
+            let mut keys: SmallVec<[&str; 16]> = SmallVec::new();
             out.push(b'{');
             for (n, item) in kv.values().enumerate() {
+                if keys.contains(&item.key) {
+                    // A JSON object keeps one value per key (the last, at the
+                    // first key's place): rare enough to take the general path.
+                    out.truncate(start);
+                    let _ = serde_json::to_writer(&mut *out, &view_to_json(value));
+                    return;
+                }
+                keys.push(item.key);
                 if n > 0 {
                     out.push(b',');
                 }
@@ -185,19 +190,39 @@ pub fn write_value(value: AnyValueView<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn has_duplicate_keys<'a>(values: impl Iterator<Item = KeyValueView<'a>> + Clone) -> bool {
-    let keys: SmallVec<[&str; 16]> = values.map(|kv| kv.key).collect();
-    keys.len() > 1
-        && keys
-            .iter()
-            .enumerate()
-            .any(|(i, a)| keys[..i].iter().any(|b| b == a))
-}
-
-/// Appends `s` as a JSON string (serde_json's escaping, without an
-/// intermediate `String`).
+/// Appends `s` as a JSON string, escaped byte for byte as serde_json does:
+/// `"` and `\\` and the control characters below U+0020 (`\b \t \n \f \r`
+/// short, the rest as `\u00XX`); everything else, U+007F and non-ASCII
+/// included, as it is. Most strings need no escape and are copied whole.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let _ = serde_json::to_writer(&mut *out, s);
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -265,6 +290,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn strings_are_escaped_exactly_as_serde_json_does(s in "(.|[\\x00-\\x20\"\\\\\\x7f\u{80}-\u{10ffff}]){0,24}") {
+            let mut out = Vec::new();
+            write_str(&mut out, &s);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+
         #[test]
         fn direct_json_equals_the_event_path(
             noun in "[a-z]{1,6}", verb in "[a-z]{1,6}",

@@ -65,9 +65,22 @@ pub mod common {
     pub const SCOPE_ATTRIBUTES: u32 = 3;
 }
 
+#[inline]
 fn utf8(bytes: &[u8]) -> &str {
     // Checked at ingest; a view over unchecked bytes reads invalid text as empty.
-    std::str::from_utf8(bytes).unwrap_or_default()
+    as_str(bytes).unwrap_or_default()
+}
+
+/// `bytes` as text, if UTF-8. Most OTLP strings are short ASCII, for which
+/// `str::from_utf8`'s setup costs more than the check itself.
+#[inline]
+fn as_str(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
 }
 
 /// A `LogRecord`: its bytes as received plus, optionally, fields appended at
@@ -80,11 +93,13 @@ pub struct RecordView<'a> {
 
 impl<'a> RecordView<'a> {
     /// A view over an encoded `LogRecord` and fields appended to it.
+    #[inline]
     pub fn new(body: &'a [u8], patch: &'a [u8]) -> Self {
         Self { body, patch }
     }
 
     /// Every field, in wire order.
+    #[inline]
     pub fn fields(&self) -> std::iter::Chain<CheckedFields<'a>, CheckedFields<'a>> {
         fields(self.body).chain(fields(self.patch))
     }
@@ -198,6 +213,7 @@ pub struct KeyValueView<'a> {
 
 impl<'a> KeyValueView<'a> {
     /// Reads an encoded `KeyValue`.
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Self {
         let mut key = "";
         let mut value = AnyValueView::Empty;
@@ -235,6 +251,7 @@ pub enum AnyValueView<'a> {
 
 impl<'a> AnyValueView<'a> {
     /// Reads an encoded `AnyValue`; the last member of the oneof wins.
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Self {
         let mut value = Self::Empty;
         for field in fields(bytes) {
@@ -254,6 +271,7 @@ impl<'a> AnyValueView<'a> {
     }
 
     /// The string, when this is a `stringValue`.
+    #[inline]
     pub fn as_str(&self) -> Option<&'a str> {
         match self {
             Self::String(s) => Some(s),
@@ -261,6 +279,7 @@ impl<'a> AnyValueView<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn attr(&self) -> AttrValue<'a> {
         match self {
             Self::String(s) => AttrValue::Str(s),
@@ -275,6 +294,7 @@ pub struct ArrayView<'a>(&'a [u8]);
 
 impl<'a> ArrayView<'a> {
     /// The items, in order.
+    #[inline]
     pub fn values(&self) -> impl Iterator<Item = AnyValueView<'a>> + use<'a> {
         fields(self.0).filter_map(|f| match (f.number, f.value) {
             (common::VALUES, WireValue::Bytes(b)) => Some(AnyValueView::parse(b)),
@@ -289,6 +309,7 @@ pub struct KvlistView<'a>(&'a [u8]);
 
 impl<'a> KvlistView<'a> {
     /// The entries, in order (keys may repeat).
+    #[inline]
     pub fn values(&self) -> impl Iterator<Item = KeyValueView<'a>> + Clone + use<'a> {
         fields(self.0).filter_map(|f| match (f.number, f.value) {
             (common::VALUES, WireValue::Bytes(b)) => Some(KeyValueView::parse(b)),
@@ -450,9 +471,20 @@ fn expect_bytes(value: WireValue<'_>) -> Result<&[u8], CheckError> {
 }
 
 /// Checks that `bytes` is UTF-8.
+#[inline]
 pub fn check_utf8(bytes: &[u8]) -> Result<&str, CheckError> {
-    std::str::from_utf8(bytes)
-        .map_err(|e| CheckError::new(format!("invalid protobuf: string is not UTF-8 ({e})")))
+    match as_str(bytes) {
+        Some(text) => Ok(text),
+        None => Err(utf8_error(bytes)),
+    }
+}
+
+#[cold]
+fn utf8_error(bytes: &[u8]) -> CheckError {
+    let detail = std::str::from_utf8(bytes)
+        .err()
+        .map_or_else(String::new, |e| format!(" ({e})"));
+    CheckError::new(format!("invalid protobuf: string is not UTF-8{detail}"))
 }
 
 fn check_key_value(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, CheckError> {
@@ -468,8 +500,7 @@ fn check_key_value(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, Check
             }
             common::VALUE => {
                 let b = expect_bytes(field.value).map_err(|e| e.within("value"))?;
-                check_any_value(b, depth).map_err(|e| e.within("value"))?;
-                kv.value = AnyValueView::parse(b);
+                kv.value = check_any_value(b, depth).map_err(|e| e.within("value"))?;
             }
             _ => {}
         }
@@ -477,12 +508,14 @@ fn check_key_value(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, Check
     Ok(kv)
 }
 
-fn check_any_value(bytes: &[u8], depth: usize) -> Result<(), CheckError> {
+/// Checks an `AnyValue` and returns what [`AnyValueView::parse`] would.
+fn check_any_value(bytes: &[u8], depth: usize) -> Result<AnyValueView<'_>, CheckError> {
     if depth > MAX_ANY_VALUE_DEPTH {
         return Err(CheckError::new(format!(
             "values nest more than {MAX_ANY_VALUE_DEPTH} levels deep"
         )));
     }
+    let mut value = AnyValueView::Empty;
     for field in Fields::new(bytes) {
         let field = field.map_err(CheckError::wire)?;
         let (name, expected) = match field.number {
@@ -503,20 +536,28 @@ fn check_any_value(bytes: &[u8], depth: usize) -> Result<(), CheckError> {
             ))
             .within(name));
         }
-        match (field.number, field.value) {
+        value = match (field.number, field.value) {
             (common::STRING_VALUE, WireValue::Bytes(b)) => {
-                check_utf8(b).map_err(|e| e.within(name))?;
+                AnyValueView::String(check_utf8(b).map_err(|e| e.within(name))?)
             }
             (common::ARRAY_VALUE, WireValue::Bytes(b)) => {
                 check_list(b, depth, false).map_err(|e| e.within(name))?;
+                AnyValueView::Array(ArrayView(b))
             }
             (common::KVLIST_VALUE, WireValue::Bytes(b)) => {
                 check_list(b, depth, true).map_err(|e| e.within(name))?;
+                AnyValueView::Kvlist(KvlistView(b))
             }
-            _ => {}
-        }
+            (common::BOOL_VALUE, WireValue::Varint(v)) => AnyValueView::Bool(v != 0),
+            (common::INT_VALUE, WireValue::Varint(v)) => AnyValueView::Int(v as i64),
+            (common::DOUBLE_VALUE, WireValue::Fixed64(v)) => {
+                AnyValueView::Double(f64::from_bits(v))
+            }
+            (common::BYTES_VALUE, WireValue::Bytes(b)) => AnyValueView::Bytes(b),
+            _ => AnyValueView::Empty,
+        };
     }
-    Ok(())
+    Ok(value)
 }
 
 fn check_list(bytes: &[u8], depth: usize, kvlist: bool) -> Result<(), CheckError> {
@@ -530,7 +571,7 @@ fn check_list(bytes: &[u8], depth: usize, kvlist: bool) -> Result<(), CheckError
         let checked = if kvlist {
             check_key_value(b, depth + 1).map(|_| ())
         } else {
-            check_any_value(b, depth + 1)
+            check_any_value(b, depth + 1).map(|_| ())
         };
         checked.map_err(|e| e.within(&format!("values[{n}]")))?;
         n += 1;
