@@ -170,7 +170,7 @@ impl<'a> Iterator for CheckedFields<'a> {
             return None;
         }
         let &key = f.buf.get(f.pos)?;
-        if key < 0x80 && key >= 8 {
+        if (8..0x80).contains(&key) {
             let number = u32::from(key >> 3);
             match key & 7 {
                 2 => {
