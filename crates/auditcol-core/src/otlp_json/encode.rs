@@ -17,7 +17,9 @@
 //! truncates.
 
 use auditcol_model::json::write_str;
-use auditcol_model::view::{MAX_ANY_VALUE_DEPTH, common, container, log_record};
+use auditcol_model::view::{
+    CheckError, MAX_ANY_VALUE_DEPTH, check_utf8, common, container, log_record,
+};
 use auditcol_model::wire::{Field, Fields};
 use base64::Engine as _;
 use serde_json::ser::Formatter as _;
@@ -31,22 +33,35 @@ type Parts<'a> = SmallVec<[&'a [u8]; 1]>;
 
 pub(super) fn protobuf_to_json(request: &[u8], out: &mut Vec<u8>) -> Result<(), JsonError> {
     let start = out.len();
-    let written = write_request(request, out);
-    if written.is_err() {
+    write_request(request, out).map_err(|e| {
         out.truncate(start);
-    }
-    written
+        JsonError {
+            path: e.path,
+            reason: e.reason,
+        }
+    })
 }
 
-fn invalid(reason: impl std::fmt::Display) -> JsonError {
-    JsonError::new(format!("invalid protobuf: {reason}"))
+/// The errors of the wire checks at ingest ([`auditcol_model::view`]):
+/// same paths, same reasons.
+type Error = CheckError;
+
+fn error(reason: String) -> Error {
+    CheckError {
+        path: String::new(),
+        reason,
+    }
+}
+
+fn invalid(reason: impl std::fmt::Display) -> Error {
+    error(format!("invalid protobuf: {reason}"))
 }
 
 /// Calls `f` on every field of the message made of `parts`.
 fn each_field<'a>(
     parts: &[&'a [u8]],
-    mut f: impl FnMut(Field<'a>) -> Result<(), JsonError>,
-) -> Result<(), JsonError> {
+    mut f: impl FnMut(Field<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
     for part in parts {
         for field in Fields::new(part) {
             f(field.map_err(invalid)?)?;
@@ -64,8 +79,8 @@ fn write_items(
     items: &[&[u8]],
     name: &str,
     out: &mut Vec<u8>,
-    mut f: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), JsonError>,
-) -> Result<(), JsonError> {
+    mut f: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), Error>,
+) -> Result<(), Error> {
     out.push(b'[');
     for (index, item) in items.iter().enumerate() {
         if index > 0 {
@@ -78,7 +93,7 @@ fn write_items(
 }
 
 /// The payload of a field that must be of wire type `expected`.
-fn expect(field: Field<'_>, name: &str, expected: u8) -> Result<(), JsonError> {
+fn expect(field: Field<'_>, name: &str, expected: u8) -> Result<(), Error> {
     if field.value.wire_type() == expected {
         Ok(())
     } else {
@@ -90,29 +105,28 @@ fn expect(field: Field<'_>, name: &str, expected: u8) -> Result<(), JsonError> {
     }
 }
 
-fn varint(field: Field<'_>, name: &str) -> Result<u64, JsonError> {
+fn varint(field: Field<'_>, name: &str) -> Result<u64, Error> {
     expect(field, name, 0)?;
     Ok(field.value.varint().unwrap_or_default())
 }
 
-fn fixed64(field: Field<'_>, name: &str) -> Result<u64, JsonError> {
+fn fixed64(field: Field<'_>, name: &str) -> Result<u64, Error> {
     expect(field, name, 1)?;
     Ok(field.value.fixed64().unwrap_or_default())
 }
 
-fn fixed32(field: Field<'_>, name: &str) -> Result<u32, JsonError> {
+fn fixed32(field: Field<'_>, name: &str) -> Result<u32, Error> {
     expect(field, name, 5)?;
     Ok(field.value.fixed32().unwrap_or_default())
 }
 
-fn bytes<'a>(field: Field<'a>, name: &str) -> Result<&'a [u8], JsonError> {
+fn bytes<'a>(field: Field<'a>, name: &str) -> Result<&'a [u8], Error> {
     expect(field, name, 2)?;
     Ok(field.value.bytes().unwrap_or_default())
 }
 
-fn string<'a>(field: Field<'a>, name: &str) -> Result<&'a str, JsonError> {
-    std::str::from_utf8(bytes(field, name)?)
-        .map_err(|e| invalid(format!("string is not UTF-8 ({e})")).within(name))
+fn string<'a>(field: Field<'a>, name: &str) -> Result<&'a str, Error> {
+    check_utf8(bytes(field, name)?).map_err(|e| e.within(name))
 }
 
 /// Adds one occurrence of an embedded message.
@@ -144,7 +158,7 @@ fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-fn write_request(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), JsonError> {
+fn write_request(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
     let mut resource_logs = Items::new();
     each_field(&[bytes], |f| {
         if f.number == container::REQUEST_RESOURCE_LOGS {
@@ -160,7 +174,7 @@ fn write_request(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), JsonError> {
     Ok(())
 }
 
-fn write_resource_logs(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonError> {
+fn write_resource_logs(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Error> {
     let mut resource = None;
     let mut scope_logs = Items::new();
     let mut schema_url = "";
@@ -188,7 +202,7 @@ fn write_resource_logs(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonErr
     Ok(())
 }
 
-fn write_resource(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonError> {
+fn write_resource(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Error> {
     let mut attributes = Items::new();
     let mut dropped = 0u32;
     let mut entity_refs = Items::new();
@@ -215,7 +229,7 @@ fn write_resource(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonError> {
     Ok(())
 }
 
-fn write_entity_ref(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonError> {
+fn write_entity_ref(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Error> {
     let mut schema_url = "";
     let mut kind = "";
     let mut id_keys: SmallVec<[&str; 4]> = SmallVec::new();
@@ -253,7 +267,7 @@ fn write_strings(strings: &[&str], out: &mut Vec<u8>) {
     out.push(b']');
 }
 
-fn write_scope_logs(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonError> {
+fn write_scope_logs(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Error> {
     let mut scope = None;
     let mut log_records = Items::new();
     let mut schema_url = "";
@@ -281,7 +295,7 @@ fn write_scope_logs(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonError>
     Ok(())
 }
 
-fn write_scope(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonError> {
+fn write_scope(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Error> {
     let mut name = "";
     let mut version = "";
     let mut attributes = Items::new();
@@ -310,7 +324,7 @@ fn write_scope(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonError> {
     Ok(())
 }
 
-fn write_log_record(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonError> {
+fn write_log_record(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Error> {
     use log_record::*;
     let mut time = 0u64;
     let mut observed = 0u64;
@@ -370,14 +384,14 @@ fn write_log_record(parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonError>
 }
 
 /// `KeyValue`s whose values are at depth 1 (of a record, resource or scope).
-fn write_attributes(attributes: &[&[u8]], out: &mut Vec<u8>) -> Result<(), JsonError> {
+fn write_attributes(attributes: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Error> {
     write_items(attributes, "attributes", out, |b, out| {
         write_key_value(&[b], 1, out)
     })
 }
 
 /// A `KeyValue` whose value is at `depth`.
-fn write_key_value(parts: &[&[u8]], depth: usize, out: &mut Vec<u8>) -> Result<(), JsonError> {
+fn write_key_value(parts: &[&[u8]], depth: usize, out: &mut Vec<u8>) -> Result<(), Error> {
     let mut key = "";
     let mut value = None;
     let mut key_strindex = 0i32;
@@ -420,9 +434,9 @@ enum Member<'a> {
 }
 
 /// An `AnyValue` nested `depth` levels deep (1 for a body or attribute).
-fn write_any_value(parts: &[&[u8]], depth: usize, out: &mut Vec<u8>) -> Result<(), JsonError> {
+fn write_any_value(parts: &[&[u8]], depth: usize, out: &mut Vec<u8>) -> Result<(), Error> {
     if depth > MAX_ANY_VALUE_DEPTH {
-        return Err(JsonError::new(too_deep()));
+        return Err(error(too_deep()));
     }
     let mut member = Member::Empty;
     each_field(parts, |f| {
@@ -520,7 +534,7 @@ fn write_any_value(parts: &[&[u8]], depth: usize, out: &mut Vec<u8>) -> Result<(
 }
 
 /// The `values` of an `ArrayValue` or `KeyValueList`.
-fn values<'a>(parts: &[&'a [u8]]) -> Result<Items<'a>, JsonError> {
+fn values<'a>(parts: &[&'a [u8]]) -> Result<Items<'a>, Error> {
     let mut values = Items::new();
     each_field(parts, |f| {
         if f.number == common::VALUES {

@@ -86,27 +86,6 @@ pub struct JsonError {
     pub reason: String,
 }
 
-impl JsonError {
-    fn new(reason: impl Into<String>) -> Self {
-        Self {
-            path: String::new(),
-            reason: reason.into(),
-        }
-    }
-
-    /// Prefixes the path with `segment` (a field name, maybe with an index).
-    fn within(mut self, segment: &str) -> Self {
-        self.path = if self.path.is_empty() {
-            segment.to_owned()
-        } else if self.path.starts_with('[') {
-            format!("{segment}{}", self.path)
-        } else {
-            format!("{segment}.{}", self.path)
-        };
-        self
-    }
-}
-
 impl fmt::Display for JsonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {

@@ -491,243 +491,68 @@ fn invalid_requests_are_refused_with_path_and_reason() {
     let key = at("attributes[0].key");
     let kvlist = at("body.kvlistValue");
     let severity_text = at("severityText");
+    #[rustfmt::skip]
     let cases: Vec<Rejection<'_>> = vec![
         // Duplicate keys, known (under either name) or not.
-        (
-            record(r#"{"timeUnixNano":"1","timeUnixNano":"2"}"#),
-            RECORD,
-            r#"duplicate key "timeUnixNano""#,
-        ),
-        (
-            record(r#"{"timeUnixNano":"1","time_unix_nano":"2"}"#),
-            RECORD,
-            r#"duplicate key "time_unix_nano""#,
-        ),
+        (record(r#"{"timeUnixNano":"1","timeUnixNano":"2"}"#), RECORD, r#"duplicate key "timeUnixNano""#),
+        (record(r#"{"timeUnixNano":"1","time_unix_nano":"2"}"#), RECORD, r#"duplicate key "time_unix_nano""#),
         (record(r#"{"x":1,"x":{}}"#), RECORD, r#"duplicate key "x""#),
-        (
-            record(r#"{"body":null,"body":{}}"#),
-            RECORD,
-            r#"duplicate key "body""#,
-        ),
-        (
-            r#"{"resourceLogs":[],"resourceLogs":[]}"#.into(),
-            "",
-            r#"duplicate key "resourceLogs""#,
-        ),
+        (record(r#"{"body":null,"body":{}}"#), RECORD, r#"duplicate key "body""#),
+        (r#"{"resourceLogs":[],"resourceLogs":[]}"#.into(), "", r#"duplicate key "resourceLogs""#),
         // Ids of the wrong length or not hex.
-        (
-            record(r#"{"traceId":"abc"}"#),
-            &trace,
-            "expected 32 hex digits (a 16-byte trace id)",
-        ),
-        (
-            record(r#"{"traceId":"5b8efff798038103d269b633813fc60g"}"#),
-            &trace,
-            r#"found "5b8efff798038103d269b633813fc60g""#,
-        ),
-        (
-            record(r#"{"spanId":"5b8efff798038103d269b633813fc60c"}"#),
-            &span,
-            "expected 16 hex digits (an 8-byte span id)",
-        ),
-        (
-            record(r#"{"spanId":"eee19b7ec3c1b17é"}"#),
-            &span,
-            "expected 16 hex digits",
-        ),
-        (
-            record(r#"{"traceId":12}"#),
-            &trace,
-            "expected a string of 32 hex digits, found 12",
-        ),
+        (record(r#"{"traceId":"abc"}"#), &trace, "expected 32 hex digits (a 16-byte trace id)"),
+        (record(r#"{"traceId":"5b8efff798038103d269b633813fc60g"}"#), &trace, r#"found "5b8efff798038103d269b633813fc60g""#),
+        (record(r#"{"spanId":"5b8efff798038103d269b633813fc60c"}"#), &span, "expected 16 hex digits (an 8-byte span id)"),
+        (record(r#"{"spanId":"eee19b7ec3c1b17é"}"#), &span, "expected 16 hex digits"),
+        (record(r#"{"traceId":12}"#), &trace, "expected a string of 32 hex digits, found 12"),
         // Integers that are not, or not in range.
-        (
-            record(r#"{"timeUnixNano":"abc"}"#),
-            &time,
-            r#"expected an integer (number or string), found "abc""#,
-        ),
-        (
-            record(r#"{"timeUnixNano":1.5}"#),
-            &time,
-            "expected an integer, found 1.5 (it has a fractional part)",
-        ),
-        (
-            record(r#"{"timeUnixNano":"1e-1"}"#),
-            &time,
-            "fractional part",
-        ),
-        (
-            record(r#"{"timeUnixNano":"-1"}"#),
-            &time,
-            r#""-1" is out of range for an unsigned 64-bit integer"#,
-        ),
-        (
-            record(r#"{"timeUnixNano":18446744073709551616}"#),
-            &time,
-            "out of range",
-        ),
+        (record(r#"{"timeUnixNano":"abc"}"#), &time, r#"expected an integer (number or string), found "abc""#),
+        (record(r#"{"timeUnixNano":1.5}"#), &time, "expected an integer, found 1.5 (it has a fractional part)"),
+        (record(r#"{"timeUnixNano":"1e-1"}"#), &time, "fractional part"),
+        (record(r#"{"timeUnixNano":"-1"}"#), &time, r#""-1" is out of range for an unsigned 64-bit integer"#),
+        (record(r#"{"timeUnixNano":18446744073709551616}"#), &time, "out of range"),
         (record(r#"{"timeUnixNano":1e20}"#), &time, "out of range"),
-        (
-            record(r#"{"timeUnixNano":" 1"}"#),
-            &time,
-            "expected an integer",
-        ),
-        (
-            record(r#"{"timeUnixNano":true}"#),
-            &time,
-            "expected an integer (number or string), found true",
-        ),
-        (
-            record(r#"{"timeUnixNano":{"x":1}}"#),
-            &time,
-            "found an object",
-        ),
-        (
-            record(r#"{"body":{"intValue":"9223372036854775808"}}"#),
-            &int_value,
-            "out of range for a 64-bit integer",
-        ),
-        (
-            record(r#"{"flags":4294967296}"#),
-            &flags,
-            "out of range for an unsigned 32-bit integer",
-        ),
-        (
-            record(r#"{"droppedAttributesCount":-1}"#),
-            &dropped,
-            "out of range",
-        ),
-        (
-            record(r#"{"severityNumber":2147483648}"#),
-            &severity,
-            "out of range for a 32-bit integer",
-        ),
+        (record(r#"{"timeUnixNano":" 1"}"#), &time, "expected an integer"),
+        (record(r#"{"timeUnixNano":true}"#), &time, "expected an integer (number or string), found true"),
+        (record(r#"{"timeUnixNano":{"x":1}}"#), &time, "found an object"),
+        (record(r#"{"body":{"intValue":"9223372036854775808"}}"#), &int_value, "out of range for a 64-bit integer"),
+        (record(r#"{"flags":4294967296}"#), &flags, "out of range for an unsigned 32-bit integer"),
+        (record(r#"{"droppedAttributesCount":-1}"#), &dropped, "out of range"),
+        (record(r#"{"severityNumber":2147483648}"#), &severity, "out of range for a 32-bit integer"),
         // Enums, doubles, booleans, bytes.
-        (
-            record(r#"{"severityNumber":"INFO"}"#),
-            &severity,
-            r#"expected a severity number or name"#,
-        ),
-        (
-            record(r#"{"severityNumber":"9"}"#),
-            &severity,
-            r#"found "9""#,
-        ),
-        (
-            record(r#"{"body":{"doubleValue":"1.5x"}}"#),
-            &double,
-            "expected a number",
-        ),
-        (
-            record(r#"{"body":{"doubleValue":"inf"}}"#),
-            &double,
-            "expected a number",
-        ),
-        (
-            record(r#"{"body":{"doubleValue":1e400}}"#),
-            &double,
-            "out of range for a double",
-        ),
-        (
-            record(r#"{"body":{"boolValue":"true"}}"#),
-            &boolean,
-            r#"expected true or false, found "true""#,
-        ),
-        (
-            record(r#"{"body":{"bytesValue":"a"}}"#),
-            &bytes,
-            "expected base64",
-        ),
-        (
-            record(r#"{"body":{"bytesValue":"a+b-"}}"#),
-            &bytes,
-            "expected base64",
-        ),
+        (record(r#"{"severityNumber":"INFO"}"#), &severity, r#"expected a severity number or name"#),
+        (record(r#"{"severityNumber":"9"}"#), &severity, r#"found "9""#),
+        (record(r#"{"body":{"doubleValue":"1.5x"}}"#), &double, "expected a number"),
+        (record(r#"{"body":{"doubleValue":"inf"}}"#), &double, "expected a number"),
+        (record(r#"{"body":{"doubleValue":1e400}}"#), &double, "out of range for a double"),
+        (record(r#"{"body":{"boolValue":"true"}}"#), &boolean, r#"expected true or false, found "true""#),
+        (record(r#"{"body":{"bytesValue":"a"}}"#), &bytes, "expected base64"),
+        (record(r#"{"body":{"bytesValue":"a+b-"}}"#), &bytes, "expected base64"),
         // Wrong types.
-        (
-            record(r#"{"body":"hi"}"#),
-            &body,
-            r#"expected an AnyValue object, found "hi""#,
-        ),
-        (
-            record(r#"{"attributes":{}}"#),
-            &attributes,
-            "expected an array of KeyValue objects, found an object",
-        ),
-        (
-            record(r#"{"attributes":[null]}"#),
-            &attribute,
-            "expected a KeyValue object, found null",
-        ),
-        (
-            record(r#"{"severityText":5}"#),
-            &severity_text,
-            "expected a string, found 5",
-        ),
-        (
-            record(r#"{"attributes":[{"key":["k"]}]}"#),
-            &key,
-            "expected a string, found an array",
-        ),
-        (
-            record(r#"{"body":{"kvlistValue":[]}}"#),
-            &kvlist,
-            "expected a KeyValueList object, found an array",
-        ),
-        (
-            r#"{"resourceLogs":[{"resource":{"entityRefs":[{"idKeys":[null]}]}}]}"#.into(),
-            "resourceLogs[0].resource.entityRefs[0].idKeys[0]",
-            "expected a string, found null",
-        ),
-        (
-            r#"{"resourceLogs":[{"resource":{"entityRefs":[{"idKeys":"k"}]}}]}"#.into(),
-            "resourceLogs[0].resource.entityRefs[0].idKeys",
-            "expected an array of strings",
-        ),
-        (
-            r#"{"resourceLogs":[null]}"#.into(),
-            "resourceLogs[0]",
-            "expected a ResourceLogs object, found null",
-        ),
-        (
-            r#"{"resourceLogs":{}}"#.into(),
-            "resourceLogs",
-            "expected an array of ResourceLogs objects, found an object",
-        ),
+        (record(r#"{"body":"hi"}"#), &body, r#"expected an AnyValue object, found "hi""#),
+        (record(r#"{"attributes":{}}"#), &attributes, "expected an array of KeyValue objects, found an object"),
+        (record(r#"{"attributes":[null]}"#), &attribute, "expected a KeyValue object, found null"),
+        (record(r#"{"severityText":5}"#), &severity_text, "expected a string, found 5"),
+        (record(r#"{"attributes":[{"key":["k"]}]}"#), &key, "expected a string, found an array"),
+        (record(r#"{"body":{"kvlistValue":[]}}"#), &kvlist, "expected a KeyValueList object, found an array"),
+        (r#"{"resourceLogs":[{"resource":{"entityRefs":[{"idKeys":[null]}]}}]}"#.into(), "resourceLogs[0].resource.entityRefs[0].idKeys[0]", "expected a string, found null"),
+        (r#"{"resourceLogs":[{"resource":{"entityRefs":[{"idKeys":"k"}]}}]}"#.into(), "resourceLogs[0].resource.entityRefs[0].idKeys", "expected an array of strings"),
+        (r#"{"resourceLogs":[null]}"#.into(), "resourceLogs[0]", "expected a ResourceLogs object, found null"),
+        (r#"{"resourceLogs":{}}"#.into(), "resourceLogs", "expected an array of ResourceLogs objects, found an object"),
         // An AnyValue holds one value.
-        (
-            record(r#"{"body":{"stringValue":"a","intValue":1}}"#),
-            &int_value,
-            "an AnyValue holds one value, found both stringValue and intValue",
-        ),
+        (record(r#"{"body":{"stringValue":"a","intValue":1}}"#), &int_value, "an AnyValue holds one value, found both stringValue and intValue"),
         // The top level is an object.
-        (
-            "[1,2]".into(),
-            "",
-            "expected an ExportLogsServiceRequest object, found an array",
-        ),
-        (
-            "null".into(),
-            "",
-            "expected an ExportLogsServiceRequest object, found null",
-        ),
+        ("[1,2]".into(), "", "expected an ExportLogsServiceRequest object, found an array"),
+        ("null".into(), "", "expected an ExportLogsServiceRequest object, found null"),
         (r#""x""#.into(), "", r#"found "x""#),
         ("12".into(), "", "found 12"),
         // Not JSON.
-        (
-            r#"{"resourceLogs":[{"#.into(),
-            "resourceLogs[0]",
-            "invalid JSON: EOF while parsing an object",
-        ),
+        (r#"{"resourceLogs":[{"#.into(), "resourceLogs[0]", "invalid JSON: EOF while parsing an object"),
         (record(r#"{"timeUnixNano":"1""#), RECORD, "invalid JSON:"),
         ("".into(), "", "invalid JSON: EOF while parsing a value"),
         ("{} {}".into(), "", "invalid JSON: trailing characters"),
         (r#"{"resourceLogs":[]"#.into(), "", "invalid JSON: EOF"),
-        (
-            "{\"resourceLogs\":[],\"x\":\"\u{1}\"}".into(),
-            "",
-            "invalid JSON: control character",
-        ),
+        ("{\"resourceLogs\":[],\"x\":\"\u{1}\"}".into(), "", "invalid JSON: control character"),
     ];
     for (json, path, reason) in cases {
         let mut out = b"kept".to_vec();
