@@ -49,7 +49,7 @@ fn benches(c: &mut Criterion) {
     let proto = request();
     let batch = decode(&proto);
     let mut json = Vec::new();
-    batch.write_otlp_json(&mut json);
+    batch.write_otlp_json(&mut json).expect("valid batch");
     let mut ingested = batch.clone();
     ingested.prepare_ingest(1, "otlp");
 
@@ -95,7 +95,9 @@ fn benches(c: &mut Criterion) {
         let mut out = Vec::with_capacity(RECORDS * 800);
         b.iter(|| {
             out.clear();
-            black_box(&ingested).write_otlp_json(&mut out);
+            black_box(&ingested)
+                .write_otlp_json(&mut out)
+                .expect("valid batch");
             out.len()
         })
     });

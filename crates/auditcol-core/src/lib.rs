@@ -17,6 +17,7 @@ pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod exporterhelper;
+pub mod otlp_json;
 pub mod pipeline;
 
 pub use auditcol_model as model;

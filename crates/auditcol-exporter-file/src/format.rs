@@ -10,12 +10,18 @@ use auditcol_core::{LogBatch, RecordRef};
 use crate::config::Format;
 
 /// Appends the lines of `batch` in `format` to `out`; returns how many
-/// records were skipped (non-audit records in `json`).
-pub fn encode_batch(batch: &LogBatch, format: Format, out: &mut Vec<u8>) -> usize {
+/// records were skipped (non-audit records in `json`). Fails only when the
+/// batch cannot be written as OTLP/JSON (a broken invariant: decode lets in
+/// only records that can).
+pub fn encode_batch(
+    batch: &LogBatch,
+    format: Format,
+    out: &mut Vec<u8>,
+) -> Result<usize, auditcol_core::otlp_json::JsonError> {
     let mut skipped = 0;
     match format {
         Format::OtlpJson => {
-            batch.write_otlp_json(out);
+            batch.write_otlp_json(out)?;
             out.push(b'\n');
         }
         Format::Json => {
@@ -38,7 +44,7 @@ pub fn encode_batch(batch: &LogBatch, format: Format, out: &mut Vec<u8>) -> usiz
             }
         }
     }
-    skipped
+    Ok(skipped)
 }
 
 /// `<timestamp> <type>:<action> <status> actor: k=v ... payload: <json>`
@@ -157,7 +163,7 @@ mod tests {
 
     fn encode(batch: &LogBatch, format: Format) -> (String, usize) {
         let mut out = Vec::new();
-        let skipped = encode_batch(batch, format, &mut out);
+        let skipped = encode_batch(batch, format, &mut out).unwrap();
         (String::from_utf8(out).unwrap(), skipped)
     }
 

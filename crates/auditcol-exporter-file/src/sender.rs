@@ -128,7 +128,16 @@ impl BatchSender for FileSender {
 
     async fn send(&self, batch: &LogBatch) -> Result<(), PipelineError> {
         let mut bytes = self.buffers.take();
-        let skipped = encode_batch(batch, self.format, &mut bytes);
+        let skipped = match encode_batch(batch, self.format, &mut bytes) {
+            Ok(skipped) => skipped,
+            Err(e) => {
+                self.buffers.give_back(bytes);
+                return Err(PipelineError::permanent(format!(
+                    "exporter {}: cannot write the batch as OTLP JSON: {e}",
+                    self.id
+                )));
+            }
+        };
         if skipped > 0 {
             tracing::debug!(
                 exporter = %self.id,

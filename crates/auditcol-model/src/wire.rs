@@ -326,6 +326,45 @@ pub fn put_fixed64(out: &mut Vec<u8>, number: u32, value: u64) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
+/// Appends a 32-bit fixed field.
+pub fn put_fixed32(out: &mut Vec<u8>, number: u32, value: u32) {
+    put_key(out, number, 5);
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// Starts a length-delimited field whose length is not known yet (an
+/// embedded message being written): appends the key and a one-byte length
+/// placeholder and returns where the payload starts. Append the payload,
+/// then call [`end_bytes`].
+pub fn begin_bytes(out: &mut Vec<u8>, number: u32) -> usize {
+    put_key(out, number, 2);
+    out.push(0);
+    out.len()
+}
+
+/// Ends the field started by [`begin_bytes`] at `start`: writes the length
+/// of everything appended since, moving the payload right when the length
+/// needs more than the one byte reserved (payloads of 128 bytes or more).
+/// The result is the canonical encoding, as prost writes it. `start` must
+/// be what `begin_bytes` returned, with nothing removed before it since.
+pub fn end_bytes(out: &mut Vec<u8>, start: usize) {
+    let len = (out.len() - start) as u64;
+    let extra = varint_len(len) - 1;
+    if extra > 0 {
+        let end = out.len();
+        out.resize(end + extra, 0);
+        out.copy_within(start..end, start + extra);
+    }
+    let mut at = start - 1;
+    let mut value = len;
+    while value >= 0x80 {
+        out[at] = (value as u8) | 0x80;
+        value >>= 7;
+        at += 1;
+    }
+    out[at] = value as u8;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +378,23 @@ mod tests {
             assert_eq!(out.len(), varint_len(value), "{value}");
             assert_eq!(read_varint(&out), Ok((value, out.len())));
         }
+    }
+
+    #[test]
+    fn a_message_written_before_its_length_is_framed_like_put_bytes() {
+        for len in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut expected = vec![7];
+            put_bytes(&mut expected, 6, &payload);
+            let mut out = vec![7];
+            let start = begin_bytes(&mut out, 6);
+            out.extend_from_slice(&payload);
+            end_bytes(&mut out, start);
+            assert_eq!(out, expected, "{len}");
+        }
+        let mut out = Vec::new();
+        put_fixed32(&mut out, 8, 3);
+        assert_eq!(out, [0x45, 3, 0, 0, 0]);
     }
 
     #[test]

@@ -205,8 +205,7 @@ fn decode_resource_logs(
             number => {
                 let checked = match (number, field.value.bytes()) {
                     (container::RESOURCE, Some(b)) => {
-                        check_attributes_holder(b, common::RESOURCE_ATTRIBUTES, &[])
-                            .map_err(|e| e.within("resource"))
+                        check_resource(b).map_err(|e| e.within("resource"))
                     }
                     (container::SCHEMA_URL, Some(b)) => {
                         check_utf8(b).map(|_| ()).map_err(|e| e.within("schemaUrl"))
@@ -292,6 +291,26 @@ fn decode_scope_logs(
         header: header.into_bytes(source, base),
         records,
     }))
+}
+
+/// Checks a `Resource`: its attributes, and the strings of its entity
+/// references (`EntityRef`: fields 1 to 4 are all strings).
+fn check_resource(bytes: &[u8]) -> Result<(), CheckError> {
+    const ENTITY_REFS: u32 = 3;
+    check_attributes_holder(bytes, common::RESOURCE_ATTRIBUTES, &[])?;
+    for (n, field) in Fields::new(bytes)
+        .flatten()
+        .filter(|f| f.number == ENTITY_REFS)
+        .enumerate()
+    {
+        let entity = field
+            .value
+            .bytes()
+            .ok_or_else(|| CheckError::from_reason("not length-delimited"))?;
+        check_attributes_holder(entity, 0, &[1, 2, 3, 4])
+            .map_err(|e| e.within(&format!("entityRefs[{n}]")))?;
+    }
+    Ok(())
 }
 
 /// Checks one record and indexes it; the error's path is relative to the record.

@@ -79,7 +79,7 @@ fn protobuf_round_trip() {
 fn otlp_json_round_trip() {
     let batch = LogBatch::sample_audit(5);
     let mut out = Vec::new();
-    batch.write_otlp_json(&mut out);
+    batch.write_otlp_json(&mut out).unwrap();
     assert_eq!(decode_json(&out).unwrap(), batch);
 }
 
@@ -114,8 +114,15 @@ fn json_treats_null_fields_as_absent() {
 }
 
 #[test]
-fn json_treats_invalid_trace_ids_as_absent() {
-    let batch = decode_json(&otlp_json(json!([{"traceId": "not-hex", "spanId": "12"}]))).unwrap();
+fn json_refuses_trace_ids_of_the_wrong_length_naming_them() {
+    let err = LogBatch::decode_json(&otlp_json(json!([{"traceId": "not-hex"}]))).unwrap_err();
+    assert!(
+        err.message
+            .contains("resourceLogs[0].scopeLogs[0].logRecords[0].traceId"),
+        "{}",
+        err.message
+    );
+    let batch = decode_json(&otlp_json(json!([{"traceId": "", "spanId": ""}]))).unwrap();
     assert_eq!(batch.len(), 1);
 }
 
@@ -128,13 +135,14 @@ fn json_errors_name_the_field() {
         "{}",
         err.message
     );
-    let err = LogBatch::decode_json(b"[1,2]").unwrap_err();
-    assert!(
-        err.message
-            .contains("must be an ExportLogsServiceRequest object")
-    );
-    let err = LogBatch::decode_json(b"{").unwrap_err();
-    assert!(err.message.starts_with("invalid JSON"));
+    for body in [&b"[1,2]"[..], b"{"] {
+        let err = LogBatch::decode_json(body).unwrap_err();
+        assert!(
+            err.message.starts_with("invalid OTLP JSON: "),
+            "{}",
+            err.message
+        );
+    }
 }
 
 #[test]

@@ -81,7 +81,7 @@ async fn post_with(running: &Running, headers: &[(&str, &str)], body: Vec<u8>) -
 
 fn json_body(batch: &LogBatch) -> Vec<u8> {
     let mut out = Vec::new();
-    batch.write_otlp_json(&mut out);
+    batch.write_otlp_json(&mut out).unwrap();
     out
 }
 
