@@ -63,17 +63,17 @@ fn console_event(out: &mut Vec<u8>, record: &RecordRef<'_>) {
     out.push(b' ');
     push_console_text(out, event.audit.status.unwrap_or("success"));
     out.extend_from_slice(b" actor:");
-    if event.actor.is_empty() {
+    if event.actor().len() == 0 {
         out.extend_from_slice(b" -");
     }
-    for (key, value) in &event.actor {
+    for (key, value) in event.actor() {
         out.push(b' ');
         push_console_text(out, key);
         out.push(b'=');
         match value {
             AnyValueView::String(s) => push_console_text(out, s),
             other => {
-                push_console_text(out, &auditcol_core::model::anyvalue::view_to_string(*other))
+                push_console_text(out, &auditcol_core::model::anyvalue::view_to_string(other))
             }
         }
     }

@@ -24,9 +24,8 @@ const KNOWN_ACTOR_FIELDS: [&str; 5] = ["authentication", "ip", "email", "name", 
 pub struct AuditFields<'a> {
     /// The audit attributes.
     pub audit: AuditAttributes<'a>,
-    /// The actor fields (`audit.actor.<name>`) in output order: the known
-    /// fields first, then the others by name; one per name, the last given.
-    pub actor: SmallVec<[(&'a str, AnyValueView<'a>); 8]>,
+    /// (rank, name, value) of the actor fields (`audit.actor.<name>`).
+    actor: SmallVec<[(usize, &'a str, AnyValueView<'a>); 8]>,
     /// The body, the event's payload.
     pub body: AnyValueView<'a>,
     /// `time_unix_nano`, or the observed time when that is 0 (unknown).
@@ -36,54 +35,52 @@ pub struct AuditFields<'a> {
 impl<'a> AuditFields<'a> {
     /// Reads `record`.
     pub fn read(record: &RecordView<'a>) -> Self {
-        let g = gather(record);
-        Self {
-            audit: g.audit,
-            actor: sorted_actor(g.actor),
-            body: g.body,
-            time: if g.time != 0 { g.time } else { g.observed },
-        }
-    }
-}
-
-struct Gathered<'a> {
-    audit: AuditAttributes<'a>,
-    /// (rank, name, value) of each `audit.actor.*` attribute.
-    actor: SmallVec<[(usize, &'a str, AnyValueView<'a>); 8]>,
-    body: AnyValueView<'a>,
-    time: u64,
-    observed: u64,
-}
-
-fn gather<'a>(record: &RecordView<'a>) -> Gathered<'a> {
-    let mut g = Gathered {
-        audit: AuditAttributes::default(),
-        actor: SmallVec::new(),
-        body: AnyValueView::Empty,
-        time: 0,
-        observed: 0,
-    };
-    for field in record.fields() {
-        match (field.number, field.value) {
-            (log_record::TIME_UNIX_NANO, WireValue::Fixed64(v)) => g.time = v,
-            (log_record::OBSERVED_TIME_UNIX_NANO, WireValue::Fixed64(v)) => g.observed = v,
-            (log_record::BODY, WireValue::Bytes(b)) => g.body = AnyValueView::parse(b),
-            (log_record::ATTRIBUTES, WireValue::Bytes(b)) => {
-                let kv = KeyValueView::parse(b);
-                if let Some(name) = kv.key.strip_prefix(AUDIT_ACTOR_PREFIX) {
-                    let rank = KNOWN_ACTOR_FIELDS
-                        .iter()
-                        .position(|k| *k == name)
-                        .unwrap_or(KNOWN_ACTOR_FIELDS.len());
-                    g.actor.push((rank, name, kv.value));
-                } else {
-                    g.audit.add(kv.key, kv.value.attr());
+        let mut g = Self {
+            audit: AuditAttributes::default(),
+            actor: SmallVec::new(),
+            body: AnyValueView::Empty,
+            time: 0,
+        };
+        let mut observed = 0;
+        for field in record.fields() {
+            match (field.number, field.value) {
+                (log_record::TIME_UNIX_NANO, WireValue::Fixed64(v)) => g.time = v,
+                (log_record::OBSERVED_TIME_UNIX_NANO, WireValue::Fixed64(v)) => observed = v,
+                (log_record::BODY, WireValue::Bytes(b)) => g.body = AnyValueView::parse(b),
+                (log_record::ATTRIBUTES, WireValue::Bytes(b)) => {
+                    let kv = KeyValueView::parse(b);
+                    if let Some(name) = kv.key.strip_prefix(AUDIT_ACTOR_PREFIX) {
+                        let rank = KNOWN_ACTOR_FIELDS
+                            .iter()
+                            .position(|k| *k == name)
+                            .unwrap_or(KNOWN_ACTOR_FIELDS.len());
+                        g.actor.push((rank, name, kv.value));
+                    } else {
+                        g.audit.add(kv.key, kv.value.attr());
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
+        if g.time == 0 {
+            g.time = observed;
+        }
+        // Known fields by rank, others by name; the last occurrence of a name
+        // wins, as in `Actor::set`. The sort is stable, so reversing first
+        // puts the last occurrence of each name first among its equals.
+        if g.actor.len() > 1 {
+            g.actor.reverse();
+            g.actor.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            g.actor.dedup_by(|later, kept| later.1 == kept.1);
+        }
+        g
     }
-    g
+
+    /// The actor fields in output order: the known fields first, then the
+    /// others by name; one per name, the last given.
+    pub fn actor(&self) -> impl ExactSizeIterator<Item = (&'a str, AnyValueView<'a>)> + '_ {
+        self.actor.iter().map(|(_, name, value)| (*name, *value))
+    }
 }
 
 /// Appends the Flipt JSON of `record` (no newline) to `out`. Returns false,
@@ -100,7 +97,7 @@ pub fn write_audit_event_json(record: &RecordView<'_>, out: &mut Vec<u8>) -> boo
     out.extend_from_slice(b",\"action\":");
     write_str(out, verb);
     out.extend_from_slice(b",\"metadata\":{\"actor\":{");
-    write_actor(g.actor, out);
+    write_actor(&g, out);
     out.extend_from_slice(b"}},\"payload\":");
     write_value(g.body, out);
     out.extend_from_slice(b",\"timestamp\":\"");
@@ -111,25 +108,8 @@ pub fn write_audit_event_json(record: &RecordView<'_>, out: &mut Vec<u8>) -> boo
     true
 }
 
-type ActorFields<'a> = SmallVec<[(&'a str, AnyValueView<'a>); 8]>;
-
-fn sorted_actor<'a>(
-    mut fields: SmallVec<[(usize, &'a str, AnyValueView<'a>); 8]>,
-) -> ActorFields<'a> {
-    // Known fields by rank, others by name; the last occurrence of a name
-    // wins, as in `Actor::set`. The sort is stable, so reversing first puts
-    // the last occurrence of each name first among its equals.
-    fields.reverse();
-    fields.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    fields.dedup_by(|later, kept| later.1 == kept.1);
-    fields
-        .into_iter()
-        .map(|(_, name, value)| (name, value))
-        .collect()
-}
-
-fn write_actor(fields: ActorFields<'_>, out: &mut Vec<u8>) {
-    for (n, (name, value)) in fields.iter().enumerate() {
+fn write_actor(fields: &AuditFields<'_>, out: &mut Vec<u8>) {
+    for (n, (name, value)) in fields.actor().enumerate() {
         if n > 0 {
             out.push(b',');
         }
@@ -137,7 +117,7 @@ fn write_actor(fields: ActorFields<'_>, out: &mut Vec<u8>) {
         out.push(b':');
         match value {
             AnyValueView::String(s) => write_str(out, s),
-            other => write_str(out, &view_to_string(*other)),
+            other => write_str(out, &view_to_string(other)),
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use crate::audit::{AttrValue, AuditAttributes};
 use crate::mapping::MappingError;
-use crate::wire::{CheckedFields, Fields, WireError, WireValue, fields};
+use crate::wire::{CheckedFields, Fields, WireError, WireValue, fields, short_bytes_field};
 
 /// How deep `AnyValue`s may nest (an array in a kvlist in ... ), in
 /// protobuf and OTLP/JSON alike.
@@ -44,6 +44,12 @@ pub mod container {
     pub const LOG_RECORDS: u32 = 2;
     pub const SCHEMA_URL: u32 = 3;
 }
+
+/// The one-byte keys (field number and wire type 2) of the common layouts
+/// read on fast paths.
+const KEY_TAG: u8 = (common::KEY as u8) << 3 | 2;
+const VALUE_TAG: u8 = (common::VALUE as u8) << 3 | 2;
+const STRING_VALUE_TAG: u8 = (common::STRING_VALUE as u8) << 3 | 2;
 
 /// Field numbers of `KeyValue`, `AnyValue`, `Resource` and `InstrumentationScope`.
 pub mod common {
@@ -215,6 +221,23 @@ impl<'a> KeyValueView<'a> {
     /// Reads an encoded `KeyValue`.
     #[inline]
     pub fn parse(bytes: &'a [u8]) -> Self {
+        // The usual layout, key then value, read without the field loop.
+        if let Some((key, end)) = short_bytes_field(bytes, 0, KEY_TAG) {
+            if end == bytes.len() {
+                return Self {
+                    key: utf8(key),
+                    value: AnyValueView::Empty,
+                };
+            }
+            if let Some((value, end)) = short_bytes_field(bytes, end, VALUE_TAG)
+                && end == bytes.len()
+            {
+                return Self {
+                    key: utf8(key),
+                    value: AnyValueView::parse(value),
+                };
+            }
+        }
         let mut key = "";
         let mut value = AnyValueView::Empty;
         for field in fields(bytes) {
@@ -253,6 +276,12 @@ impl<'a> AnyValueView<'a> {
     /// Reads an encoded `AnyValue`; the last member of the oneof wins.
     #[inline]
     pub fn parse(bytes: &'a [u8]) -> Self {
+        // The usual layout, one short string, read without the field loop.
+        if let Some((text, end)) = short_bytes_field(bytes, 0, STRING_VALUE_TAG)
+            && end == bytes.len()
+        {
+            return Self::String(utf8(text));
+        }
         let mut value = Self::Empty;
         for field in fields(bytes) {
             value = match (field.number, field.value) {
@@ -488,6 +517,16 @@ fn utf8_error(bytes: &[u8]) -> CheckError {
 }
 
 fn check_key_value(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, CheckError> {
+    // The usual layout, key then value: the same checks without the loop.
+    if let Some((key, end)) = short_bytes_field(bytes, 0, KEY_TAG)
+        && let Some((value, end)) = short_bytes_field(bytes, end, VALUE_TAG)
+        && end == bytes.len()
+    {
+        return Ok(KeyValueView {
+            key: check_utf8(key).map_err(|e| e.within("key"))?,
+            value: check_any_value(value, depth).map_err(|e| e.within("value"))?,
+        });
+    }
     let mut kv = KeyValueView {
         key: "",
         value: AnyValueView::Empty,
@@ -514,6 +553,13 @@ fn check_any_value(bytes: &[u8], depth: usize) -> Result<AnyValueView<'_>, Check
         return Err(CheckError::new(format!(
             "values nest more than {MAX_ANY_VALUE_DEPTH} levels deep"
         )));
+    }
+    if let Some((text, end)) = short_bytes_field(bytes, 0, STRING_VALUE_TAG)
+        && end == bytes.len()
+    {
+        return Ok(AnyValueView::String(
+            check_utf8(text).map_err(|e| e.within("stringValue"))?,
+        ));
     }
     let mut value = AnyValueView::Empty;
     for field in Fields::new(bytes) {

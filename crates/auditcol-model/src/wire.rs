@@ -205,6 +205,23 @@ impl<'a> Iterator for CheckedFields<'a> {
     }
 }
 
+/// Reads the length-delimited field at `pos` when its key is the one-byte
+/// `key` and its length fits one byte — the layout of nearly every small
+/// OTLP message (`KeyValue`, `AnyValue`) — returning its payload and where
+/// the next field starts. `None` means "not that shape": parse generically.
+#[inline(always)]
+pub fn short_bytes_field(buf: &[u8], pos: usize, key: u8) -> Option<(&[u8], usize)> {
+    if *buf.get(pos)? != key {
+        return None;
+    }
+    let len = *buf.get(pos + 1)?;
+    if len >= 0x80 {
+        return None;
+    }
+    let end = pos + 2 + usize::from(len);
+    Some((buf.get(pos + 2..end)?, end))
+}
+
 /// The largest field number protobuf allows.
 pub const MAX_FIELD_NUMBER: u32 = (1 << 29) - 1;
 
