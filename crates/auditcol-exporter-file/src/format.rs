@@ -72,9 +72,7 @@ fn console_event(out: &mut Vec<u8>, record: &RecordRef<'_>) {
         out.push(b'=');
         match value {
             AnyValueView::String(s) => push_console_text(out, s),
-            other => {
-                push_console_text(out, &auditcol_core::model::anyvalue::view_to_string(other))
-            }
+            other => push_console_text(out, &auditcol_core::model::anyvalue::view_to_string(other)),
         }
     }
     out.extend_from_slice(b" payload: ");

@@ -59,6 +59,17 @@ const KEYS: [&str; 6] = [
     AUDIT_SOURCE,
 ];
 
+/// The index in [`KEYS`] of an audit key. This runs for every attribute of
+/// every record: most are not audit keys, and a prefix and length test
+/// rejects those first.
+#[inline]
+fn key_index(key: &str) -> Option<usize> {
+    if key.len() > 13 || !key.starts_with("audit.") {
+        return None;
+    }
+    KEYS.iter().position(|k| *k == key)
+}
+
 impl<'a> AuditAttributes<'a> {
     /// Scans `(key, value)` pairs in attribute order.
     pub fn scan(attributes: impl IntoIterator<Item = (&'a str, AttrValue<'a>)>) -> Self {
@@ -71,12 +82,7 @@ impl<'a> AuditAttributes<'a> {
 
     /// Takes one more attribute into account.
     pub fn add(&mut self, key: &'a str, value: AttrValue<'a>) {
-        // Every audit key starts with "audit." and is short: a cheap test
-        // first, since most attributes of most records are not audit keys.
-        if !key.starts_with("audit.") || key.len() > 13 {
-            return;
-        }
-        let Some(index) = KEYS.iter().position(|k| *k == key) else {
+        let Some(index) = key_index(key) else {
             return;
         };
         let name = KEYS[index];
@@ -173,6 +179,25 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (*k, v.map_or(AttrValue::Other, AttrValue::Str))),
         )
+    }
+
+    #[test]
+    fn every_audit_key_and_only_those_are_found() {
+        for (i, key) in KEYS.iter().enumerate() {
+            assert_eq!(key_index(key), Some(i), "{key}");
+        }
+        for other in [
+            "audit.typo",
+            "audit.types",
+            "audit.actor.ip",
+            "audit.",
+            "",
+            "x",
+            "audit.statux",
+            "audit.sourcE",
+        ] {
+            assert_eq!(key_index(other), None, "{other}");
+        }
     }
 
     #[test]

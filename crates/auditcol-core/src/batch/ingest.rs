@@ -1,6 +1,6 @@
 //! The ingest policy: what a receiver adds to every record it accepts.
 
-use auditcol_model::conventions::{AUDIT_ID, AUDIT_SOURCE, EVENT_NAME_PREFIX, write_new_event_id};
+use auditcol_model::conventions::{AUDIT_ID, AUDIT_SOURCE, EVENT_NAME_PREFIX, EventIds};
 use auditcol_model::view::{common, log_record};
 use auditcol_model::wire::{bytes_field_len, put_bytes, put_fixed64, put_key, put_varint};
 use bytes::BytesMut;
@@ -25,6 +25,7 @@ impl LogBatch {
         let inner = self.make_mut();
         let mut arena = BytesMut::with_capacity(len * (PATCH_ESTIMATE + source.len()));
         let mut scratch = Vec::with_capacity(PATCH_ESTIMATE + source.len());
+        let mut ids = EventIds::new();
         for record in inner
             .resources
             .iter_mut()
@@ -33,7 +34,13 @@ impl LogBatch {
         {
             scratch.clear();
             scratch.extend_from_slice(&record.patch);
-            stamp(record, &mut scratch, observed_time_unix_nano, source);
+            stamp(
+                record,
+                &mut scratch,
+                observed_time_unix_nano,
+                source,
+                &mut ids,
+            );
             if scratch.len() != record.patch.len() {
                 arena.extend_from_slice(&scratch);
                 record.patch = arena.split().freeze();
@@ -43,7 +50,13 @@ impl LogBatch {
 }
 
 /// Appends to `patch` the fields `record` lacks.
-fn stamp(record: &mut Record, patch: &mut Vec<u8>, observed: u64, source: &str) {
+fn stamp(
+    record: &mut Record,
+    patch: &mut Vec<u8>,
+    observed: u64,
+    source: &str,
+    ids: &mut EventIds,
+) {
     let index = &mut record.index;
     if index.observed == 0 {
         put_fixed64(patch, log_record::OBSERVED_TIME_UNIX_NANO, observed);
@@ -79,7 +92,7 @@ fn stamp(record: &mut Record, patch: &mut Vec<u8>, observed: u64, source: &str) 
     }
     if !index.has(RecordIndex::HAS_ID) {
         let mut buf = [0u8; 36];
-        put_string_attribute(patch, AUDIT_ID, write_new_event_id(&mut buf));
+        put_string_attribute(patch, AUDIT_ID, ids.next_id(&mut buf));
         index.flags |= RecordIndex::HAS_ID;
     }
     if !index.has(RecordIndex::HAS_SOURCE) {
