@@ -13,6 +13,12 @@
 //!
 //! As in the Collector, a protocol that is absent is disabled, and one that
 //! is present (even as `grpc:` or `grpc: {}`) runs with its defaults.
+//!
+//! `on_invalid_record` (auditcol's own key) says what happens to a request
+//! with some invalid records: `partial_success` (the default, as the OTLP
+//! specification describes) accepts the valid ones and reports the others
+//! in the response's `partial_success`; `reject_request` refuses the whole
+//! request with the first problem.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -39,6 +45,22 @@ pub struct OtlpReceiverConfig {
     /// The protocols to serve; at least one must be enabled.
     #[serde(default)]
     pub protocols: Protocols,
+    /// What to do with a request that holds invalid records among valid ones.
+    #[serde(default)]
+    pub on_invalid_record: OnInvalidRecord,
+}
+
+/// `on_invalid_record`: the fate of a request with some invalid records.
+/// A request whose records are all invalid is refused either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInvalidRecord {
+    /// Accept the valid records; report the others in `partial_success`
+    /// (`rejected_log_records` and the first one's path and reason).
+    #[default]
+    PartialSuccess,
+    /// Refuse the whole request (INVALID_ARGUMENT / 400) with the first problem.
+    RejectRequest,
 }
 
 /// Which protocols run. `None` = disabled.

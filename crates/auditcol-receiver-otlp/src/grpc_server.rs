@@ -102,13 +102,11 @@ impl UnaryService<Bytes> for ExportMethod {
                 ingest.log_undecodable("grpc", &e.message);
                 Status::invalid_argument(e.message)
             })?;
-            ingest
+            let accepted = ingest
                 .accept(decoded, "grpc")
                 .await
                 .map_err(rejection_status)?;
-            Ok(tonic::Response::new(ExportLogsServiceResponse {
-                partial_success: None,
-            }))
+            Ok(tonic::Response::new(accepted.response()))
         })
     }
 }

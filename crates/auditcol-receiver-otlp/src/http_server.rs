@@ -15,11 +15,10 @@ use axum::serve::ListenerExt;
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::{Ingest, Rejection, RpcStatus, retry_after_secs};
+use crate::ingest::{Accepted, Ingest, Rejection, RpcStatus, retry_after_secs};
 
 /// The path OTLP/HTTP log exporters post to.
 pub(crate) const LOGS_PATH: &str = "/v1/logs";
@@ -204,12 +203,12 @@ async fn export_logs(State(state): State<Arc<HttpState>>, request: Request) -> R
         }
     };
     match handle(&state, request, format).await {
-        Ok(()) => success(format),
+        Ok(accepted) => success(format, accepted),
         Err(failure) => failure.into_response(format),
     }
 }
 
-async fn handle(state: &HttpState, request: Request, format: Format) -> Result<(), Failure> {
+async fn handle(state: &HttpState, request: Request, format: Format) -> Result<Accepted, Failure> {
     let gzip = is_gzip(request.headers())?;
     let body = read_body(request, state.max_body).await?;
     // Records stay slices of the body: only a compressed one needs a new buffer.
@@ -295,14 +294,20 @@ fn gunzip(compressed: &[u8], max: usize) -> Result<Vec<u8>, Failure> {
     Ok(out)
 }
 
-/// `ExportLogsServiceResponse` in the request's encoding. The receiver
-/// accepts or refuses whole requests, so there is never a partial success.
-fn success(format: Format) -> Response {
+/// `ExportLogsServiceResponse` in the request's encoding, with a
+/// `partialSuccess` when invalid records were left out (its 64-bit count as
+/// a string in JSON, as the proto3 JSON mapping writes it).
+fn success(format: Format, accepted: Accepted) -> Response {
     let body = match format {
-        Format::Protobuf => prost::Message::encode_to_vec(&ExportLogsServiceResponse {
-            partial_success: None,
-        }),
-        Format::Json => b"{}".to_vec(),
+        Format::Protobuf => prost::Message::encode_to_vec(&accepted.response()),
+        Format::Json if accepted.rejected == 0 => b"{}".to_vec(),
+        Format::Json => serde_json::to_vec(&serde_json::json!({
+            "partialSuccess": {
+                "rejectedLogRecords": accepted.rejected.to_string(),
+                "errorMessage": accepted.message,
+            }
+        }))
+        .expect("serialising a JSON value into memory cannot fail"),
     };
     let mut response = (StatusCode::OK, body).into_response();
     response

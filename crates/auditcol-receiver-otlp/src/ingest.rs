@@ -5,11 +5,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auditcol_core::model::conventions::SOURCE_OTLP;
 use auditcol_core::{ComponentId, Decoded, PipelineError, SharedConsumer};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
+
+use crate::config::OnInvalidRecord;
 
 /// The receiver's link to its pipeline, shared by the gRPC and HTTP servers.
 pub(crate) struct Ingest {
     id: ComponentId,
     next: SharedConsumer,
+    on_invalid_record: OnInvalidRecord,
+}
+
+/// A request the pipeline took, perhaps without some of its records.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    /// Records left out because they are invalid (OTLP `rejected_log_records`).
+    pub(crate) rejected: usize,
+    /// The first one's path and reason, and how many more there were.
+    pub(crate) message: String,
 }
 
 /// Why a request was not accepted.
@@ -23,23 +38,51 @@ pub(crate) enum Rejection {
 }
 
 impl Ingest {
-    pub(crate) fn new(id: ComponentId, next: SharedConsumer) -> Self {
-        Self { id, next }
+    pub(crate) fn new(
+        id: ComponentId,
+        next: SharedConsumer,
+        on_invalid_record: OnInvalidRecord,
+    ) -> Self {
+        Self {
+            id,
+            next,
+            on_invalid_record,
+        }
     }
 
     /// Accepts a decoded request; completes only once the pipeline has it
-    /// (or refused it), so the client is acknowledged only then. A request
-    /// with an invalid record is refused whole.
-    pub(crate) async fn accept(&self, decoded: Decoded, protocol: &str) -> Result<(), Rejection> {
-        let mut batch = match decoded.all_or_nothing() {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::debug!(component = %self.id, protocol, error = %e, "rejected a request with an invalid record");
-                return Err(Rejection::Invalid(e.to_string()));
+    /// (or refused it), so the client is acknowledged only then. Invalid
+    /// records are left out and reported (`partial_success`), or refuse the
+    /// whole request under `on_invalid_record: reject_request`; a request
+    /// with nothing valid in it is refused.
+    pub(crate) async fn accept(
+        &self,
+        decoded: Decoded,
+        protocol: &str,
+    ) -> Result<Accepted, Rejection> {
+        let Decoded {
+            mut batch,
+            rejected,
+            first_rejection,
+        } = decoded;
+        let accepted = match first_rejection {
+            None => Accepted::default(),
+            Some(first) => {
+                let message = if rejected > 1 {
+                    format!("{first} (and {} more invalid records)", rejected - 1)
+                } else {
+                    first.to_string()
+                };
+                if batch.is_empty() || self.on_invalid_record == OnInvalidRecord::RejectRequest {
+                    tracing::debug!(component = %self.id, protocol, rejected, error = %message, "rejected a request with invalid records");
+                    return Err(Rejection::Invalid(message));
+                }
+                tracing::debug!(component = %self.id, protocol, rejected, error = %message, "accepted a request without its invalid records");
+                Accepted { rejected, message }
             }
         };
         if batch.is_empty() {
-            return Ok(());
+            return Ok(accepted);
         }
         batch.prepare_ingest(now_unix_nanos(), SOURCE_OTLP);
         let records = batch.len();
@@ -47,7 +90,8 @@ impl Ingest {
         self.next.consume(batch).await.map_err(|e| {
             tracing::debug!(component = %self.id, protocol, records, error = %e, "the pipeline refused a batch");
             Rejection::Pipeline(e)
-        })
+        })?;
+        Ok(accepted)
     }
 
     /// Logs a request that could not be decoded.
@@ -61,6 +105,18 @@ fn now_unix_nanos() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+impl Accepted {
+    /// The OTLP response: `partial_success` only when records were left out.
+    pub(crate) fn response(self) -> ExportLogsServiceResponse {
+        ExportLogsServiceResponse {
+            partial_success: (self.rejected > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: i64::try_from(self.rejected).unwrap_or(i64::MAX),
+                error_message: self.message,
+            }),
+        }
+    }
 }
 
 /// Whole seconds to put in `Retry-After`: rounded up, at least 1.

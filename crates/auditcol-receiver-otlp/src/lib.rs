@@ -1,17 +1,19 @@
 //! The `otlp` receiver: OTLP/gRPC and OTLP/HTTP log export, in the shape of
 //! the OpenTelemetry Collector's OTLP receiver.
 //!
-//! Every request is decoded, checked against the audit conventions
-//! ([`LogBatch::validate`]), stamped ([`LogBatch::prepare_ingest`]: observed
-//! time, `audit.id`, `audit.source` = `otlp`) and handed to the pipeline.
-//! The client hears back only once the pipeline has the batch: success, or
+//! Every request is decoded and its records checked against the audit
+//! conventions ([`LogBatch::decode_protobuf`]), stamped
+//! ([`LogBatch::prepare_ingest`]: observed time, `audit.id`, `audit.source`
+//! = `otlp`) and handed to the pipeline. The client hears back only once the
+//! pipeline has the batch: success — with an OTLP `partial_success` naming
+//! the first invalid record and counting them when some were left out — or
 //! an error it can act on (bad data: INVALID_ARGUMENT / 400, never retried;
 //! full or failing pipeline: UNAVAILABLE / 503 with `Retry-After`, retried).
 //!
 //! The factory only parses the config; sockets are bound in
 //! [`Component::start`] and released in [`Component::shutdown`].
 //!
-//! [`LogBatch::validate`]: auditcol_core::LogBatch::validate
+//! [`LogBatch::decode_protobuf`]: auditcol_core::LogBatch::decode_protobuf
 //! [`LogBatch::prepare_ingest`]: auditcol_core::LogBatch::prepare_ingest
 
 use std::net::SocketAddr;
@@ -33,7 +35,7 @@ mod grpc_server;
 mod http_server;
 mod ingest;
 
-pub use config::{GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
+pub use config::{GrpcConfig, HttpConfig, OnInvalidRecord, OtlpReceiverConfig, Protocols};
 
 use ingest::Ingest;
 
@@ -80,7 +82,7 @@ impl OtlpReceiver {
     /// `config` must have been validated (the factory does it).
     pub fn new(id: ComponentId, config: OtlpReceiverConfig, next: SharedConsumer) -> Self {
         Self {
-            ingest: Arc::new(Ingest::new(id.clone(), next)),
+            ingest: Arc::new(Ingest::new(id.clone(), next, config.on_invalid_record)),
             id,
             config,
             running: Mutex::new(None),

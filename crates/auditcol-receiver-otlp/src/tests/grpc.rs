@@ -206,6 +206,49 @@ async fn an_audit_record_without_action_is_invalid_argument_naming_it() {
 }
 
 #[tokio::test]
+async fn invalid_records_among_valid_ones_are_a_partial_success_naming_the_first() {
+    let running = start(json!({})).await;
+    let response = client(&running)
+        .await
+        .export(mixed_request())
+        .await
+        .unwrap()
+        .into_inner();
+    let partial = response.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_log_records, 1);
+    assert!(
+        partial
+            .error_message
+            .starts_with("resourceLogs[0].scopeLogs[0].logRecords[1]: "),
+        "{}",
+        partial.error_message
+    );
+    assert!(partial.error_message.contains("audit.action"));
+    assert_eq!(running.consumer.records(), 2);
+}
+
+#[tokio::test]
+async fn reject_request_refuses_a_request_with_any_invalid_record() {
+    let running = start(json!({"on_invalid_record": "reject_request"})).await;
+    let err = export(&running, mixed_request()).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("logRecords[1]"), "{err:?}");
+    assert!(running.consumer.batches().is_empty());
+}
+
+#[tokio::test]
+async fn a_full_success_has_no_partial_success() {
+    let running = start(json!({})).await;
+    let response = client(&running)
+        .await
+        .export(LogBatch::sample_audit(2).request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.partial_success, None);
+}
+
+#[tokio::test]
 async fn a_message_over_the_limit_is_resource_exhausted() {
     let running = start(json!({"grpc": {"max_recv_msg_size_mib": 1}})).await;
     let err = export_raw(&running, vec![0; 1_100_000], false)

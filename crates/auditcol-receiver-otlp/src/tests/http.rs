@@ -205,6 +205,63 @@ async fn an_audit_record_without_action_is_bad_request_naming_it() {
 }
 
 #[tokio::test]
+async fn invalid_records_among_valid_ones_are_a_partial_success_in_protobuf_and_json() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+    let running = start(json!({})).await;
+    let reply = post(
+        &running,
+        PROTOBUF,
+        prost::Message::encode_to_vec(&mixed_request()),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let response: ExportLogsServiceResponse = prost::Message::decode(&reply.body[..]).unwrap();
+    let partial = response.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_log_records, 1);
+    assert!(
+        partial.error_message.contains("logRecords[1]"),
+        "{}",
+        partial.error_message
+    );
+    assert_eq!(running.consumer.records(), 2);
+
+    let batch_json = {
+        let mut out = Vec::new();
+        auditcol_core::otlp_json::protobuf_to_json(
+            &prost::Message::encode_to_vec(&mixed_request()),
+            &mut out,
+        )
+        .unwrap();
+        out
+    };
+    let reply = post(&running, JSON, batch_json).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["partialSuccess"]["rejectedLogRecords"], "1", "{body}");
+    assert!(
+        body["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("audit.action"),
+        "{body}"
+    );
+    assert_eq!(running.consumer.records(), 4);
+}
+
+#[tokio::test]
+async fn reject_request_answers_400_for_any_invalid_record() {
+    let running = start(json!({"on_invalid_record": "reject_request"})).await;
+    let reply = post(
+        &running,
+        PROTOBUF,
+        prost::Message::encode_to_vec(&mixed_request()),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(running.consumer.batches().is_empty());
+}
+
+#[tokio::test]
 async fn an_unsupported_content_type_is_415_naming_the_accepted_ones() {
     let running = start(json!({})).await;
     let reply = post(&running, "text/plain", b"hello".to_vec()).await;

@@ -32,6 +32,9 @@ async fn start_logs_one_listening_event_per_protocol_with_the_bound_address() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Another test thread may have registered the event's callsite while no
+    // subscriber wanted it; make tracing ask again.
+    tracing::callsite::rebuild_interest_cache();
 
     let running = start(json!({})).await;
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

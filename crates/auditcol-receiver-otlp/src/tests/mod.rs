@@ -90,17 +90,20 @@ pub(crate) async fn start(extra: serde_json::Value) -> Running {
         "grpc": {"endpoint": "127.0.0.1:0"},
         "http": {"endpoint": "127.0.0.1:0"},
     });
+    let mut config = json!({});
     if let serde_json::Value::Object(extra) = extra {
         for (protocol, settings) in extra {
-            if let serde_json::Value::Object(settings) = settings {
+            if protocol == "on_invalid_record" {
+                config[&protocol] = settings;
+            } else if let serde_json::Value::Object(settings) = settings {
                 for (k, v) in settings {
                     protocols[&protocol][&k] = v;
                 }
             }
         }
     }
-    let config: OtlpReceiverConfig =
-        parse_component_config(&json!({ "protocols": protocols })).unwrap();
+    config["protocols"] = protocols;
+    let config: OtlpReceiverConfig = parse_component_config(&config).unwrap();
     let consumer = TestConsumer::new();
     let receiver = Arc::new(OtlpReceiver::new(
         ComponentId::new("otlp", None),
@@ -143,6 +146,18 @@ pub(crate) fn incomplete_audit_request() -> auditcol_core::model::ExportLogsServ
             schema_url: String::new(),
         }],
     }
+}
+
+/// Three records: an audit event, one with `audit.type` but no
+/// `audit.action`, and another audit event.
+pub(crate) fn mixed_request() -> auditcol_core::model::ExportLogsServiceRequest {
+    let mut request = unsourced_audit_request();
+    let records = &mut request.resource_logs[0].scope_logs[0].log_records;
+    let good = records[0].clone();
+    let bad = incomplete_audit_request().resource_logs[0].scope_logs[0].log_records[0].clone();
+    records.push(bad);
+    records.push(good);
+    request
 }
 
 /// An audit event that carries no `audit.source` nor `audit.id`: the
