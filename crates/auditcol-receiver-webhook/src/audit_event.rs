@@ -102,27 +102,9 @@ mod tests {
     use serde_json::json;
 
     /// The example event of the Flipt audit documentation (`seeds/flipt-audit-events.txt`).
-    pub(crate) fn seed() -> Value {
-        json!({
-          "version": "0.2",
-          "type": "flag",
-          "action": "created",
-          "status": "success",
-          "metadata": {
-            "actor": {
-              "authentication": "none",
-              "ip": "172.17.0.1"
-            }
-          },
-          "payload": {
-            "description": "flipt flag",
-            "enabled": true,
-            "key": "flipt",
-            "name": "flipt",
-            "namespace_key": "default"
-          },
-          "timestamp": "1970-01-01T00:00:00Z"
-        })
+    fn seed() -> Value {
+        let text = include_str!("../testdata/flipt-documented-event.json");
+        serde_json::from_str(text).unwrap()
     }
 
     fn decode_one(value: Value) -> Result<AuditEvent, EventError> {

@@ -49,6 +49,15 @@ impl Format {
         }
     }
 
+    /// [`Format::default_signature_header`] as a header name.
+    pub fn default_signature_header_name(self) -> HeaderName {
+        // Header names are case-insensitive; `HeaderName` holds them lower case.
+        HeaderName::from_static(match self {
+            Self::Audit => "x-flipt-webhook-signature",
+            Self::Flagsmith => "x-flagsmith-signature",
+        })
+    }
+
     /// `audit.source` of events received by an unnamed `webhook` receiver.
     pub fn default_source(self) -> &'static str {
         match self {
@@ -122,14 +131,13 @@ impl WebhookReceiverConfig {
     }
 
     /// The header the signature is read from: `signature_header`, or the
-    /// format's default. Only meaningful after validation.
+    /// format's default (always a valid name).
     pub fn signature_header_name(&self) -> Result<HeaderName, String> {
-        let name = self
-            .signature_header
-            .as_deref()
-            .unwrap_or(self.format.default_signature_header());
-        HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("`{name}` is not a valid HTTP header name"))
+        match &self.signature_header {
+            None => Ok(self.format.default_signature_header_name()),
+            Some(name) => HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{name}` is not a valid HTTP header name")),
+        }
     }
 
     /// The body size limit in bytes.
@@ -165,6 +173,12 @@ impl Validate for WebhookReceiverConfig {
         }
         self.signature_header_name()
             .map_err(|message| ConfigError::at("signature_header", message))?;
+        if self.signature_header.is_some() && self.signing_secret.is_none() {
+            return Err(ConfigError::at(
+                "signature_header",
+                "has no effect without signing_secret: set the secret too, or remove the key",
+            ));
+        }
         if self.max_request_body_size == 0 {
             return Err(ConfigError::at(
                 "max_request_body_size",

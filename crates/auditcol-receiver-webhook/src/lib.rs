@@ -99,10 +99,14 @@ impl WebhookReceiver {
             .name()
             .unwrap_or(config.format.default_source())
             .to_owned();
-        let verifier = match (&config.signing_secret, config.signature_header_name()) {
-            (Some(secret), Ok(header)) => Some(SignatureVerifier::new(secret, header)),
-            _ => None,
-        };
+        // With a secret, requests are always checked: an invalid header name
+        // (a config that skipped validation) falls back to the format's.
+        let verifier = config.signing_secret.as_deref().map(|secret| {
+            let header = config
+                .signature_header_name()
+                .unwrap_or_else(|_| config.format.default_signature_header_name());
+            SignatureVerifier::new(secret, header)
+        });
         Self {
             endpoint: Arc::new(Endpoint {
                 id: id.clone(),

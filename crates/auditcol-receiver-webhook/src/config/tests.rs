@@ -34,8 +34,22 @@ fn the_signature_header_defaults_to_the_senders_per_format() {
         flagsmith.signature_header_name().unwrap(),
         "x-flagsmith-signature"
     );
-    let custom = parse(json!({"format": "flagsmith", "signature_header": "X-Signature"})).unwrap();
+    let custom = parse(
+        json!({"format": "flagsmith", "signing_secret": "s", "signature_header": "X-Signature"}),
+    )
+    .unwrap();
     assert_eq!(custom.signature_header_name().unwrap(), "x-signature");
+}
+
+#[test]
+fn the_default_header_names_are_the_documented_ones() {
+    for format in [Format::Audit, Format::Flagsmith] {
+        assert!(
+            format
+                .default_signature_header()
+                .eq_ignore_ascii_case(format.default_signature_header_name().as_str())
+        );
+    }
 }
 
 #[test]
@@ -96,7 +110,7 @@ fn a_path_must_be_a_plain_url_path() {
 
 #[test]
 fn an_invalid_header_name_is_an_error_at_its_path() {
-    let err = parse(json!({"signature_header": "X Signature"})).unwrap_err();
+    let err = parse(json!({"signing_secret": "s", "signature_header": "X Signature"})).unwrap_err();
     assert_eq!(err.path, "signature_header");
     assert!(err.message.contains("`X Signature`"), "{}", err.message);
 }
@@ -137,6 +151,17 @@ fn unknown_keys_are_errors_with_their_path() {
     assert_eq!(err.path, "secret");
     assert!(
         err.message.contains("unknown field `secret`"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn a_signature_header_without_a_secret_is_an_error_rather_than_ignored() {
+    let err = parse(json!({"signature_header": "X-Signature"})).unwrap_err();
+    assert_eq!(err.path, "signature_header");
+    assert!(
+        err.message.contains("without signing_secret"),
         "{}",
         err.message
     );
