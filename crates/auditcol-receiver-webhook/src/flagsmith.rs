@@ -80,10 +80,10 @@ pub fn decode(value: Value, at: &str) -> Result<Option<Mapped>, EventError> {
 ///
 /// The words of the text are read in order, case-insensitively, skipping
 /// text in single quotes (where Flagsmith puts feature, segment and
-/// identity names); the first of `created`/`new` gives `created`, the first
-/// of `deleted`/`removed` gives `deleted`, and a text with neither is
-/// `updated`. A word is a run of letters, digits, `_` and `-`, so a name
-/// such as `new_checkout` or `removed-banner` is not a verb:
+/// identity names), and the first of these words decides: `created` or
+/// `new` → `created`, `deleted` or `removed` → `deleted`; a text with none
+/// of them is `updated`. A word is a run of letters, digits, `_` and `-`,
+/// so a name such as `new_checkout` or `removed-banner` is not a verb:
 ///
 /// | `log` | action |
 /// |---|---|
