@@ -19,12 +19,27 @@ fn validate(config: &str) -> (bool, String, String) {
     )
 }
 
+/// The `${env:NAME}` references in `text` whose names end in `_SECRET`.
+fn secret_variables(text: &str) -> Vec<&str> {
+    text.split("${env:")
+        .skip(1)
+        .filter_map(|rest| rest.split(['}', ':']).next())
+        .filter(|name| name.ends_with("_SECRET"))
+        .collect()
+}
+
 #[test]
 fn validate_prints_ok_for_every_shipped_config() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector-config");
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let out = Command::new(binary())
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Shipped configs read secrets from the environment, as in production.
+        let mut command = Command::new(binary());
+        for name in secret_variables(&text) {
+            command.env(name, format!("stand-in for {name}"));
+        }
+        let out = command
             .args(["validate", "--config", path.to_str().unwrap()])
             .output()
             .unwrap();
@@ -36,6 +51,18 @@ fn validate_prints_ok_for_every_shipped_config() {
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n");
     }
+}
+
+#[test]
+fn validate_refuses_a_webhook_secret_left_empty_by_an_unset_variable() {
+    let (ok, _, stderr) = validate(
+        "receivers: {webhook: {signing_secret: \"${env:AUDITCOL_TEST_UNSET_SECRET}\"}}\nexporters: {file: {}}\nservice: {pipelines: {logs: {receivers: [webhook], exporters: [file]}}}",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("receivers::webhook: signing_secret: is empty"),
+        "{stderr}"
+    );
 }
 
 #[test]

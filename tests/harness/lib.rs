@@ -57,6 +57,9 @@ pub struct Collector {
     child: Child,
     /// Bound addresses by protocol (`grpc`, `http`), from the `listening` lines.
     pub endpoints: HashMap<String, SocketAddr>,
+    /// Bound addresses by component id (`otlp`, `webhook/flipt`), from the
+    /// same lines: two receivers may both speak `http`.
+    pub components: HashMap<String, SocketAddr>,
     stdout: Receiver<String>,
     stderr: Arc<Mutex<String>>,
     dir: tempfile::TempDir,
@@ -78,7 +81,10 @@ impl Collector {
         let mut child = Command::new(binary())
             .args(args)
             // The receiver logs each request at debug level: tests await those lines.
-            .env("RUST_LOG", "info,auditcol_receiver_otlp=debug")
+            .env(
+                "RUST_LOG",
+                "info,auditcol_receiver_otlp=debug,auditcol_receiver_webhook=debug",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -105,6 +111,7 @@ impl Collector {
             }
         });
         let mut endpoints = HashMap::new();
+        let mut components = HashMap::new();
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -114,7 +121,11 @@ impl Collector {
                     if let (Some(protocol), Some(endpoint)) =
                         (field(&line, "protocol"), field(&line, "endpoint"))
                     {
-                        endpoints.insert(protocol, endpoint.parse().unwrap());
+                        let endpoint: SocketAddr = endpoint.parse().unwrap();
+                        endpoints.insert(protocol, endpoint);
+                        if let Some(component) = field(&line, "component") {
+                            components.insert(component, endpoint);
+                        }
                     }
                 }
                 Ok(_) => {}
@@ -127,6 +138,7 @@ impl Collector {
         Collector {
             child,
             endpoints,
+            components,
             stdout,
             stderr,
             dir,
@@ -139,6 +151,14 @@ impl Collector {
             .endpoints
             .get(protocol)
             .unwrap_or_else(|| panic!("no {protocol} listener; log:\n{}", self.log()))
+    }
+
+    /// The bound address of the receiver `id` (`webhook/flipt`).
+    pub fn component_endpoint(&self, id: &str) -> SocketAddr {
+        *self
+            .components
+            .get(id)
+            .unwrap_or_else(|| panic!("no listener for {id}; log:\n{}", self.log()))
     }
 
     /// A path inside the collector's temporary directory.

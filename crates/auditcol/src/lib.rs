@@ -19,6 +19,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../../collector-config/default
 pub fn registry() -> Registry {
     Registry::new()
         .receiver(auditcol_receiver_otlp::OtlpReceiverFactory)
+        .receiver(auditcol_receiver_webhook::WebhookReceiverFactory)
         .processor(auditcol_processor_filter::FilterProcessorFactory)
         .processor(auditcol_processor_batch::BatchProcessorFactory)
         .exporter(auditcol_exporter_file::FileExporterFactory)

@@ -27,10 +27,48 @@ impl LogBatch {
         source: &str,
         events: impl IntoIterator<Item = &'e AuditEvent>,
     ) -> Result<Self, RecordError> {
+        Self::try_from_events_with_attributes(
+            source,
+            events.into_iter().map(|event| (event, std::iter::empty())),
+        )
+    }
+
+    /// Like [`LogBatch::try_from_events`], each event with string attributes
+    /// of its own that the event model has no field for: an event id given
+    /// by the source (`audit.id`, kept by `prepare_ingest`) or attributes of
+    /// the source's namespace (`flagsmith.project.id`). They follow the
+    /// event's own attributes; a key the event's record already has is not
+    /// added again.
+    ///
+    /// ```
+    /// use auditcol_core::LogBatch;
+    /// use auditcol_core::model::AuditEvent;
+    /// let event = AuditEvent::new("feature", "created");
+    /// let batch = LogBatch::try_from_events_with_attributes(
+    ///     "flagsmith",
+    ///     [(&event, [("audit.id", "42"), ("flagsmith.project.id", "6")])],
+    /// )
+    /// .unwrap();
+    /// let record = batch.records().next().unwrap();
+    /// assert_eq!(record.audit_id(), Some("42"));
+    /// assert_eq!(record.attribute("flagsmith.project.id"), Some("6"));
+    /// ```
+    pub fn try_from_events_with_attributes<'e, 'a, A>(
+        source: &str,
+        events: impl IntoIterator<Item = (&'e AuditEvent, A)>,
+    ) -> Result<Self, RecordError>
+    where
+        A: IntoIterator<Item = (&'a str, &'a str)>,
+    {
         let mut buf = Vec::new();
         let mut ranges = Vec::new();
-        for event in events {
+        for (event, attributes) in events {
             let mut record = event.to_log_record();
+            for (key, value) in attributes {
+                if !record.attributes.iter().any(|kv| kv.key == key) {
+                    record.attributes.push(string_kv(key, value));
+                }
+            }
             if !record.attributes.iter().any(|kv| kv.key == AUDIT_SOURCE) {
                 record.attributes.push(string_kv(AUDIT_SOURCE, source));
             }

@@ -219,6 +219,55 @@ fn from_events_sets_source_and_round_trips_events() {
 }
 
 #[test]
+fn events_with_attributes_keep_the_source_id_through_ingest() {
+    let event = AuditEvent::new("feature", "created");
+    let mut batch = LogBatch::try_from_events_with_attributes(
+        "flagsmith",
+        [
+            (
+                &event,
+                vec![("audit.id", "42"), ("flagsmith.project.id", "6")],
+            ),
+            (&event, vec![]),
+        ],
+    )
+    .unwrap();
+    batch.prepare_ingest(5, "flagsmith");
+    let records: Vec<_> = batch.records().collect();
+    assert_eq!(records[0].audit_id(), Some("42"));
+    assert_eq!(records[0].attribute("flagsmith.project.id"), Some("6"));
+    assert_eq!(records[0].attribute("audit.source"), Some("flagsmith"));
+    assert_eq!(
+        records[0].to_audit_event(),
+        Some(AuditEvent {
+            timestamp: 5, // unknown (0): the observed time
+            ..event.clone()
+        })
+    );
+    assert_eq!(uuid_version(records[1].audit_id().unwrap()), Some(7));
+}
+
+#[test]
+fn an_event_attribute_never_overrides_or_repeats_one_the_event_sets() {
+    let event = AuditEvent::new("feature", "created");
+    let batch = LogBatch::try_from_events_with_attributes(
+        "x",
+        [(
+            &event,
+            vec![
+                ("audit.status", "denied"),
+                ("audit.id", "1"),
+                ("audit.id", "2"),
+            ],
+        )],
+    )
+    .unwrap();
+    let record = batch.records().next().unwrap();
+    assert_eq!(record.attribute("audit.status"), Some("success"));
+    assert_eq!(record.audit_id(), Some("1"));
+}
+
+#[test]
 fn a_record_with_a_duplicate_audit_key_is_rejected_with_its_path() {
     let decoded = LogBatch::decode_json(&otlp_json(json!([
         {"attributes": [{"key": "audit.type", "value": {"stringValue": "flag"}},

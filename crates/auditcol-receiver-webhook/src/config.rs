@@ -1,0 +1,222 @@
+//! Settings of the `webhook` receiver.
+//!
+//! ```yaml
+//! endpoint: 127.0.0.1:8088
+//! path: /flipt
+//! format: audit                                 # or flagsmith
+//! signing_secret: ${env:FLIPT_WEBHOOK_SECRET}
+//! signature_header: x-flipt-webhook-signature   # the format's header by default
+//! max_request_body_size: 1048576
+//! ```
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use auditcol_core::config::{ConfigError, Validate};
+use http::HeaderName;
+use serde::Deserialize;
+
+/// Default listen address (loopback only).
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:8088";
+/// Default URL path events are posted to.
+pub const DEFAULT_PATH: &str = "/";
+/// Default largest request body accepted, in bytes (1 MiB).
+pub const DEFAULT_MAX_REQUEST_BODY_SIZE: u64 = 1024 * 1024;
+/// The header Flipt's webhook sink puts its signature in.
+pub const FLIPT_SIGNATURE_HEADER: &str = "x-flipt-webhook-signature";
+/// The header Flagsmith puts its webhook signature in.
+pub const FLAGSMITH_SIGNATURE_HEADER: &str = "X-Flagsmith-Signature";
+
+/// What the request bodies hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Flipt v0.2 audit events (what Flipt's webhook sink posts, and what a
+    /// service without an OpenTelemetry SDK can post).
+    #[default]
+    Audit,
+    /// Flagsmith audit-log webhook payloads, bare or in Flagsmith's
+    /// `{"event_type": ..., "data": ...}` envelope.
+    Flagsmith,
+}
+
+impl Format {
+    /// The signature header the format's sender uses.
+    pub fn default_signature_header(self) -> &'static str {
+        match self {
+            Self::Audit => FLIPT_SIGNATURE_HEADER,
+            Self::Flagsmith => FLAGSMITH_SIGNATURE_HEADER,
+        }
+    }
+
+    /// [`Format::default_signature_header`] as a header name.
+    pub fn default_signature_header_name(self) -> HeaderName {
+        // Header names are case-insensitive; `HeaderName` holds them lower case.
+        HeaderName::from_static(match self {
+            Self::Audit => "x-flipt-webhook-signature",
+            Self::Flagsmith => "x-flagsmith-signature",
+        })
+    }
+
+    /// `audit.source` of events received by an unnamed `webhook` receiver.
+    pub fn default_source(self) -> &'static str {
+        match self {
+            Self::Audit => "flipt",
+            Self::Flagsmith => "flagsmith",
+        }
+    }
+
+    /// The name used in config and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Audit => "audit",
+            Self::Flagsmith => "flagsmith",
+        }
+    }
+}
+
+/// The whole `webhook` receiver config.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookReceiverConfig {
+    /// `host:port` to listen on.
+    pub endpoint: String,
+    /// The URL path events are posted to; other paths answer 404.
+    pub path: String,
+    /// What the request bodies hold.
+    pub format: Format,
+    /// The shared secret requests are signed with; `None` accepts unsigned
+    /// requests (and warns at start).
+    pub signing_secret: Option<String>,
+    /// The header holding the signature; the format's sender's by default.
+    pub signature_header: Option<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_request_body_size: u64,
+}
+
+impl Default for WebhookReceiverConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: DEFAULT_ENDPOINT.to_owned(),
+            path: DEFAULT_PATH.to_owned(),
+            format: Format::default(),
+            signing_secret: None,
+            signature_header: None,
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+        }
+    }
+}
+
+/// The secret never appears in logs or `validate` output.
+impl fmt::Debug for WebhookReceiverConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookReceiverConfig")
+            .field("endpoint", &self.endpoint)
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field(
+                "signing_secret",
+                &self.signing_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("signature_header", &self.signature_header)
+            .field("max_request_body_size", &self.max_request_body_size)
+            .finish()
+    }
+}
+
+impl WebhookReceiverConfig {
+    /// The address to bind. Only meaningful after validation.
+    pub fn socket_addr(&self) -> Result<SocketAddr, String> {
+        parse_endpoint(&self.endpoint)
+    }
+
+    /// The header the signature is read from: `signature_header`, or the
+    /// format's default (always a valid name).
+    pub fn signature_header_name(&self) -> Result<HeaderName, String> {
+        match &self.signature_header {
+            None => Ok(self.format.default_signature_header_name()),
+            Some(name) => HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{name}` is not a valid HTTP header name")),
+        }
+    }
+
+    /// The body size limit in bytes.
+    pub fn max_request_body_bytes(&self) -> usize {
+        usize::try_from(self.max_request_body_size).unwrap_or(usize::MAX)
+    }
+}
+
+impl Validate for WebhookReceiverConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.socket_addr()
+            .map_err(|message| ConfigError::at("endpoint", message))?;
+        let path_ok = self.path.starts_with('/')
+            && !self
+                .path
+                .contains(|c: char| c.is_whitespace() || c.is_control() || c == '?' || c == '#');
+        if !path_ok {
+            return Err(ConfigError::at(
+                "path",
+                format!(
+                    "invalid path `{}`: write a URL path starting with `/`, without spaces, `?` or `#`, e.g. `/flipt`",
+                    self.path
+                ),
+            ));
+        }
+        if self.signing_secret.as_deref() == Some("") {
+            // Most often an unset `${env:...}`: failing here keeps a missing
+            // secret from silently turning signature checks off.
+            return Err(ConfigError::at(
+                "signing_secret",
+                "is empty (is its environment variable set?); set the secret shared with the sender, or remove the key to accept unsigned requests",
+            ));
+        }
+        self.signature_header_name()
+            .map_err(|message| ConfigError::at("signature_header", message))?;
+        if self.signature_header.is_some() && self.signing_secret.is_none() {
+            return Err(ConfigError::at(
+                "signature_header",
+                "has no effect without signing_secret: set the secret too, or remove the key",
+            ));
+        }
+        if self.max_request_body_size == 0 {
+            return Err(ConfigError::at(
+                "max_request_body_size",
+                "must be at least 1 (bytes); the default is 1048576 (1 MiB)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `ip:port`, `[ipv6]:port`, `localhost:port` (loopback) or `:port`
+/// (all interfaces, as in the Collector). Host names other than `localhost`
+/// are refused: resolving them would make validation depend on DNS.
+///
+/// The same rule as the OTLP receiver's endpoints (a copy: components do not
+/// depend on each other; it belongs in `auditcol_core::config`).
+fn parse_endpoint(endpoint: &str) -> Result<SocketAddr, String> {
+    let invalid = |why: &str| {
+        format!(
+            "invalid endpoint `{endpoint}`: {why}; write host:port with an IP address or `localhost`, e.g. `127.0.0.1:8088` or `0.0.0.0:8088`"
+        )
+    };
+    if let Ok(addr) = endpoint.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = endpoint
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("no port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
+    let ip = match host {
+        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        h if h.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ => return Err(invalid("the host is not an IP address")),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+//! Decoded events → the pipeline, through the same core path as OTLP
+//! records: `LogBatch::try_from_events_with_attributes` (the record check),
+//! `prepare_ingest` (observed time, event name, `audit.id` where the source
+//! gave none, `audit.source`), `consume`, which completes only once the
+//! pipeline has the batch.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use auditcol_core::{ComponentId, LogBatch, PipelineError, RecordError, SharedConsumer};
+
+use crate::decode::ReceivedEvent;
+
+/// The receiver's link to its pipeline.
+pub(crate) struct Ingest {
+    id: ComponentId,
+    /// `audit.source` of every event.
+    source: String,
+    next: SharedConsumer,
+}
+
+/// Why a request's events were not accepted.
+#[derive(Debug)]
+pub(crate) enum Rejection {
+    /// The events break the audit conventions: the client must not retry.
+    Invalid(String),
+    /// The pipeline refused the batch.
+    Pipeline(PipelineError),
+}
+
+impl Ingest {
+    pub(crate) fn new(id: ComponentId, source: String, next: SharedConsumer) -> Self {
+        Self { id, source, next }
+    }
+
+    /// Hands all of `events` to the pipeline as one batch, or none of them;
+    /// completes once the pipeline has them. Returns how many were accepted.
+    pub(crate) async fn accept(&self, events: &[ReceivedEvent]) -> Result<usize, Rejection> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = LogBatch::try_from_events_with_attributes(
+            &self.source,
+            events.iter().map(|e| {
+                (
+                    &e.event,
+                    e.attributes.iter().map(|(k, v)| (*k, v.as_str())),
+                )
+            }),
+        )
+        .map_err(|e| {
+            let message = in_request_terms(&e, events);
+            tracing::debug!(component = %self.id, error = %message, "rejected a request with an invalid event");
+            Rejection::Invalid(message)
+        })?;
+        batch.prepare_ingest(now_unix_nanos(), &self.source);
+        let records = batch.len();
+        tracing::debug!(component = %self.id, records, "events received");
+        self.next.consume(batch).await.map_err(|e| {
+            tracing::debug!(component = %self.id, records, error = %e, "the pipeline refused a batch");
+            Rejection::Pipeline(e)
+        })?;
+        Ok(records)
+    }
+}
+
+/// The core names events by their place in the batch (`events[i]`); the
+/// client needs their place in its request, which differs when entries
+/// before them were ignored.
+fn in_request_terms(error: &RecordError, events: &[ReceivedEvent]) -> String {
+    let index = error
+        .path
+        .strip_prefix("events[")
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest)));
+    match index {
+        Some((i, rest)) if i < events.len() => {
+            format!("events[{}]{rest}: {}", events[i].index, error.reason)
+        }
+        _ => error.to_string(),
+    }
+}
+
+fn now_unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Whole seconds to put in `Retry-After`: rounded up, at least 1.
+pub(crate) fn retry_after_secs(after: Duration) -> u64 {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditcol_core::model::AuditEvent;
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds_and_at_least_one() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(200)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(2001)), 3);
+    }
+
+    #[test]
+    fn a_core_error_is_reported_at_the_events_place_in_the_request() {
+        let events = [3, 5].map(|index| ReceivedEvent {
+            index,
+            event: AuditEvent::new("flag", "created"),
+            attributes: Vec::new(),
+        });
+        let error = RecordError {
+            path: "events[1]".into(),
+            reason: "too deep".into(),
+        };
+        assert_eq!(in_request_terms(&error, &events), "events[5]: too deep");
+        let error = RecordError {
+            path: "elsewhere".into(),
+            reason: "x".into(),
+        };
+        assert_eq!(in_request_terms(&error, &events), "elsewhere: x");
+    }
+}

@@ -1,0 +1,204 @@
+//! The `webhook` receiver: audit events POSTed as JSON — Flipt's audit
+//! webhooks, Flagsmith's audit-log webhooks, or any service's own events in
+//! Flipt's v0.2 shape.
+//!
+//! A request is checked in the order that costs a bad client the least of
+//! the collector's work: path and method, media type, body size, signature
+//! (HMAC-SHA256 of the raw body, compared in constant time), then every
+//! event. One bad event refuses the whole request with its path
+//! (`events[3].timestamp: not RFC 3339 ...`); a good request enters the
+//! pipeline as one batch, through the same core path as OTLP records
+//! (`LogBatch::try_from_events_with_attributes`, `prepare_ingest`), and is
+//! answered 200 only once the pipeline has all of it.
+//!
+//! - [`config`]: the settings.
+//! - `body`: bodies → one JSON value per event (object, array, NDJSON).
+//! - `audit_event` / [`flagsmith`]: a value → the model's `AuditEvent`
+//!   (and, for Flagsmith, its id and `flagsmith.*` attributes).
+//! - `signature`: the HMAC check.
+//! - `server` / `ingest`: HTTP answers, and the hand-over to the pipeline.
+//!
+//! The factory only parses the config; the socket is bound in
+//! [`Component::start`] and released in [`Component::shutdown`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use auditcol_core::component::StartError;
+use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::{
+    BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
+};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+mod audit_event;
+mod body;
+pub mod config;
+mod decode;
+pub mod flagsmith;
+mod ingest;
+mod server;
+mod signature;
+
+pub use config::{Format, WebhookReceiverConfig};
+
+use ingest::Ingest;
+use server::Endpoint;
+use signature::SignatureVerifier;
+
+/// The component type in config ids (`webhook`, `webhook/<name>`).
+pub const TYPE_NAME: &str = "webhook";
+
+/// Builds `webhook` receivers.
+pub struct WebhookReceiverFactory;
+
+impl ReceiverFactory for WebhookReceiverFactory {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        config: &serde_json::Value,
+        next: SharedConsumer,
+    ) -> Result<Arc<dyn Receiver>, ConfigError> {
+        let config: WebhookReceiverConfig = parse_component_config(config)?;
+        Ok(Arc::new(WebhookReceiver::new(ctx.id.clone(), config, next)))
+    }
+}
+
+/// A webhook receiver: serves its endpoint between [`Component::start`] and
+/// [`Component::shutdown`].
+pub struct WebhookReceiver {
+    id: ComponentId,
+    endpoint: Arc<Endpoint>,
+    addr: Result<SocketAddr, String>,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+}
+
+impl WebhookReceiver {
+    /// A receiver sending to `next`; nothing is bound until `start`.
+    /// `config` must have been validated (the factory does it).
+    ///
+    /// Events get `audit.source` = the receiver's name (`webhook/flipt` →
+    /// `flipt`), or for an unnamed receiver the format's sender: `flipt`
+    /// (`audit`) or `flagsmith`.
+    pub fn new(id: ComponentId, config: WebhookReceiverConfig, next: SharedConsumer) -> Self {
+        let source = id
+            .name()
+            .unwrap_or(config.format.default_source())
+            .to_owned();
+        // With a secret, requests are always checked: an invalid header name
+        // (a config that skipped validation) falls back to the format's.
+        let verifier = config.signing_secret.as_deref().map(|secret| {
+            let header = config
+                .signature_header_name()
+                .unwrap_or_else(|_| config.format.default_signature_header_name());
+            SignatureVerifier::new(secret, header)
+        });
+        Self {
+            endpoint: Arc::new(Endpoint {
+                id: id.clone(),
+                path: config.path.clone(),
+                format: config.format,
+                verifier,
+                max_body: config.max_request_body_bytes(),
+                ingest: Ingest::new(id.clone(), source, next),
+            }),
+            addr: config.socket_addr(),
+            id,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// The address actually listened on (with port 0 configured, the port
+    /// the OS chose); `None` when not started.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|r| r.addr)
+    }
+}
+
+#[async_trait]
+impl Component for WebhookReceiver {
+    async fn start(&self) -> Result<(), StartError> {
+        if self.local_addr().is_some() {
+            return Err(StartError(format!(
+                "receiver {} is already started",
+                self.id
+            )));
+        }
+        let addr = self.addr.clone().map_err(StartError)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError(format!("cannot listen on {addr} for webhooks: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError(format!("cannot read the webhook listen address: {e}")))?;
+        let shutdown = CancellationToken::new();
+        let id = self.id.clone();
+        let serving = server::serve(listener, self.endpoint.clone(), shutdown.clone());
+        let server = tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::error!(component = %id, error = %e, "the webhook server stopped");
+            }
+        });
+        let endpoint = &self.endpoint;
+        // Tests and operators find the chosen port from this event.
+        tracing::info!(component = %self.id, protocol = "http", endpoint = %addr, path = %endpoint.path, format = endpoint.format.name(), "listening");
+        match &endpoint.verifier {
+            Some(verifier) => {
+                tracing::info!(component = %self.id, header = %verifier.header(), "requests must be signed");
+            }
+            None => tracing::warn!(
+                component = %self.id,
+                "no signing_secret: unsigned requests are accepted, so anyone who can reach {addr} can add audit events; set signing_secret to the secret configured in the sender"
+            ),
+        }
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running {
+            addr,
+            shutdown,
+            server,
+        });
+        Ok(())
+    }
+
+    async fn shutdown(&self, deadline: Instant) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(mut running) = running else {
+            return;
+        };
+        // Stop accepting; requests in flight run to their answer.
+        running.shutdown.cancel();
+        if tokio::time::timeout_at(deadline, &mut running.server)
+            .await
+            .is_err()
+        {
+            tracing::warn!(component = %self.id, "shutdown deadline reached with webhook requests still in flight; abandoning them");
+            running.server.abort();
+        }
+    }
+}
+
+impl Receiver for WebhookReceiver {}
+
+#[cfg(test)]
+mod tests;

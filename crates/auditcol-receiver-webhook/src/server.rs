@@ -1,0 +1,246 @@
+//! The HTTP server: `POST <path>` with a JSON or NDJSON body, checked in the
+//! order that does the least work for a bad request — path, method, media
+//! type, size, signature, events — then handed to the pipeline. Every answer
+//! is JSON: `{"accepted": N}` (and `"ignored": M` when entries were not
+//! audit events), or `{"error": "..."}`.
+
+use std::sync::Arc;
+
+use auditcol_core::{ComponentId, PipelineError};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
+use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::{BodyKind, JSON, NDJSON};
+use crate::config::Format;
+use crate::decode::decode_request;
+use crate::ingest::{Ingest, Rejection, retry_after_secs};
+use crate::signature::SignatureVerifier;
+
+/// What every request needs.
+pub(crate) struct Endpoint {
+    pub(crate) id: ComponentId,
+    pub(crate) path: String,
+    pub(crate) format: Format,
+    pub(crate) verifier: Option<SignatureVerifier>,
+    pub(crate) max_body: usize,
+    pub(crate) ingest: Ingest,
+}
+
+/// Serves `endpoint` on `listener` until `shutdown` is cancelled, then lets
+/// requests in flight finish.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    endpoint: Arc<Endpoint>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // One handler for every path and method: the configured path is matched
+    // literally, so no character in it can mean a route pattern.
+    let router = Router::new().fallback(handle).with_state(endpoint);
+    // Without TCP_NODELAY a small response waits for the client's delayed ACK.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a webhook connection");
+        }
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// An error answer.
+#[derive(Debug)]
+struct Failure {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+    allow: bool,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+            allow: false,
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let mut response = json_response(self.status, serde_json::json!({"error": self.message}));
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(RETRY_AFTER, secs.into());
+        }
+        if self.allow {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        response
+    }
+}
+
+/// The HTTP answer to a refusal: bad data 400, never retried; a full or
+/// failing pipeline 503 with `Retry-After`, so Flipt's and other clients'
+/// retries come back later. (The OTLP receiver's mapping, for this JSON
+/// error body.)
+impl From<Rejection> for Failure {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::Invalid(message)
+            | Rejection::Pipeline(PipelineError::Permanent { message }) => {
+                Self::new(StatusCode::BAD_REQUEST, message)
+            }
+            // A full queue always tells the client to wait: a hint-less
+            // client retrying at once would only keep the queue full.
+            Rejection::Pipeline(PipelineError::Backpressure {
+                message,
+                retry_after,
+            }) => Self {
+                retry_after: Some(retry_after.map_or(1, retry_after_secs)),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            },
+            Rejection::Pipeline(PipelineError::Retryable {
+                message,
+                retry_after,
+            }) => Self {
+                retry_after: retry_after.map(retry_after_secs),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            },
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    response
+}
+
+async fn handle(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+    match receive(&endpoint, request).await {
+        Ok((accepted, ignored)) => {
+            let mut body = serde_json::json!({ "accepted": accepted });
+            if ignored > 0 {
+                body["ignored"] = ignored.into();
+            }
+            json_response(StatusCode::OK, body)
+        }
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// Returns (events accepted, entries ignored).
+async fn receive(endpoint: &Endpoint, request: Request) -> Result<(usize, usize), Failure> {
+    if request.uri().path() != endpoint.path {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "nothing at {}: this receiver takes audit events at POST {}",
+                request.uri().path(),
+                endpoint.path
+            ),
+        ));
+    }
+    if request.method() != Method::POST {
+        return Err(Failure {
+            allow: true,
+            ..Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!(
+                    "method {} not allowed: send POST {}",
+                    request.method(),
+                    endpoint.path
+                ),
+            )
+        });
+    }
+    let kind = body_kind(request.headers())?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts.headers, body, endpoint.max_body).await?;
+    if let Some(verifier) = &endpoint.verifier {
+        verifier.verify(&parts.headers, &body).map_err(|e| {
+            // Worth an operator's attention: a forged request, or a sender
+            // configured with another secret (then every event is refused).
+            tracing::warn!(component = %endpoint.id, error = %e, "refused a request with a bad signature");
+            Failure::new(StatusCode::UNAUTHORIZED, e.to_string())
+        })?;
+    }
+    let decoded = decode_request(endpoint.format, kind, &body).map_err(|e| {
+        tracing::debug!(component = %endpoint.id, error = %e, "refused a request with an invalid event");
+        Failure::new(StatusCode::BAD_REQUEST, e.to_string())
+    })?;
+    let accepted = endpoint
+        .ingest
+        .accept(&decoded.events)
+        .await
+        .map_err(Failure::from)?;
+    Ok((accepted, decoded.ignored))
+}
+
+/// The body's media type, from `Content-Type`; only identity encoding, as
+/// signatures are over the bytes as sent.
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Failure> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let kind = BodyKind::from_content_type(&content_type).ok_or_else(|| {
+        let shown = if content_type.is_empty() {
+            "no Content-Type".to_owned()
+        } else {
+            format!("Content-Type `{content_type}`")
+        };
+        Failure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported media type: {shown}; send {JSON} or {NDJSON}"),
+        )
+    })?;
+    if let Some(encoding) = headers.get(CONTENT_ENCODING) {
+        let encoding = String::from_utf8_lossy(encoding.as_bytes());
+        let encoding = encoding.trim();
+        if !(encoding.is_empty() || encoding.eq_ignore_ascii_case("identity")) {
+            return Err(Failure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding `{encoding}`: send the body uncompressed"),
+            ));
+        }
+    }
+    Ok(kind)
+}
+
+/// Reads at most `max` bytes of body; refuses a declared larger one before
+/// reading anything. (The OTLP receiver's rule.)
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<bytes::Bytes, Failure> {
+    let too_large = || {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds max_request_body_size ({max} bytes)"),
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}

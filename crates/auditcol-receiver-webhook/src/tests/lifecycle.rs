@@ -1,0 +1,152 @@
+//! Start and shutdown: binding, the `listening` event, the unsigned-requests
+//! warning, graceful stop.
+
+use std::io::Write;
+
+use tokio::time::Instant;
+
+use super::*;
+
+/// Collects what the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Captures the events of the current thread (tests run on a
+    /// current-thread runtime, so the receiver's tasks are included).
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+}
+
+#[tokio::test]
+async fn start_logs_listening_with_the_bound_address_path_and_format() {
+    let captured = Captured::default();
+    let _guard = captured.install();
+    let running = start_named(
+        Some("flagsmith"),
+        json!({"format": "flagsmith", "path": "/hooks/flagsmith", "signing_secret": "s"}),
+    )
+    .await;
+    let log = captured.text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening"))
+        .unwrap_or_else(|| panic!("no listening event in {log}"));
+    assert!(line.contains("component=webhook/flagsmith"), "{line}");
+    assert!(line.contains("protocol=\"http\""), "{line}");
+    assert!(
+        line.contains(&format!("endpoint={}", running.addr())),
+        "{line}"
+    );
+    assert!(line.contains("path=/hooks/flagsmith"), "{line}");
+    assert!(line.contains("format=\"flagsmith\""), "{line}");
+    assert!(!log.contains("no signing_secret"), "{log}");
+}
+
+#[tokio::test]
+async fn without_a_secret_a_warning_is_logged_once_at_start_not_per_request() {
+    let captured = Captured::default();
+    let _guard = captured.install();
+    let running = start(json!({})).await;
+    for key in ["a", "b"] {
+        let reply = post_json(&running, good_body(&running, key).as_bytes()).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let log = captured.text();
+    let warnings: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("no signing_secret"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains(&running.addr().to_string()),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[tokio::test]
+async fn a_bad_signature_is_logged_as_a_warning() {
+    let captured = Captured::default();
+    let _guard = captured.install();
+    let running = start(json!({"signing_secret": "s"})).await;
+    let reply = post_json(&running, good_body(&running, "k").as_bytes()).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let log = captured.text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("bad signature")),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_bound_before_start_and_a_second_start_fails() {
+    let config: WebhookReceiverConfig =
+        parse_component_config(&json!({"endpoint": "127.0.0.1:0"})).unwrap();
+    let receiver = WebhookReceiver::new(
+        ComponentId::new("webhook", None),
+        config,
+        TestConsumer::new(),
+    );
+    assert_eq!(receiver.local_addr(), None);
+    receiver.start().await.unwrap();
+    assert!(receiver.local_addr().is_some());
+    let err = receiver.start().await.unwrap_err();
+    assert!(err.0.contains("already started"), "{}", err.0);
+    receiver.shutdown(Instant::now()).await;
+}
+
+#[tokio::test]
+async fn a_port_in_use_fails_the_start_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = taken.local_addr().unwrap().to_string();
+    let config: WebhookReceiverConfig =
+        parse_component_config(&json!({ "endpoint": endpoint })).unwrap();
+    let receiver = WebhookReceiver::new(
+        ComponentId::new("webhook", None),
+        config,
+        TestConsumer::new(),
+    );
+    let err = receiver.start().await.unwrap_err();
+    assert!(
+        err.0.contains(&format!("cannot listen on {endpoint}")),
+        "{}",
+        err.0
+    );
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_connections() {
+    let running = start(json!({})).await;
+    let addr = running.addr();
+    assert_still_serves(&running).await;
+    running
+        .receiver
+        .shutdown(Instant::now() + std::time::Duration::from_secs(5))
+        .await;
+    assert_eq!(running.receiver.local_addr(), None);
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
