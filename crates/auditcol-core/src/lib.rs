@@ -9,7 +9,8 @@
 //! - [`component`]: the receiver / processor / exporter traits and their
 //!   factories; [`config`]: the YAML collector config; [`pipeline`]: the
 //!   graph built from it; [`exporterhelper`]: timeout, retry and queue that
-//!   every exporter wraps.
+//!   every exporter wraps; [`receiverhelper`]: what every receiver does the
+//!   same way (listen address, receipt time, refusal → HTTP answer).
 
 pub mod batch;
 pub mod component;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod exporterhelper;
 pub mod otlp_json;
 pub mod pipeline;
+pub mod receiverhelper;
 
 pub use auditcol_model as model;
 pub use batch::{DecodeError, Decoded, LogBatch, RecordError, RecordRef};

@@ -20,9 +20,10 @@
 //! in the response's `partial_success`; `reject_request` refuses the whole
 //! request with the first problem.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use auditcol_core::config::{ConfigError, Validate, nested};
+use auditcol_core::receiverhelper::parse_endpoint;
 use serde::{Deserialize, Deserializer};
 
 /// Default OTLP/gRPC listen address (the Collector's port, loopback only).
@@ -191,32 +192,6 @@ impl Validate for HttpConfig {
         }
         Ok(())
     }
-}
-
-/// Parses `ip:port`, `[ipv6]:port`, `localhost:port` (loopback) or `:port`
-/// (all interfaces, as in the Collector). Host names other than `localhost`
-/// are refused: resolving them would make validation depend on DNS.
-fn parse_endpoint(endpoint: &str) -> Result<SocketAddr, String> {
-    let invalid = |why: &str| {
-        format!(
-            "invalid endpoint `{endpoint}`: {why}; write host:port with an IP address or `localhost`, e.g. `127.0.0.1:4317` or `0.0.0.0:4317`"
-        )
-    };
-    if let Ok(addr) = endpoint.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let (host, port) = endpoint
-        .rsplit_once(':')
-        .ok_or_else(|| invalid("no port"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
-    let ip = match host {
-        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        h if h.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        _ => return Err(invalid("the host is not an IP address")),
-    };
-    Ok(SocketAddr::new(ip, port))
 }
 
 /// `Option<T>` where a present key, even `null`, means enabled with defaults;

@@ -5,7 +5,8 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use auditcol_core::{LogBatch, PipelineError};
+use auditcol_core::LogBatch;
+use auditcol_core::receiverhelper::HttpRefusal;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -18,7 +19,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::{Accepted, Ingest, Rejection, RpcStatus, retry_after_secs};
+use crate::ingest::{Accepted, Ingest, Rejection, RpcStatus};
 
 /// The path OTLP/HTTP log exporters post to.
 pub(crate) const LOGS_PATH: &str = "/v1/logs";
@@ -165,23 +166,18 @@ impl From<Rejection> for Failure {
     fn from(rejection: Rejection) -> Self {
         match rejection {
             Rejection::Invalid(message) => Self::bad_request(message),
-            Rejection::Pipeline(PipelineError::Permanent { message }) => Self::bad_request(message),
-            // A full queue always tells the client to wait: a hint-less
-            // client retrying at once would only keep the queue full.
-            Rejection::Pipeline(PipelineError::Backpressure {
-                message,
-                retry_after,
-            }) => Self {
-                retry_after: Some(retry_after.map_or(1, retry_after_secs)),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, CODE_UNAVAILABLE, message)
-            },
-            Rejection::Pipeline(PipelineError::Retryable {
-                message,
-                retry_after,
-            }) => Self {
-                retry_after: retry_after.map(retry_after_secs),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, CODE_UNAVAILABLE, message)
-            },
+            Rejection::Pipeline(error) => {
+                let refusal = HttpRefusal::of(&error);
+                let (http, code) = if refusal.status == 400 {
+                    (StatusCode::BAD_REQUEST, CODE_INVALID_ARGUMENT)
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, CODE_UNAVAILABLE)
+                };
+                Self {
+                    retry_after: refusal.retry_after_secs,
+                    ..Self::new(http, code, error.message())
+                }
+            }
         }
     }
 }

@@ -1,9 +1,10 @@
 //! What both protocols do with a decoded request: check it against the audit
 //! conventions, stamp it, hand it to the pipeline and wait for the answer.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use auditcol_core::model::conventions::SOURCE_OTLP;
+use auditcol_core::receiverhelper::now_unix_nanos;
 use auditcol_core::{ComponentId, Decoded, PipelineError, SharedConsumer};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceResponse,
@@ -100,13 +101,6 @@ impl Ingest {
     }
 }
 
-fn now_unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 impl Accepted {
     /// The OTLP response: `partial_success` only when records were left out.
     pub(crate) fn response(self) -> ExportLogsServiceResponse {
@@ -117,12 +111,6 @@ impl Accepted {
             }),
         }
     }
-}
-
-/// Whole seconds to put in `Retry-After`: rounded up, at least 1.
-pub(crate) fn retry_after_secs(after: Duration) -> u64 {
-    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-    secs.max(1)
 }
 
 /// `google.rpc.Status`, the error body of OTLP/HTTP and the detail of gRPC
@@ -181,18 +169,5 @@ impl RetryInfo {
             type_url: RETRY_INFO_TYPE_URL.to_owned(),
             value: prost::Message::encode_to_vec(&info),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_is_rounded_up_to_whole_seconds_and_at_least_one() {
-        assert_eq!(retry_after_secs(Duration::ZERO), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(200)), 1);
-        assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
-        assert_eq!(retry_after_secs(Duration::from_millis(2001)), 3);
     }
 }

@@ -10,9 +10,10 @@
 //! ```
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use auditcol_core::config::{ConfigError, Validate};
+use auditcol_core::receiverhelper::parse_endpoint;
 use http::HeaderName;
 use serde::Deserialize;
 
@@ -187,35 +188,6 @@ impl Validate for WebhookReceiverConfig {
         }
         Ok(())
     }
-}
-
-/// Parses `ip:port`, `[ipv6]:port`, `localhost:port` (loopback) or `:port`
-/// (all interfaces, as in the Collector). Host names other than `localhost`
-/// are refused: resolving them would make validation depend on DNS.
-///
-/// The same rule as the OTLP receiver's endpoints (a copy: components do not
-/// depend on each other; it belongs in `auditcol_core::config`).
-fn parse_endpoint(endpoint: &str) -> Result<SocketAddr, String> {
-    let invalid = |why: &str| {
-        format!(
-            "invalid endpoint `{endpoint}`: {why}; write host:port with an IP address or `localhost`, e.g. `127.0.0.1:8088` or `0.0.0.0:8088`"
-        )
-    };
-    if let Ok(addr) = endpoint.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let (host, port) = endpoint
-        .rsplit_once(':')
-        .ok_or_else(|| invalid("no port"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
-    let ip = match host {
-        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        h if h.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        _ => return Err(invalid("the host is not an IP address")),
-    };
-    Ok(SocketAddr::new(ip, port))
 }
 
 #[cfg(test)]

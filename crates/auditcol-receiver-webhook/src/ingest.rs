@@ -4,8 +4,7 @@
 //! gave none, `audit.source`), `consume`, which completes only once the
 //! pipeline has the batch.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
+use auditcol_core::receiverhelper::now_unix_nanos;
 use auditcol_core::{ComponentId, LogBatch, PipelineError, RecordError, SharedConsumer};
 
 use crate::decode::ReceivedEvent;
@@ -80,30 +79,10 @@ fn in_request_terms(error: &RecordError, events: &[ReceivedEvent]) -> String {
     }
 }
 
-fn now_unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// Whole seconds to put in `Retry-After`: rounded up, at least 1.
-pub(crate) fn retry_after_secs(after: Duration) -> u64 {
-    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-    secs.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use auditcol_core::model::AuditEvent;
-
-    #[test]
-    fn retry_after_is_rounded_up_to_whole_seconds_and_at_least_one() {
-        assert_eq!(retry_after_secs(Duration::ZERO), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(200)), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(2001)), 3);
-    }
 
     #[test]
     fn a_core_error_is_reported_at_the_events_place_in_the_request() {

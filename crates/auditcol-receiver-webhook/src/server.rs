@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use auditcol_core::{ComponentId, PipelineError};
+use auditcol_core::ComponentId;
+use auditcol_core::receiverhelper::HttpRefusal;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{BodyKind, JSON, NDJSON};
 use crate::config::Format;
 use crate::decode::decode_request;
-use crate::ingest::{Ingest, Rejection, retry_after_secs};
+use crate::ingest::{Ingest, Rejection};
 use crate::signature::SignatureVerifier;
 
 /// What every request needs.
@@ -95,26 +96,18 @@ impl Failure {
 impl From<Rejection> for Failure {
     fn from(rejection: Rejection) -> Self {
         match rejection {
-            Rejection::Invalid(message)
-            | Rejection::Pipeline(PipelineError::Permanent { message }) => {
-                Self::new(StatusCode::BAD_REQUEST, message)
+            Rejection::Invalid(message) => Self::new(StatusCode::BAD_REQUEST, message),
+            Rejection::Pipeline(error) => {
+                let refusal = HttpRefusal::of(&error);
+                Self {
+                    retry_after: refusal.retry_after_secs,
+                    ..Self::new(
+                        StatusCode::from_u16(refusal.status)
+                            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                        error.message(),
+                    )
+                }
             }
-            // A full queue always tells the client to wait: a hint-less
-            // client retrying at once would only keep the queue full.
-            Rejection::Pipeline(PipelineError::Backpressure {
-                message,
-                retry_after,
-            }) => Self {
-                retry_after: Some(retry_after.map_or(1, retry_after_secs)),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
-            },
-            Rejection::Pipeline(PipelineError::Retryable {
-                message,
-                retry_after,
-            }) => Self {
-                retry_after: retry_after.map(retry_after_secs),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
-            },
         }
     }
 }
