@@ -35,10 +35,9 @@ pub fn encode_batch(
         }
         Format::Console => {
             for record in batch.records() {
-                if record.audit_noun_verb().is_some() {
-                    console_event(out, &record);
-                } else {
-                    console_other(out, &record);
+                match record.audit_fields() {
+                    Some(event) => console_event(out, &event),
+                    None => console_other(out, &record),
                 }
                 out.push(b'\n');
             }
@@ -52,8 +51,7 @@ pub fn encode_batch(
 /// Whatever the event holds, this is one line: noun and verb are names
 /// (checked at ingest), and every other text is written plain only when it
 /// has no space, control character, quote or `=`, JSON-quoted otherwise.
-fn console_event(out: &mut Vec<u8>, record: &RecordRef<'_>) {
-    let event = AuditFields::read(&record.view());
+fn console_event(out: &mut Vec<u8>, event: &AuditFields<'_>) {
     let (noun, verb) = event.audit.noun_verb().unwrap_or_default();
     write_rfc3339_bytes(out, event.time);
     out.push(b' ');

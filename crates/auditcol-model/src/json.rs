@@ -50,11 +50,7 @@ impl<'a> AuditFields<'a> {
                 (log_record::ATTRIBUTES, WireValue::Bytes(b)) => {
                     let kv = KeyValueView::parse(b);
                     if let Some(name) = kv.key.strip_prefix(AUDIT_ACTOR_PREFIX) {
-                        let rank = KNOWN_ACTOR_FIELDS
-                            .iter()
-                            .position(|k| *k == name)
-                            .unwrap_or(KNOWN_ACTOR_FIELDS.len());
-                        g.actor.push((rank, name, kv.value));
+                        g.actor.push((actor_rank(name), name, kv.value));
                     } else {
                         g.audit.add(kv.key, kv.value.attr());
                     }
@@ -65,15 +61,44 @@ impl<'a> AuditFields<'a> {
         if g.time == 0 {
             g.time = observed;
         }
+        g.sort_actor();
+        g
+    }
+
+    /// The fields of an audit event whose parts were located already (by
+    /// the check at decode): `actor` are its `audit.actor.*` attributes in
+    /// record order, `time` the event time (the observed time when the
+    /// record has none).
+    pub fn from_parts(
+        audit: AuditAttributes<'a>,
+        actor: impl IntoIterator<Item = KeyValueView<'a>>,
+        body: AnyValueView<'a>,
+        time: u64,
+    ) -> Self {
+        let mut g = Self {
+            audit,
+            actor: SmallVec::new(),
+            body,
+            time,
+        };
+        for kv in actor {
+            if let Some(name) = kv.key.strip_prefix(AUDIT_ACTOR_PREFIX) {
+                g.actor.push((actor_rank(name), name, kv.value));
+            }
+        }
+        g.sort_actor();
+        g
+    }
+
+    fn sort_actor(&mut self) {
         // Known fields by rank, others by name; the last occurrence of a name
         // wins, as in `Actor::set`. The sort is stable, so reversing first
         // puts the last occurrence of each name first among its equals.
-        if g.actor.len() > 1 {
-            g.actor.reverse();
-            g.actor.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-            g.actor.dedup_by(|later, kept| later.1 == kept.1);
+        if self.actor.len() > 1 {
+            self.actor.reverse();
+            self.actor.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            self.actor.dedup_by(|later, kept| later.1 == kept.1);
         }
-        g
     }
 
     /// The actor fields in output order: the known fields first, then the
@@ -83,10 +108,23 @@ impl<'a> AuditFields<'a> {
     }
 }
 
+/// Where a known actor field goes in the output; others come after.
+fn actor_rank(name: &str) -> usize {
+    KNOWN_ACTOR_FIELDS
+        .iter()
+        .position(|k| *k == name)
+        .unwrap_or(KNOWN_ACTOR_FIELDS.len())
+}
+
 /// Appends the Flipt JSON of `record` (no newline) to `out`. Returns false,
 /// writing nothing, when the record is not an audit event.
 pub fn write_audit_event_json(record: &RecordView<'_>, out: &mut Vec<u8>) -> bool {
-    let g = AuditFields::read(record);
+    write_audit_fields_json(&AuditFields::read(record), out)
+}
+
+/// Appends the Flipt JSON of an audit event read already (no newline) to
+/// `out`. Returns false, writing nothing, when it has no noun and verb.
+pub fn write_audit_fields_json(g: &AuditFields<'_>, out: &mut Vec<u8>) -> bool {
     let Some((noun, verb)) = g.audit.noun_verb() else {
         return false;
     };
@@ -97,7 +135,7 @@ pub fn write_audit_event_json(record: &RecordView<'_>, out: &mut Vec<u8>) -> boo
     out.extend_from_slice(b",\"action\":");
     write_str(out, verb);
     out.extend_from_slice(b",\"metadata\":{\"actor\":{");
-    write_actor(&g, out);
+    write_actor(g, out);
     out.extend_from_slice(b"}},\"payload\":");
     write_value(g.body, out);
     out.extend_from_slice(b",\"timestamp\":\"");

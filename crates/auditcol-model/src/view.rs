@@ -11,7 +11,10 @@
 //! than once, the last occurrence wins (that is how ingest overrides
 //! `observed_time_unix_nano` and `event_name` by appending fields).
 
+use smallvec::SmallVec;
+
 use crate::audit::{AttrValue, AuditAttributes};
+use crate::conventions::AUDIT_ACTOR_PREFIX;
 use crate::mapping::MappingError;
 use crate::wire::{CheckedFields, Fields, WireError, WireValue, fields, short_bytes_field};
 
@@ -389,7 +392,7 @@ impl CheckError {
 }
 
 /// What [`check_record`] learned about a well-formed record.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RecordCheck<'a> {
     /// `time_unix_nano`.
     pub time_unix_nano: u64,
@@ -399,6 +402,10 @@ pub struct RecordCheck<'a> {
     pub has_event_name: bool,
     /// The audit attributes.
     pub audit: AuditAttributes<'a>,
+    /// The encoded body (`AnyValue`), the last one when repeated.
+    pub body: Option<&'a [u8]>,
+    /// The encoded `KeyValue`s of the `audit.actor.*` attributes, in order.
+    pub actor: SmallVec<[&'a [u8]; 4]>,
 }
 
 /// Checks one encoded `LogRecord` — well-formed protobuf, UTF-8 strings,
@@ -412,6 +419,8 @@ pub fn check_record(bytes: &[u8]) -> Result<RecordCheck<'_>, CheckError> {
         observed_time_unix_nano: 0,
         has_event_name: false,
         audit: AuditAttributes::default(),
+        body: None,
+        actor: SmallVec::new(),
     };
     let mut attribute = 0usize;
     for field in Fields::new(bytes) {
@@ -455,11 +464,16 @@ pub fn check_record(bytes: &[u8]) -> Result<RecordCheck<'_>, CheckError> {
             }
             (BODY, WireValue::Bytes(b)) => {
                 check_any_value(b, 1).map_err(|e| e.within(name))?;
+                check.body = Some(b);
             }
             (ATTRIBUTES, WireValue::Bytes(b)) => {
                 let kv = check_key_value(b, 1)
                     .map_err(|e| e.within(&format!("attributes[{attribute}]")))?;
-                check.audit.add(kv.key, kv.value.attr());
+                if kv.key.starts_with(AUDIT_ACTOR_PREFIX) {
+                    check.actor.push(b);
+                } else {
+                    check.audit.add(kv.key, kv.value.attr());
+                }
                 attribute += 1;
             }
             _ => {}

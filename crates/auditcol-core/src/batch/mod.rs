@@ -34,9 +34,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use auditcol_model::AuditEvent;
-use auditcol_model::view::{AnyValueView, Attributes, RecordView, common, container};
+use auditcol_model::audit::AuditAttributes;
+use auditcol_model::json::AuditFields;
+use auditcol_model::view::{AnyValueView, Attributes, KeyValueView, RecordView, common, container};
 use auditcol_model::wire::{WireValue, fields};
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 pub use protobuf::Decoded;
 
@@ -77,6 +80,9 @@ struct Record {
     body: Bytes,
     patch: Bytes,
     index: RecordIndex,
+    /// Where the `audit.actor.*` attributes (encoded `KeyValue`s) are in
+    /// `body`, so that writers need not walk the record again.
+    actor: SmallVec<[Span; 2]>,
 }
 
 /// Where a string sits in a record's body.
@@ -87,7 +93,8 @@ struct Span {
 }
 
 impl Span {
-    fn of(inner: &str, outer: &[u8]) -> Self {
+    /// Where `inner`, a sub-slice of `outer`, lies in it.
+    fn of(inner: &[u8], outer: &[u8]) -> Self {
         let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
         Self {
             start: start as u32,
@@ -106,6 +113,12 @@ struct RecordIndex {
     observed: u64,
     noun: Span,
     verb: Span,
+    /// `audit.version`, when `HAS_VERSION`.
+    version: Span,
+    /// `audit.status`, when `HAS_STATUS`.
+    status: Span,
+    /// The encoded body (`AnyValue`), when `HAS_BODY`.
+    body: Span,
     flags: u8,
 }
 
@@ -116,6 +129,9 @@ impl RecordIndex {
     const HAS_EVENT_NAME: u8 = 8;
     /// Noun or verb has upper-case letters.
     const UPPER: u8 = 16;
+    const HAS_VERSION: u8 = 32;
+    const HAS_STATUS: u8 = 64;
+    const HAS_BODY: u8 = 128;
 
     fn has(self, flag: u8) -> bool {
         self.flags & flag != 0
@@ -136,6 +152,37 @@ impl Record {
         self.index
             .has(RecordIndex::AUDIT)
             .then(|| (self.text(self.index.noun), self.text(self.index.verb)))
+    }
+
+    /// What the writers of an audit event need, from the index made at
+    /// decode: no walk over the record's fields.
+    fn audit_fields(&self) -> Option<AuditFields<'_>> {
+        let index = self.index;
+        let (noun, verb) = self.noun_verb()?;
+        let mut audit = AuditAttributes::default();
+        audit.noun = Some(noun);
+        audit.verb = Some(verb);
+        audit.version = index
+            .has(RecordIndex::HAS_VERSION)
+            .then(|| self.text(index.version));
+        audit.status = index
+            .has(RecordIndex::HAS_STATUS)
+            .then(|| self.text(index.status));
+        let body = if index.has(RecordIndex::HAS_BODY) {
+            AnyValueView::parse(&self.body[index.body.range()])
+        } else {
+            AnyValueView::Empty
+        };
+        let actor = self
+            .actor
+            .iter()
+            .map(|span| KeyValueView::parse(&self.body[span.range()]));
+        let time = if index.time != 0 {
+            index.time
+        } else {
+            index.observed
+        };
+        Some(AuditFields::from_parts(audit, actor, body, time))
     }
 
     fn encoded_len(&self) -> usize {
@@ -262,12 +309,19 @@ impl<'a> RecordRef<'a> {
         self.record.view()
     }
 
+    /// The parts of the audit event this record carries (audit attributes,
+    /// actor, payload, event time), read from the index made at decode;
+    /// `None` when it is not an audit event.
+    pub fn audit_fields(&self) -> Option<AuditFields<'a>> {
+        self.record.audit_fields()
+    }
+
     /// Appends the Flipt v0.2 JSON of the audit event this record carries to
     /// `out`, without building an [`AuditEvent`]; false (nothing written)
     /// when the record is not an audit event.
     pub fn write_audit_json(&self, out: &mut Vec<u8>) -> bool {
-        self.record.index.has(RecordIndex::AUDIT)
-            && auditcol_model::json::write_audit_event_json(&self.view(), out)
+        self.audit_fields()
+            .is_some_and(|fields| auditcol_model::json::write_audit_fields_json(&fields, out))
     }
 
     /// The audit event this record carries, or `None` if it is not one.

@@ -8,6 +8,7 @@ use auditcol_model::view::{
 };
 use auditcol_model::wire::{Fields, bytes_field_len, put_key, put_varint};
 use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
 
 use super::{
     DecodeError, Inner, LogBatch, Record, RecordError, RecordIndex, ResourceGroup, ScopeGroup, Span,
@@ -325,10 +326,24 @@ fn decode_record(source: &Bytes, bytes: &[u8]) -> Result<Record, CheckError> {
         observed: check.observed_time_unix_nano,
         ..Default::default()
     };
+    let mut actor = SmallVec::new();
     if let Some((noun, verb)) = check.audit.noun_verb() {
         index.flags |= RecordIndex::AUDIT;
-        index.noun = Span::of(noun, bytes);
-        index.verb = Span::of(verb, bytes);
+        index.noun = Span::of(noun.as_bytes(), bytes);
+        index.verb = Span::of(verb.as_bytes(), bytes);
+        if let Some(version) = check.audit.version {
+            index.version = Span::of(version.as_bytes(), bytes);
+            index.flags |= RecordIndex::HAS_VERSION;
+        }
+        if let Some(status) = check.audit.status {
+            index.status = Span::of(status.as_bytes(), bytes);
+            index.flags |= RecordIndex::HAS_STATUS;
+        }
+        if let Some(body) = check.body {
+            index.body = Span::of(body, bytes);
+            index.flags |= RecordIndex::HAS_BODY;
+        }
+        actor = check.actor.iter().map(|kv| Span::of(kv, bytes)).collect();
         if noun
             .bytes()
             .chain(verb.bytes())
@@ -350,6 +365,7 @@ fn decode_record(source: &Bytes, bytes: &[u8]) -> Result<Record, CheckError> {
         body: source.slice_ref(bytes),
         patch: Bytes::new(),
         index,
+        actor,
     })
 }
 
