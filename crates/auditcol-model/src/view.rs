@@ -83,7 +83,7 @@ fn utf8(bytes: &[u8]) -> &str {
 /// `bytes` as text, if UTF-8. Most OTLP strings are short ASCII, for which
 /// `str::from_utf8`'s setup costs more than the check itself.
 #[inline]
-fn as_str(bytes: &[u8]) -> Option<&str> {
+pub fn as_str(bytes: &[u8]) -> Option<&str> {
     if bytes.is_ascii() {
         // SAFETY: every ASCII byte sequence is valid UTF-8.
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })

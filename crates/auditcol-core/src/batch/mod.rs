@@ -145,7 +145,7 @@ impl Record {
 
     fn text(&self, span: Span) -> &str {
         // Checked UTF-8 at decode; the span lies on character boundaries.
-        std::str::from_utf8(&self.body[span.range()]).unwrap_or_default()
+        auditcol_model::view::as_str(&self.body[span.range()]).unwrap_or_default()
     }
 
     fn noun_verb(&self) -> Option<(&str, &str)> {
