@@ -69,6 +69,7 @@ impl<'a> AuditFields<'a> {
     /// the check at decode): `actor` are its `audit.actor.*` attributes in
     /// record order, `time` the event time (the observed time when the
     /// record has none).
+    #[inline]
     pub fn from_parts(
         audit: AuditAttributes<'a>,
         actor: impl IntoIterator<Item = KeyValueView<'a>>,

@@ -156,6 +156,7 @@ impl Record {
 
     /// What the writers of an audit event need, from the index made at
     /// decode: no walk over the record's fields.
+    #[inline]
     fn audit_fields(&self) -> Option<AuditFields<'_>> {
         let index = self.index;
         let (noun, verb) = self.noun_verb()?;

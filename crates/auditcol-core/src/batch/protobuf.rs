@@ -238,7 +238,13 @@ fn decode_scope_logs(
 ) -> Result<Option<ScopeGroup>, DecodeError> {
     let base = offset_in(payload, source);
     let mut header = Header::default();
-    let mut records = Vec::new();
+    // Counted first (tags and lengths only) so the records are not moved
+    // again and again while the vector grows.
+    let mut records = Vec::with_capacity(
+        auditcol_model::wire::fields(payload)
+            .filter(|f| f.number == container::LOG_RECORDS)
+            .count(),
+    );
     let mut i = 0usize;
     let mut fields = Fields::new(payload);
     loop {
