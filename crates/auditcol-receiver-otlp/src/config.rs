@@ -6,6 +6,7 @@
 //!   grpc:
 //!     endpoint: 127.0.0.1:4317
 //!     max_recv_msg_size_mib: 4
+//!     max_concurrent_streams: 100
 //!   http:
 //!     endpoint: 127.0.0.1:4318
 //!     max_request_body_size: 4194304
@@ -35,6 +36,9 @@ pub const DEFAULT_MAX_RECV_MSG_SIZE_MIB: u64 = 4;
 /// Default largest HTTP request body accepted, in bytes, before and after
 /// decompression.
 pub const DEFAULT_MAX_REQUEST_BODY_SIZE: u64 = 4 * 1024 * 1024;
+
+/// Default most requests in flight per gRPC connection (the Collector's).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// gRPC frames carry a 32-bit length: a larger limit could never be reached.
 const MAX_RECV_MSG_SIZE_MIB_LIMIT: u64 = 4095;
@@ -84,6 +88,8 @@ pub struct GrpcConfig {
     pub endpoint: String,
     /// Largest request message accepted, in MiB (after decompression).
     pub max_recv_msg_size_mib: u64,
+    /// Most streams (requests) in flight on one HTTP/2 connection.
+    pub max_concurrent_streams: u32,
 }
 
 /// `protocols.http`.
@@ -101,6 +107,7 @@ impl Default for GrpcConfig {
         Self {
             endpoint: DEFAULT_GRPC_ENDPOINT.to_owned(),
             max_recv_msg_size_mib: DEFAULT_MAX_RECV_MSG_SIZE_MIB,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
         }
     }
 }
@@ -174,6 +181,12 @@ impl Validate for GrpcConfig {
                     "must be between 1 and {MAX_RECV_MSG_SIZE_MIB_LIMIT} (MiB), got {}",
                     self.max_recv_msg_size_mib
                 ),
+            ));
+        }
+        if self.max_concurrent_streams == 0 {
+            return Err(ConfigError::at(
+                "max_concurrent_streams",
+                format!("must be at least 1; the default is {DEFAULT_MAX_CONCURRENT_STREAMS}"),
             ));
         }
         Ok(())

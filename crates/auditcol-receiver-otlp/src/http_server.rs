@@ -2,7 +2,6 @@
 //! gzipped. Errors answer a `google.rpc.Status` in the request's encoding,
 //! as the Collector does.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use auditcol_core::LogBatch;
@@ -19,6 +18,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::compression::{GunzipError, gunzip};
 use crate::ingest::{Accepted, Ingest, Rejection, RpcStatus};
 
 /// The path OTLP/HTTP log exporters post to.
@@ -209,7 +209,18 @@ async fn handle(state: &HttpState, request: Request, format: Format) -> Result<A
     let body = read_body(request, state.max_body).await?;
     // Records stay slices of the body: only a compressed one needs a new buffer.
     let body = if gzip {
-        bytes::Bytes::from(gunzip(&body, state.max_body)?)
+        match gunzip(&body, state.max_body) {
+            Ok(plain) => bytes::Bytes::from(plain),
+            Err(GunzipError::TooLarge) => {
+                return Err(Failure::too_large(format!(
+                    "decompressed request body exceeds max_request_body_size ({} bytes)",
+                    state.max_body
+                )));
+            }
+            Err(GunzipError::Invalid(e)) => {
+                return Err(Failure::bad_request(format!("invalid gzip body: {e}")));
+            }
+        }
     } else {
         body
     };
@@ -271,23 +282,6 @@ async fn read_body(request: Request, max: usize) -> Result<bytes::Bytes, Failure
             "cannot read the request body: {e}"
         ))),
     }
-}
-
-/// Decompresses at most `max` bytes, so a small "zip bomb" cannot make the
-/// receiver allocate without bound.
-fn gunzip(compressed: &[u8], max: usize) -> Result<Vec<u8>, Failure> {
-    let mut out = Vec::new();
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    flate2::read::MultiGzDecoder::new(compressed)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| Failure::bad_request(format!("invalid gzip body: {e}")))?;
-    if out.len() > max {
-        return Err(Failure::too_large(format!(
-            "decompressed request body exceeds max_request_body_size ({max} bytes)"
-        )));
-    }
-    Ok(out)
 }
 
 /// `ExportLogsServiceResponse` in the request's encoding, with a

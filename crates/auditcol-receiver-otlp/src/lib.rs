@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod compression;
 pub mod config;
 mod grpc_server;
 mod http_server;
@@ -172,7 +173,10 @@ impl Component for OtlpReceiver {
             let server = grpc_server::serve(
                 listener,
                 self.ingest.clone(),
-                c.max_recv_msg_size_bytes(),
+                grpc_server::Limits {
+                    max_recv_msg_size: c.max_recv_msg_size_bytes(),
+                    max_concurrent_streams: c.max_concurrent_streams,
+                },
                 shutdown.clone(),
             );
             servers.push(spawn_server(self.id.clone(), "grpc", server));

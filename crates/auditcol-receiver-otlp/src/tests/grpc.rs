@@ -321,3 +321,137 @@ async fn a_permanent_failure_is_invalid_argument() {
     running.consumer.answer(Ok(()));
     assert_still_serves(&running).await;
 }
+
+/// The resident memory of this process, in bytes.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A raw HTTP/2 connection to the receiver, for what no gRPC client sends.
+async fn raw_h2(running: &Running) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(running.addr("grpc"))
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+fn export_request(running: &Running) -> ::http::Request<()> {
+    ::http::Request::post(format!(
+        "{}/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        running.grpc_url()
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap()
+}
+
+/// Issue 12's attack: streams that declare a 4 MB message, send 10 bytes of
+/// it and never finish. tonic's framing reserved the declared size per
+/// stream (~2 GB for 500 streams); auditcol's grows buffers only with bytes
+/// received.
+#[tokio::test]
+async fn half_open_streams_declaring_large_messages_take_no_memory() {
+    let running = start(json!({"grpc": {"max_concurrent_streams": 1000}})).await;
+    let before = rss_bytes();
+    let mut client = raw_h2(&running).await;
+    let mut open = Vec::new();
+    for _ in 0..500 {
+        client = client.ready().await.unwrap();
+        let (response, mut body) = client
+            .send_request(export_request(&running), false)
+            .unwrap();
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(&4_000_000u32.to_be_bytes());
+        frame.extend_from_slice(&[0u8; 10]);
+        body.send_data(bytes::Bytes::from(frame), false).unwrap();
+        open.push((response, body));
+    }
+    // A normal client is served meanwhile, after all those frames.
+    export(&running, LogBatch::sample_audit(1).request())
+        .await
+        .unwrap();
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "500 half-open streams grew the process by {} MiB",
+        grown >> 20
+    );
+    assert_eq!(running.consumer.records(), 1);
+}
+
+#[tokio::test]
+async fn a_declared_size_over_the_limit_is_refused_before_the_body_arrives() {
+    let running = start(json!({"grpc": {"max_recv_msg_size_mib": 1}})).await;
+    let mut client = raw_h2(&running).await.ready().await.unwrap();
+    let (response, mut body) = client
+        .send_request(export_request(&running), false)
+        .unwrap();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&4_000_000u32.to_be_bytes());
+    body.send_data(bytes::Bytes::from(frame), false).unwrap();
+    // The body is never finished: the answer comes from the prefix alone.
+    let response = response.await.unwrap();
+    let status = response.headers().get("grpc-status").unwrap();
+    assert_eq!(status, "8", "RESOURCE_EXHAUSTED: {:?}", response.headers());
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn connections_advertise_max_concurrent_streams() {
+    for (config, expected) in [
+        (json!({}), 100),
+        (json!({"grpc": {"max_concurrent_streams": 3}}), 3),
+    ] {
+        let running = start(config).await;
+        let tcp = tokio::net::TcpStream::connect(running.addr("grpc"))
+            .await
+            .unwrap();
+        let (client, mut connection) = h2::client::handshake(tcp).await.unwrap();
+        // Drive the connection until a round trip is done: by then the
+        // server's SETTINGS have been read.
+        let ping = async {
+            let mut client = client.ready().await.unwrap();
+            let (response, _) = client.send_request(export_request(&running), true).unwrap();
+            response.await.unwrap()
+        };
+        tokio::select! {
+            _ = &mut connection => panic!("the connection closed"),
+            _ = ping => {}
+        }
+        assert_eq!(connection.max_concurrent_send_streams(), expected);
+    }
+}
+
+#[tokio::test]
+async fn a_message_sent_one_byte_per_frame_is_accepted() {
+    let running = start(json!({})).await;
+    let mut client = raw_h2(&running).await.ready().await.unwrap();
+    let (response, mut body) = client
+        .send_request(export_request(&running), false)
+        .unwrap();
+    let message = LogBatch::sample_audit(3).encode_protobuf();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let last = frame.len() - 1;
+    for (i, byte) in frame.into_iter().enumerate() {
+        body.send_data(bytes::Bytes::from(vec![byte]), i == last)
+            .unwrap();
+    }
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut response_body = response.into_body();
+    while response_body.data().await.is_some() {}
+    let trailers = response_body.trailers().await.unwrap().unwrap();
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    assert_eq!(running.consumer.records(), 3);
+}
