@@ -161,3 +161,61 @@ service: {pipelines: {logs: {receivers: [otlp], processors: [batch], exporters: 
         ]
     );
 }
+
+/// The hard limit on open files of this process (inherited by children).
+fn hard_open_file_limit() -> String {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(4).unwrap().to_owned()
+}
+
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_logged() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\n\
+         exporters:\n  file:\n    path: \"-\"\n\
+         service:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [file]\n",
+    )
+    .unwrap();
+    // Start it with a soft limit of 256, as a shell's `ulimit -Sn` would.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 256 && exec \"$0\" --config \"$1\"")
+        .arg(binary())
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut limit_line = None;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if line.contains("open-file limit") {
+            limit_line = Some(line.clone());
+        }
+        if line.contains("auditcol is running") || line.contains("error") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limit_line.expect("no open-file limit line");
+    let hard = hard_open_file_limit();
+    let expected = if hard == "unlimited" {
+        None
+    } else {
+        Some(hard)
+    };
+    assert!(line.contains("previous=256"), "{line}");
+    if let Some(hard) = expected {
+        assert!(line.contains(&format!("open_files={hard}")), "{line}");
+    }
+}

@@ -64,6 +64,7 @@ fn validate(cli: &Cli) -> ExitCode {
 
 fn serve(cli: &Cli) -> ExitCode {
     init_logging();
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,6 +83,28 @@ fn serve(cli: &Cli) -> ExitCode {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every connection and file takes a file handle; the usual soft limit
+/// (1024) would let about a thousand idle connections lock out everyone
+/// else. Raise the soft limit to the hard one, and say what it is: listener
+/// connection limits are sized against it.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        use rlimit::Resource;
+        let before = Resource::NOFILE.get().map(|(soft, _)| soft).unwrap_or(0);
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(limit) => {
+                tracing::info!(open_files = limit, previous = before, "open-file limit")
+            }
+            Err(e) => tracing::warn!(
+                open_files = before,
+                error = %e,
+                "cannot raise the open-file limit"
+            ),
         }
     }
 }
