@@ -175,59 +175,79 @@ fn offset_in(inner: &[u8], outer: &Bytes) -> usize {
     inner.as_ptr() as usize - outer.as_ptr() as usize
 }
 
-fn decode_resource_logs(
+// `ResourceLogs` and `ScopeLogs` share their layout: 1 resource/scope,
+// 2 children, 3 schema URL.
+const _: () = assert!(container::SCOPE_LOGS == container::LOG_RECORDS);
+const _: () = assert!(container::RESOURCE == container::SCOPE);
+
+/// Walks a container message — a `ResourceLogs` or a `ScopeLogs` — whose
+/// field 2 holds its children: each child's payload and index go to
+/// `child`; field 1 (the resource or scope, checked by `check_first`) and
+/// field 3 (`schema_url`) are checked and kept, with unknown fields, as the
+/// container's header.
+fn walk_container(
     source: &Bytes,
     payload: &[u8],
     path: &str,
-    decoded: &mut Decoded,
-) -> Result<Option<ResourceGroup>, DecodeError> {
-    let base = offset_in(payload, source);
+    (first_name, check_first): (&str, fn(&[u8]) -> Result<(), CheckError>),
+    (child_name, mut child): (&str, impl FnMut(&[u8], usize) -> Result<(), DecodeError>),
+) -> Result<Bytes, DecodeError> {
     let mut header = Header::default();
-    let mut scopes = Vec::new();
-    let mut s = 0usize;
+    let mut index = 0usize;
     let mut fields = Fields::new(payload);
     loop {
         let start = fields.position();
         let Some(field) = fields.next() else { break };
         let field = field.map_err(|e| invalid(path, e))?;
         let end = fields.position();
-        match field.number {
-            container::SCOPE_LOGS => {
-                let scope_path = format!("{path}.scopeLogs[{s}]");
-                let bytes = field
-                    .value
-                    .bytes()
-                    .ok_or_else(|| invalid(&scope_path, "not a message"))?;
-                if let Some(group) = decode_scope_logs(source, bytes, &scope_path, decoded)? {
-                    scopes.push(group);
-                }
-                s += 1;
-            }
-            number => {
-                let checked = match (number, field.value.bytes()) {
-                    (container::RESOURCE, Some(b)) => {
-                        check_resource(b).map_err(|e| e.within("resource"))
-                    }
-                    (container::SCHEMA_URL, Some(b)) => {
-                        check_utf8(b).map(|_| ()).map_err(|e| e.within("schemaUrl"))
-                    }
-                    (container::RESOURCE | container::SCHEMA_URL, None) => {
-                        Err(CheckError::from_reason("not length-delimited"))
-                    }
-                    _ => Ok(()),
-                };
-                checked.map_err(|e| invalid(path, e))?;
-                header.push(start..end);
-            }
+        if field.number == container::SCOPE_LOGS {
+            let Some(bytes) = field.value.bytes() else {
+                return Err(invalid(
+                    &format!("{path}.{child_name}[{index}]"),
+                    "not a message",
+                ));
+            };
+            child(bytes, index)?;
+            index += 1;
+            continue;
         }
+        let checked = match (field.number, field.value.bytes()) {
+            (container::RESOURCE, Some(b)) => check_first(b).map_err(|e| e.within(first_name)),
+            (container::SCHEMA_URL, Some(b)) => {
+                check_utf8(b).map(|_| ()).map_err(|e| e.within("schemaUrl"))
+            }
+            (container::RESOURCE | container::SCHEMA_URL, None) => {
+                Err(CheckError::from_reason("not length-delimited"))
+            }
+            _ => Ok(()),
+        };
+        checked.map_err(|e| invalid(path, e))?;
+        header.push(start..end);
     }
-    if scopes.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(ResourceGroup {
-        header: header.into_bytes(source, base),
-        scopes,
-    }))
+    Ok(header.into_bytes(source, offset_in(payload, source)))
+}
+
+fn decode_resource_logs(
+    source: &Bytes,
+    payload: &[u8],
+    path: &str,
+    decoded: &mut Decoded,
+) -> Result<Option<ResourceGroup>, DecodeError> {
+    let mut scopes = Vec::new();
+    let header = walk_container(
+        source,
+        payload,
+        path,
+        ("resource", check_resource),
+        ("scopeLogs", |bytes, s| {
+            let scope_path = format!("{path}.scopeLogs[{s}]");
+            if let Some(group) = decode_scope_logs(source, bytes, &scope_path, decoded)? {
+                scopes.push(group);
+            }
+            Ok(())
+        }),
+    )?;
+    Ok((!scopes.is_empty()).then_some(ResourceGroup { header, scopes }))
 }
 
 fn decode_scope_logs(
@@ -236,8 +256,6 @@ fn decode_scope_logs(
     path: &str,
     decoded: &mut Decoded,
 ) -> Result<Option<ScopeGroup>, DecodeError> {
-    let base = offset_in(payload, source);
-    let mut header = Header::default();
     // Counted first (tags and lengths only) so the records are not moved
     // again and again while the vector grows.
     let mut records = Vec::with_capacity(
@@ -245,59 +263,36 @@ fn decode_scope_logs(
             .filter(|f| f.number == container::LOG_RECORDS)
             .count(),
     );
-    let mut i = 0usize;
-    let mut fields = Fields::new(payload);
-    loop {
-        let start = fields.position();
-        let Some(field) = fields.next() else { break };
-        let field = field.map_err(|e| invalid(path, e))?;
-        let end = fields.position();
-        match field.number {
-            container::LOG_RECORDS => {
-                let Some(bytes) = field.value.bytes() else {
-                    return Err(invalid(&format!("{path}.logRecords[{i}]"), "not a message"));
-                };
-                match decode_record(source, bytes) {
-                    Ok(record) => records.push(record),
-                    Err(e) => decoded.reject(RecordError {
-                        path: if e.path.is_empty() {
-                            format!("{path}.logRecords[{i}]")
-                        } else {
-                            format!("{path}.logRecords[{i}].{}", e.path)
-                        },
-                        reason: e.reason,
-                    }),
-                }
-                i += 1;
+    let header = walk_container(
+        source,
+        payload,
+        path,
+        ("scope", check_scope),
+        ("logRecords", |bytes, i| {
+            match decode_record(source, bytes) {
+                Ok(record) => records.push(record),
+                Err(e) => decoded.reject(RecordError {
+                    path: if e.path.is_empty() {
+                        format!("{path}.logRecords[{i}]")
+                    } else {
+                        format!("{path}.logRecords[{i}].{}", e.path)
+                    },
+                    reason: e.reason,
+                }),
             }
-            number => {
-                let checked = match (number, field.value.bytes()) {
-                    (container::SCOPE, Some(b)) => check_attributes_holder(
-                        b,
-                        common::SCOPE_ATTRIBUTES,
-                        &[common::SCOPE_NAME, common::SCOPE_VERSION],
-                    )
-                    .map_err(|e| e.within("scope")),
-                    (container::SCHEMA_URL, Some(b)) => {
-                        check_utf8(b).map(|_| ()).map_err(|e| e.within("schemaUrl"))
-                    }
-                    (container::SCOPE | container::SCHEMA_URL, None) => {
-                        Err(CheckError::from_reason("not length-delimited"))
-                    }
-                    _ => Ok(()),
-                };
-                checked.map_err(|e| invalid(path, e))?;
-                header.push(start..end);
-            }
-        }
-    }
-    if records.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(ScopeGroup {
-        header: header.into_bytes(source, base),
-        records,
-    }))
+            Ok(())
+        }),
+    )?;
+    Ok((!records.is_empty()).then_some(ScopeGroup { header, records }))
+}
+
+/// Checks an `InstrumentationScope`: name, version, attributes.
+fn check_scope(bytes: &[u8]) -> Result<(), CheckError> {
+    check_attributes_holder(
+        bytes,
+        common::SCOPE_ATTRIBUTES,
+        &[common::SCOPE_NAME, common::SCOPE_VERSION],
+    )
 }
 
 /// Checks a `Resource`: its attributes, and the strings of its entity
