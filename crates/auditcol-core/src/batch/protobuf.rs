@@ -180,6 +180,9 @@ fn offset_in(inner: &[u8], outer: &Bytes) -> usize {
 const _: () = assert!(container::SCOPE_LOGS == container::LOG_RECORDS);
 const _: () = assert!(container::RESOURCE == container::SCOPE);
 
+/// Checks the resource or scope of a container.
+type CheckPart = fn(&[u8]) -> Result<(), CheckError>;
+
 /// Walks a container message — a `ResourceLogs` or a `ScopeLogs` — whose
 /// field 2 holds its children: each child's payload and index go to
 /// `child`; field 1 (the resource or scope, checked by `check_first`) and
@@ -189,7 +192,7 @@ fn walk_container(
     source: &Bytes,
     payload: &[u8],
     path: &str,
-    (first_name, check_first): (&str, fn(&[u8]) -> Result<(), CheckError>),
+    (first_name, check_first): (&str, CheckPart),
     (child_name, mut child): (&str, impl FnMut(&[u8], usize) -> Result<(), DecodeError>),
 ) -> Result<Bytes, DecodeError> {
     let mut header = Header::default();
