@@ -13,10 +13,156 @@
 //! assert_eq!(HttpRefusal::of(&bad).status, 400);
 //! ```
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::PipelineError;
+
+/// The default most connections one listener keeps open: far under the
+/// open-file limit the binary raises at start, so exporters' files and
+/// sockets always find handles.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// At most `limit` connections open at once on one listener. A connection
+/// past it is closed as soon as it is accepted — it never waits, so it can
+/// never hold a place an admitted client needs — and counted.
+#[derive(Clone, Debug)]
+pub struct ConnectionLimit {
+    permits: Arc<Semaphore>,
+    limit: usize,
+    refused: Arc<AtomicU64>,
+    /// For the log: the component and protocol.
+    name: Arc<str>,
+}
+
+impl ConnectionLimit {
+    /// A limit of `limit` connections for the listener called `name`
+    /// (e.g. `otlp grpc`).
+    pub fn new(limit: usize, name: impl Into<Arc<str>>) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            refused: Arc::default(),
+            name: name.into(),
+        }
+    }
+
+    /// Connections refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Accepts the next connection within the limit, with TCP_NODELAY set
+    /// (without it a small response waits for the client's delayed ACK).
+    /// Connections past the limit are closed on the spot; accept errors are
+    /// retried (after a second when the process is out of file handles).
+    pub async fn accept(&self, listener: &TcpListener) -> (Admitted<TcpStream>, SocketAddr) {
+        loop {
+            let (stream, addr) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    if !matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                    ) {
+                        tracing::error!(listener = %self.name, error = %e, "cannot accept a connection; retrying in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            };
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                // The first one, then every thousandth: a flood must not flood the log too.
+                if refused == 1 || refused.is_multiple_of(1000) {
+                    tracing::warn!(
+                        listener = %self.name,
+                        client = %addr,
+                        max_connections = self.limit,
+                        refused,
+                        "refused a connection: max_connections are open"
+                    );
+                }
+                drop(stream);
+                continue;
+            };
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(listener = %self.name, error = %e, "cannot set TCP_NODELAY");
+            }
+            return (
+                Admitted {
+                    io: stream,
+                    _permit: permit,
+                },
+                addr,
+            );
+        }
+    }
+}
+
+/// An accepted connection holding its place under a [`ConnectionLimit`]
+/// until it is dropped.
+#[derive(Debug)]
+pub struct Admitted<IO> {
+    io: IO,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<IO> Admitted<IO> {
+    /// The connection itself.
+    pub fn get_ref(&self) -> &IO {
+        &self.io
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Admitted<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Admitted<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
 
 /// Parses a listen address: `ip:port`, `[ipv6]:port`, `localhost:port`
 /// (loopback) or `:port` (all interfaces, as in the Collector). Host names
@@ -91,9 +237,93 @@ impl HttpRefusal {
     }
 }
 
+/// A listener for `axum::serve` that admits connections under a
+/// [`ConnectionLimit`].
+#[cfg(feature = "axum")]
+pub struct AdmittingListener {
+    listener: TcpListener,
+    limit: ConnectionLimit,
+}
+
+#[cfg(feature = "axum")]
+impl AdmittingListener {
+    /// Serves `listener` within `limit`.
+    pub fn new(listener: TcpListener, limit: ConnectionLimit) -> Self {
+        Self { listener, limit }
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum::serve::Listener for AdmittingListener {
+    type Io = Admitted<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.limit.accept(&self.listener).await
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl tonic::transport::server::Connected for Admitted<TcpStream> {
+    type ConnectInfo = <TcpStream as tonic::transport::server::Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+/// The connections of `listener` admitted under `limit`, as the incoming
+/// stream tonic's server takes.
+#[cfg(feature = "tonic")]
+pub fn admitted_incoming(
+    listener: TcpListener,
+    limit: ConnectionLimit,
+) -> impl futures::Stream<Item = io::Result<Admitted<TcpStream>>> + Send + 'static {
+    futures::stream::unfold((listener, limit), |(listener, limit)| async move {
+        let (connection, _) = limit.accept(&listener).await;
+        Some((Ok(connection), (listener, limit)))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed_at_once_and_counted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limit = ConnectionLimit::new(2, "test");
+        let clients: Vec<TcpStream> = {
+            let mut v = Vec::new();
+            for _ in 0..3 {
+                v.push(TcpStream::connect(addr).await.unwrap());
+            }
+            v
+        };
+        let first = limit.accept(&listener).await.0;
+        let second = limit.accept(&listener).await.0;
+        // The third is accepted and closed while the server waits for a fourth.
+        let waiting = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.accept(&listener).await.0 }
+        });
+        let mut third = clients.into_iter().nth(2).unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(third.read(&mut buf).await.unwrap(), 0, "closed");
+        assert_eq!(limit.refused(), 1);
+        // A place freed is a place for the next client.
+        drop(first);
+        let _fourth = TcpStream::connect(addr).await.unwrap();
+        let admitted = waiting.await.unwrap();
+        assert!(admitted.get_ref().nodelay().unwrap());
+        drop(second);
+    }
 
     #[test]
     fn retry_after_is_rounded_up_to_whole_seconds_and_at_least_one() {

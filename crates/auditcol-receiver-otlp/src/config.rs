@@ -7,9 +7,11 @@
 //!     endpoint: 127.0.0.1:4317
 //!     max_recv_msg_size_mib: 4
 //!     max_concurrent_streams: 100
+//!     max_connections: 1024
 //!   http:
 //!     endpoint: 127.0.0.1:4318
 //!     max_request_body_size: 4194304
+//!     max_connections: 1024
 //! ```
 //!
 //! As in the Collector, a protocol that is absent is disabled, and one that
@@ -24,7 +26,7 @@
 use std::net::SocketAddr;
 
 use auditcol_core::config::{ConfigError, Validate, nested};
-use auditcol_core::receiverhelper::parse_endpoint;
+use auditcol_core::receiverhelper::{DEFAULT_MAX_CONNECTIONS, parse_endpoint};
 use serde::{Deserialize, Deserializer};
 
 /// Default OTLP/gRPC listen address (the Collector's port, loopback only).
@@ -90,6 +92,8 @@ pub struct GrpcConfig {
     pub max_recv_msg_size_mib: u64,
     /// Most streams (requests) in flight on one HTTP/2 connection.
     pub max_concurrent_streams: u32,
+    /// Most connections open at once; more are closed as they come.
+    pub max_connections: usize,
 }
 
 /// `protocols.http`.
@@ -100,6 +104,8 @@ pub struct HttpConfig {
     pub endpoint: String,
     /// Largest request body accepted, in bytes, both as sent and decompressed.
     pub max_request_body_size: u64,
+    /// Most connections open at once; more are closed as they come.
+    pub max_connections: usize,
 }
 
 impl Default for GrpcConfig {
@@ -108,6 +114,7 @@ impl Default for GrpcConfig {
             endpoint: DEFAULT_GRPC_ENDPOINT.to_owned(),
             max_recv_msg_size_mib: DEFAULT_MAX_RECV_MSG_SIZE_MIB,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -117,6 +124,7 @@ impl Default for HttpConfig {
         Self {
             endpoint: DEFAULT_HTTP_ENDPOINT.to_owned(),
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -183,6 +191,7 @@ impl Validate for GrpcConfig {
                 ),
             ));
         }
+        check_max_connections(self.max_connections)?;
         if self.max_concurrent_streams == 0 {
             return Err(ConfigError::at(
                 "max_concurrent_streams",
@@ -193,8 +202,20 @@ impl Validate for GrpcConfig {
     }
 }
 
+/// `max_connections` must let at least one client in.
+fn check_max_connections(max_connections: usize) -> Result<(), ConfigError> {
+    if max_connections == 0 {
+        return Err(ConfigError::at(
+            "max_connections",
+            format!("must be at least 1; the default is {DEFAULT_MAX_CONNECTIONS}"),
+        ));
+    }
+    Ok(())
+}
+
 impl Validate for HttpConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        check_max_connections(self.max_connections)?;
         self.socket_addr()
             .map_err(|message| ConfigError::at("endpoint", message))?;
         if self.max_request_body_size == 0 {

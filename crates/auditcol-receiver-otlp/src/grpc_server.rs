@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 
 use auditcol_core::LogBatch;
 use auditcol_core::PipelineError;
+use auditcol_core::receiverhelper::{ConnectionLimit, admitted_incoming};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue};
@@ -25,7 +26,6 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
 
 use crate::compression::{GunzipError, gunzip};
@@ -46,6 +46,8 @@ pub(crate) struct Limits {
     pub(crate) max_recv_msg_size: usize,
     /// Most streams in flight on one HTTP/2 connection.
     pub(crate) max_concurrent_streams: u32,
+    /// Most connections open at once.
+    pub(crate) connections: ConnectionLimit,
 }
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled, then lets
@@ -62,10 +64,11 @@ pub(crate) async fn serve(
             ingest,
             max_recv_msg_size: limits.max_recv_msg_size,
         })
-        // Without TCP_NODELAY a small response waits for the client's delayed
-        // ACK: ~40 ms added to every request of a lone synchronous client.
+        // Connections are admitted up to max_connections, with TCP_NODELAY
+        // (without it a small response waits for the client's delayed ACK:
+        // ~40 ms added to every request of a lone synchronous client).
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            admitted_incoming(listener, limits.connections),
             shutdown.cancelled_owned(),
         )
         .await

@@ -5,17 +5,16 @@
 use std::sync::Arc;
 
 use auditcol_core::LogBatch;
+use auditcol_core::receiverhelper::AdmittingListener;
 use auditcol_core::receiverhelper::HttpRefusal;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::serve::ListenerExt;
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::compression::{GunzipError, gunzip};
@@ -40,7 +39,7 @@ struct HttpState {
 /// Serves OTLP/HTTP on `listener` until `shutdown` is cancelled, then lets
 /// requests in flight finish.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listener: AdmittingListener,
     ingest: Arc<Ingest>,
     max_body: usize,
     shutdown: CancellationToken,
@@ -49,12 +48,7 @@ pub(crate) async fn serve(
         .route(LOGS_PATH, post(export_logs).fallback(method_not_allowed))
         .fallback(not_found)
         .with_state(Arc::new(HttpState { ingest, max_body }));
-    // Without TCP_NODELAY a small response waits for the client's delayed ACK.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an OTLP/HTTP connection");
-        }
-    });
+    // The listener admits connections up to max_connections and sets TCP_NODELAY.
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
 use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::receiverhelper::{AdmittingListener, ConnectionLimit};
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
 };
@@ -176,6 +177,10 @@ impl Component for OtlpReceiver {
                 grpc_server::Limits {
                     max_recv_msg_size: c.max_recv_msg_size_bytes(),
                     max_concurrent_streams: c.max_concurrent_streams,
+                    connections: ConnectionLimit::new(
+                        c.max_connections,
+                        format!("{} grpc", self.id),
+                    ),
                 },
                 shutdown.clone(),
             );
@@ -183,7 +188,10 @@ impl Component for OtlpReceiver {
         }
         if let Some((listener, c)) = http {
             let server = http_server::serve(
-                listener,
+                AdmittingListener::new(
+                    listener,
+                    ConnectionLimit::new(c.max_connections, format!("{} http", self.id)),
+                ),
                 self.ingest.clone(),
                 c.max_request_body_bytes(),
                 shutdown.clone(),

@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use auditcol_core::config::{ConfigError, Validate};
-use auditcol_core::receiverhelper::parse_endpoint;
+use auditcol_core::receiverhelper::{DEFAULT_MAX_CONNECTIONS, parse_endpoint};
 use http::HeaderName;
 use serde::Deserialize;
 
@@ -93,6 +93,8 @@ pub struct WebhookReceiverConfig {
     pub signature_header: Option<String>,
     /// Largest request body accepted, in bytes.
     pub max_request_body_size: u64,
+    /// Most connections open at once; more are closed as they come.
+    pub max_connections: usize,
 }
 
 impl Default for WebhookReceiverConfig {
@@ -104,6 +106,7 @@ impl Default for WebhookReceiverConfig {
             signing_secret: None,
             signature_header: None,
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -121,6 +124,7 @@ impl fmt::Debug for WebhookReceiverConfig {
             )
             .field("signature_header", &self.signature_header)
             .field("max_request_body_size", &self.max_request_body_size)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -184,6 +188,12 @@ impl Validate for WebhookReceiverConfig {
             return Err(ConfigError::at(
                 "max_request_body_size",
                 "must be at least 1 (bytes); the default is 1048576 (1 MiB)",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::at(
+                "max_connections",
+                format!("must be at least 1; the default is {DEFAULT_MAX_CONNECTIONS}"),
             ));
         }
         Ok(())

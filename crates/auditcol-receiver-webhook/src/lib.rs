@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
 use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::receiverhelper::{AdmittingListener, ConnectionLimit};
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
 };
@@ -78,6 +79,7 @@ pub struct WebhookReceiver {
     id: ComponentId,
     endpoint: Arc<Endpoint>,
     addr: Result<SocketAddr, String>,
+    max_connections: usize,
     running: Mutex<Option<Running>>,
 }
 
@@ -117,6 +119,7 @@ impl WebhookReceiver {
                 ingest: Ingest::new(id.clone(), source, next),
             }),
             addr: config.socket_addr(),
+            max_connections: config.max_connections,
             id,
             running: Mutex::new(None),
         }
@@ -151,6 +154,10 @@ impl Component for WebhookReceiver {
             .map_err(|e| StartError(format!("cannot read the webhook listen address: {e}")))?;
         let shutdown = CancellationToken::new();
         let id = self.id.clone();
+        let listener = AdmittingListener::new(
+            listener,
+            ConnectionLimit::new(self.max_connections, self.id.to_string()),
+        );
         let serving = server::serve(listener, self.endpoint.clone(), shutdown.clone());
         let server = tokio::spawn(async move {
             if let Err(e) = serving.await {

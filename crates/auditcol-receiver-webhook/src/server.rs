@@ -7,16 +7,15 @@
 use std::sync::Arc;
 
 use auditcol_core::ComponentId;
+use auditcol_core::receiverhelper::AdmittingListener;
 use auditcol_core::receiverhelper::HttpRefusal;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{BodyKind, JSON, NDJSON};
@@ -38,19 +37,14 @@ pub(crate) struct Endpoint {
 /// Serves `endpoint` on `listener` until `shutdown` is cancelled, then lets
 /// requests in flight finish.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listener: AdmittingListener,
     endpoint: Arc<Endpoint>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     // One handler for every path and method: the configured path is matched
     // literally, so no character in it can mean a route pattern.
     let router = Router::new().fallback(handle).with_state(endpoint);
-    // Without TCP_NODELAY a small response waits for the client's delayed ACK.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a webhook connection");
-        }
-    });
+    // The listener admits connections up to max_connections and sets TCP_NODELAY.
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

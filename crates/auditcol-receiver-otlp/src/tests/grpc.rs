@@ -455,3 +455,30 @@ async fn a_message_sent_one_byte_per_frame_is_accepted() {
     assert_eq!(trailers.get("grpc-status").unwrap(), "0");
     assert_eq!(running.consumer.records(), 3);
 }
+
+#[tokio::test]
+async fn grpc_connections_past_max_connections_are_closed_at_once() {
+    use tokio::io::AsyncReadExt;
+    let running = start(json!({"grpc": {"max_connections": 1}})).await;
+    let admitted = raw_h2(&running).await;
+    let mut refused = tokio::net::TcpStream::connect(running.addr("grpc"))
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        refused.read(&mut byte).await.unwrap_or(0),
+        0,
+        "closed at once"
+    );
+    // The admitted connection is still served.
+    let mut client = admitted.ready().await.unwrap();
+    let (response, mut body) = client
+        .send_request(export_request(&running), false)
+        .unwrap();
+    let message = LogBatch::sample_audit(1).encode_protobuf();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    body.send_data(bytes::Bytes::from(frame), true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+}

@@ -419,3 +419,52 @@ async fn another_method_is_405() {
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(reply.header("allow"), Some("POST"));
 }
+
+/// One HTTP/1.1 request written by hand on `stream`; the status code of the
+/// answer, or `None` when the server closed the connection instead.
+async fn raw_request(stream: &mut tokio::net::TcpStream, body: &[u8]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nhost: x\r\ncontent-type: {PROTOBUF}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.ok()?;
+    stream.write_all(body).await.ok()?;
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer).await.ok()?;
+    std::str::from_utf8(&answer[9..12]).ok()?.parse().ok()
+}
+
+#[tokio::test]
+async fn connections_past_max_connections_are_closed_and_a_freed_place_serves_again() {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
+    let running = start(json!({"http": {"max_connections": 2}})).await;
+    let addr = running.addr("http");
+    let first = TcpStream::connect(addr).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        third.read(&mut byte).await.unwrap_or(0),
+        0,
+        "the third is closed"
+    );
+    // Admitted connections are served meanwhile.
+    let body = LogBatch::sample_audit(1).encode_protobuf();
+    assert_eq!(raw_request(&mut second, &body).await, Some(200));
+    // Once one leaves, a new client gets its place (as soon as the server
+    // has seen the close).
+    drop(first);
+    let mut attempts = 0;
+    loop {
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        if raw_request(&mut next, &body).await == Some(200) {
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 200, "the freed place never served a client");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(running.consumer.records(), 2);
+}
