@@ -1,6 +1,5 @@
 //! Start and shutdown: binding, the `listening` event, graceful stop.
 
-use std::io::Write;
 use std::time::Duration;
 
 use ::http::{Method, StatusCode};
@@ -9,35 +8,12 @@ use tokio::time::Instant;
 use super::http::send;
 use super::*;
 
-/// Collects what the fmt subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn start_logs_one_listening_event_per_protocol_with_the_bound_address() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Another test thread may have registered the event's callsite while no
-    // subscriber wanted it; make tracing ask again.
-    tracing::callsite::rebuild_interest_cache();
+    let (captured, _guard) = auditcol_testkit::CapturedLog::start();
 
     let running = start(json!({})).await;
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     for protocol in ["grpc", "http"] {
         let line = log
             .lines()

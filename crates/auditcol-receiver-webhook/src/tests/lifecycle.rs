@@ -1,48 +1,15 @@
 //! Start and shutdown: binding, the `listening` event, the unsigned-requests
 //! warning, graceful stop.
 
-use std::io::Write;
-
 use tokio::time::Instant;
 
 use super::*;
 
-/// Collects what the fmt subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-
-    /// Captures the events of the current thread (tests run on a
-    /// current-thread runtime, so the receiver's tasks are included).
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-}
+use auditcol_testkit::CapturedLog;
 
 #[tokio::test]
 async fn start_logs_listening_with_the_bound_address_path_and_format() {
-    let captured = Captured::default();
-    let _guard = captured.install();
+    let (captured, _guard) = CapturedLog::start();
     let running = start_named(
         Some("flagsmith"),
         json!({"format": "flagsmith", "path": "/hooks/flagsmith", "signing_secret": "s"}),
@@ -66,8 +33,7 @@ async fn start_logs_listening_with_the_bound_address_path_and_format() {
 
 #[tokio::test]
 async fn without_a_secret_a_warning_is_logged_once_at_start_not_per_request() {
-    let captured = Captured::default();
-    let _guard = captured.install();
+    let (captured, _guard) = CapturedLog::start();
     let running = start(json!({})).await;
     for key in ["a", "b"] {
         let reply = post_json(&running, good_body(&running, key).as_bytes()).await;
@@ -89,8 +55,7 @@ async fn without_a_secret_a_warning_is_logged_once_at_start_not_per_request() {
 
 #[tokio::test]
 async fn a_bad_signature_is_logged_as_a_warning() {
-    let captured = Captured::default();
-    let _guard = captured.install();
+    let (captured, _guard) = CapturedLog::start();
     let running = start(json!({"signing_secret": "s"})).await;
     let reply = post_json(&running, good_body(&running, "k").as_bytes()).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
