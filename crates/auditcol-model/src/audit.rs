@@ -154,7 +154,11 @@ impl<'a> AuditAttributes<'a> {
                 });
             }
         };
-        for (key, value, what) in [(AUDIT_TYPE, noun, "noun"), (AUDIT_ACTION, verb, "verb")] {
+        let status = self.status.map(|status| (AUDIT_STATUS, status, "status"));
+        for (key, value, what) in [(AUDIT_TYPE, noun, "noun"), (AUDIT_ACTION, verb, "verb")]
+            .into_iter()
+            .chain(status)
+        {
             if !is_valid_name(value) {
                 return Err(MappingError::InvalidName {
                     key,

@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 
 use crate::audit::{AttrValue, AuditAttributes};
 use crate::conventions::AUDIT_ACTOR_PREFIX;
-use crate::mapping::MappingError;
+use crate::mapping::{MappingError, is_valid_name};
 use crate::wire::{CheckedFields, Fields, WireError, WireValue, fields, short_bytes_field};
 
 /// How deep `AnyValue`s may nest (an array in a kvlist in ... ), in
@@ -398,8 +398,8 @@ pub struct RecordCheck<'a> {
     pub time_unix_nano: u64,
     /// `observed_time_unix_nano`.
     pub observed_time_unix_nano: u64,
-    /// Whether `event_name` is set and not empty.
-    pub has_event_name: bool,
+    /// `event_name` (the last one when repeated), empty when absent.
+    pub event_name: &'a str,
     /// The audit attributes.
     pub audit: AuditAttributes<'a>,
     /// The encoded body (`AnyValue`), the last one when repeated.
@@ -417,7 +417,7 @@ pub fn check_record(bytes: &[u8]) -> Result<RecordCheck<'_>, CheckError> {
     let mut check = RecordCheck {
         time_unix_nano: 0,
         observed_time_unix_nano: 0,
-        has_event_name: false,
+        event_name: "",
         audit: AuditAttributes::default(),
         body: None,
         actor: SmallVec::new(),
@@ -459,8 +459,7 @@ pub fn check_record(bytes: &[u8]) -> Result<RecordCheck<'_>, CheckError> {
                 check_utf8(b).map_err(|e| e.within(name))?;
             }
             (EVENT_NAME, WireValue::Bytes(b)) => {
-                check_utf8(b).map_err(|e| e.within(name))?;
-                check.has_event_name = !b.is_empty();
+                check.event_name = check_utf8(b).map_err(|e| e.within(name))?;
             }
             (BODY, WireValue::Bytes(b)) => {
                 check_any_value(b, 1).map_err(|e| e.within(name))?;
@@ -469,7 +468,15 @@ pub fn check_record(bytes: &[u8]) -> Result<RecordCheck<'_>, CheckError> {
             (ATTRIBUTES, WireValue::Bytes(b)) => {
                 let kv = check_key_value(b, 1)
                     .map_err(|e| e.within(&format!("attributes[{attribute}]")))?;
-                if kv.key.starts_with(AUDIT_ACTOR_PREFIX) {
+                if let Some(field) = kv.key.strip_prefix(AUDIT_ACTOR_PREFIX) {
+                    if !is_valid_name(field) {
+                        return Err(CheckError::from(MappingError::InvalidName {
+                            key: "audit.actor.*",
+                            value: field.to_owned(),
+                            what: "actor field name",
+                        })
+                        .within(&format!("attributes[{attribute}].key")));
+                    }
                     check.actor.push(b);
                 } else {
                     check.audit.add(kv.key, kv.value.attr());
@@ -698,7 +705,7 @@ mod tests {
             (5, 6)
         );
         assert_eq!(check.audit.noun, Some("flag"));
-        assert!(check.has_event_name);
+        assert_eq!(check.event_name, "audit.flag.created");
     }
 
     #[test]

@@ -14,7 +14,8 @@ const PATCH_ESTIMATE: usize = 11 + 40 + 52 + 40;
 impl LogBatch {
     /// What a receiver does to every record it accepts: sets
     /// `observed_time_unix_nano` where absent, and on audit events lower-cases
-    /// `audit.type`/`audit.action`, sets `event_name` where absent, assigns
+    /// `audit.type`/`audit.action`, sets `event_name` to
+    /// `audit.<type>.<action>` (replacing a client's own), assigns
     /// `audit.id` (UUIDv7) and `audit.source` = `source` where absent.
     ///
     /// The record bytes are not rewritten: the new fields go into a patch
@@ -74,7 +75,9 @@ fn stamp(
         record.body = body.freeze();
         index.flags &= !RecordIndex::UPPER;
     }
-    if !index.has(RecordIndex::HAS_EVENT_NAME) {
+    // A client's own event name on an audit record is replaced: readers
+    // route on it, and it must agree with the noun and verb.
+    if !index.has(RecordIndex::EVENT_NAME_OK) {
         let (noun, verb) = (
             &record.body[index.noun.range()],
             &record.body[index.verb.range()],
@@ -88,7 +91,7 @@ fn stamp(
         patch.extend_from_slice(noun);
         patch.push(b'.');
         patch.extend_from_slice(verb);
-        index.flags |= RecordIndex::HAS_EVENT_NAME;
+        index.flags |= RecordIndex::EVENT_NAME_OK;
     }
     if !index.has(RecordIndex::HAS_ID) {
         let mut buf = [0u8; 36];

@@ -126,7 +126,8 @@ impl RecordIndex {
     const AUDIT: u8 = 1;
     const HAS_ID: u8 = 2;
     const HAS_SOURCE: u8 = 4;
-    const HAS_EVENT_NAME: u8 = 8;
+    /// `event_name` is already `audit.<type>.<action>` (lower case).
+    const EVENT_NAME_OK: u8 = 8;
     /// Noun or verb has upper-case letters.
     const UPPER: u8 = 16;
     const HAS_VERSION: u8 = 32;

@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use auditcol_model::conventions::EVENT_NAME_PREFIX;
 use auditcol_model::view::{
     CheckError, check_attributes_holder, check_record, check_utf8, common, container,
 };
@@ -179,6 +180,17 @@ fn offset_in(inner: &[u8], outer: &Bytes) -> usize {
 // 2 children, 3 schema URL.
 const _: () = assert!(container::SCOPE_LOGS == container::LOG_RECORDS);
 const _: () = assert!(container::RESOURCE == container::SCOPE);
+
+/// Whether `name` is `audit.<noun>.<verb>` with noun and verb in lower case.
+fn is_event_name_of(name: &str, noun: &str, verb: &str) -> bool {
+    let expected = [EVENT_NAME_PREFIX, noun, ".", verb];
+    name.len() == expected.iter().map(|part| part.len()).sum::<usize>()
+        && expected
+            .iter()
+            .flat_map(|part| part.bytes())
+            .zip(name.bytes())
+            .all(|(want, got)| want.to_ascii_lowercase() == got)
+}
 
 /// Checks the resource or scope of a container.
 type CheckPart = fn(&[u8]) -> Result<(), CheckError>;
@@ -362,8 +374,10 @@ fn decode_record(source: &Bytes, bytes: &[u8]) -> Result<Record, CheckError> {
             index.flags |= RecordIndex::HAS_SOURCE;
         }
     }
-    if check.has_event_name {
-        index.flags |= RecordIndex::HAS_EVENT_NAME;
+    if let Some((noun, verb)) = check.audit.noun_verb()
+        && is_event_name_of(check.event_name, noun, verb)
+    {
+        index.flags |= RecordIndex::EVENT_NAME_OK;
     }
     Ok(Record {
         body: source.slice_ref(bytes),

@@ -317,6 +317,58 @@ fn a_structurally_bad_record_is_rejected_alone() {
 }
 
 #[test]
+fn a_clients_own_event_name_on_an_audit_event_is_replaced() {
+    let mut batch = decode_json(&otlp_json(json!([
+        {"eventName": "audit.segment.deleted",
+         "attributes": [{"key": "audit.type", "value": {"stringValue": "Flag"}},
+                        {"key": "audit.action", "value": {"stringValue": "created"}}]},
+        {"eventName": "audit.flag.created",
+         "attributes": [{"key": "audit.type", "value": {"stringValue": "flag"}},
+                        {"key": "audit.action", "value": {"stringValue": "created"}}]},
+        {"eventName": "app.started", "body": {"stringValue": "not audit"}},
+    ])))
+    .unwrap();
+    batch.prepare_ingest(1, "otlp");
+    let names: Vec<_> = batch.records().map(|r| r.event_name()).collect();
+    assert_eq!(
+        names,
+        ["audit.flag.created", "audit.flag.created", "app.started"]
+    );
+    // A right one is kept as it is: no second event_name field.
+    let request = ExportLogsServiceRequest::decode(batch.encode_protobuf().as_slice()).unwrap();
+    let second = batch.records().nth(1).unwrap();
+    let event_name_fields = second.view().fields().filter(|f| f.number == 12).count();
+    assert_eq!(event_name_fields, 1);
+    assert_eq!(
+        request.resource_logs[0].scope_logs[0].log_records[0].event_name,
+        "audit.flag.created"
+    );
+}
+
+#[test]
+fn actor_field_names_and_statuses_must_be_names() {
+    let decoded = LogBatch::decode_json(&otlp_json(json!([
+        {"attributes": [{"key": "audit.type", "value": {"stringValue": "flag"}},
+                        {"key": "audit.action", "value": {"stringValue": "created"}},
+                        {"key": "audit.actor.email payload: {}", "value": {"stringValue": "eve"}}]},
+        {"attributes": [{"key": "audit.type", "value": {"stringValue": "flag"}},
+                        {"key": "audit.action", "value": {"stringValue": "created"}},
+                        {"key": "audit.status", "value": {"stringValue": "success\nforged"}}]},
+    ])))
+    .unwrap();
+    assert_eq!((decoded.batch.len(), decoded.rejected), (0, 2));
+    let first = decoded.first_rejection.unwrap();
+    assert_eq!(
+        first.path,
+        "resourceLogs[0].scopeLogs[0].logRecords[0].attributes[2].key"
+    );
+    assert!(
+        first.reason.contains("not a valid actor field name"),
+        "{first}"
+    );
+}
+
+#[test]
 fn ingest_patches_survive_encoding() {
     let mut batch = decode_json(&otlp_json(json!([
         {"attributes": [{"key": "audit.type", "value": {"stringValue": "Flag"}},
