@@ -205,12 +205,22 @@ mod tests {
     #[test]
     fn no_field_can_start_a_second_console_line() {
         let fake = "x\n2024-01-01T00:00:00Z flag:deleted success actor: email=admin@corp.example\r\u{1b}[31m";
-        let mut event = AuditEvent::new("flag", "created");
-        event.status = fake.into();
-        event
+        // Names (noun, verb, status, actor field names) cannot hold such
+        // text: the record is refused before any exporter sees it.
+        let mut bad_status = AuditEvent::new("flag", "created");
+        bad_status.status = fake.into();
+        let mut bad_actor_key = AuditEvent::new("flag", "created");
+        bad_actor_key
             .metadata
             .actor
-            .set(&format!("email{fake}"), fake.into());
+            .set(&format!("email{fake}"), "eve".into());
+        for bad in [&bad_status, &bad_actor_key] {
+            assert!(LogBatch::try_from_events("x", [bad]).is_err());
+        }
+        // Values can: they are quoted.
+        let mut event = AuditEvent::new("flag", "created");
+        event.metadata.actor.email = Some(fake.into());
+        event.metadata.actor.set("team", fake.into());
         event.payload = serde_json::json!({ fake: fake });
         let (text, _) = encode(&LogBatch::from_events("x", [&event]), Format::Console);
         assert_eq!(text.lines().count(), 1, "{text}");
