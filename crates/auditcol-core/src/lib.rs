@@ -21,6 +21,7 @@ pub mod exporterhelper;
 pub mod otlp_json;
 pub mod pipeline;
 pub mod receiverhelper;
+pub mod rpc_status;
 
 pub use auditcol_model as model;
 pub use batch::{DecodeError, Decoded, LogBatch, RecordError, RecordRef};
