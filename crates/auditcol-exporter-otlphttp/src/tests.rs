@@ -1,0 +1,393 @@
+//! `otlphttp` against a real OTLP receiver and against hand-written servers,
+//! all on 127.0.0.1 with OS-chosen ports.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use auditcol_core::component::ComponentId;
+use auditcol_core::config::parse_component_config;
+use auditcol_core::exporterhelper::BatchSender;
+use auditcol_core::{Component, LogBatch, LogsConsumer, PipelineError};
+use auditcol_receiver_otlp::{OtlpReceiver, OtlpReceiverConfig};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::*;
+
+/// Records every batch it is given.
+#[derive(Default)]
+struct Recording(Mutex<Vec<LogBatch>>);
+
+#[async_trait]
+impl LogsConsumer for Recording {
+    async fn consume(&self, batch: LogBatch) -> Result<(), PipelineError> {
+        self.0.lock().unwrap().push(batch);
+        Ok(())
+    }
+}
+
+/// An OTLP receiver (HTTP only) on 127.0.0.1:0 and what it received.
+async fn start_receiver() -> (Arc<OtlpReceiver>, Arc<Recording>, String) {
+    let config: OtlpReceiverConfig =
+        parse_component_config(&json!({"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}))
+            .unwrap();
+    let recording = Arc::new(Recording::default());
+    let receiver = Arc::new(OtlpReceiver::new(
+        ComponentId::new("otlp", None),
+        config,
+        recording.clone(),
+    ));
+    receiver.start().await.unwrap();
+    let addr = receiver.local_addrs()[0].1;
+    (receiver, recording, format!("http://{addr}"))
+}
+
+/// Audit events already stamped as a receiver would (observed time,
+/// `event_name`, `audit.id`, `audit.source`), so that the next receiver adds
+/// nothing and what arrives must equal what left, byte for byte.
+fn stamped_batch(n: usize) -> LogBatch {
+    let mut batch = LogBatch::sample_audit(n);
+    batch.prepare_ingest(1_714_557_700_000_000_000, "upstream");
+    batch
+}
+
+/// The batch as the generated OTLP structs: equal when every field of every
+/// record, resource and scope is (field order on the wire aside).
+pub(crate) fn as_request(
+    batch: &LogBatch,
+) -> opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+    prost::Message::decode(&batch.encode_protobuf()[..]).unwrap()
+}
+
+fn build(config: serde_json::Value) -> Arc<dyn Exporter> {
+    let ctx = BuildContext {
+        id: ComponentId::new(TYPE_NAME, Some("test")),
+        pipeline: None,
+    };
+    OtlpHttpExporterFactory.build(&ctx, &config).unwrap()
+}
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+#[test]
+fn build_reports_config_errors_with_their_path() {
+    let ctx = BuildContext {
+        id: ComponentId::new(TYPE_NAME, None),
+        pipeline: None,
+    };
+    let err = OtlpHttpExporterFactory
+        .build(&ctx, &json!({"endpoint": "localhost:4318"}))
+        .err()
+        .unwrap();
+    assert_eq!(err.path, "endpoint");
+}
+
+#[tokio::test]
+async fn records_reach_a_receiver_unchanged_in_every_encoding_and_compression() {
+    let (receiver, recording, url) = start_receiver().await;
+    for encoding in ["proto", "json"] {
+        for compression in ["gzip", "none"] {
+            recording.0.lock().unwrap().clear();
+            let exporter = build(json!({
+                "endpoint": url,
+                "encoding": encoding,
+                "compression": compression,
+            }));
+            exporter.start().await.unwrap();
+            let sent = stamped_batch(5);
+            exporter.consume(sent.clone()).await.unwrap();
+            exporter.shutdown(far()).await;
+            let received = recording.0.lock().unwrap().clone();
+            assert_eq!(received.len(), 1, "{encoding}/{compression}");
+            assert_eq!(received[0].len(), 5);
+            assert_eq!(
+                as_request(&received[0]),
+                as_request(&sent),
+                "{encoding}/{compression}: records changed on the way"
+            );
+        }
+    }
+    receiver.shutdown(far()).await;
+}
+
+/// A request with everything a record can carry: resource and scope with
+/// attributes, a map body, an event name, attributes of several types, a
+/// record that is not an audit event. All stamped already.
+pub(crate) fn rich_batch() -> LogBatch {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value,
+    };
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let kv = |k: &str, v: Value| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let s = |v: &str| Value::StringValue(v.into());
+    let record = |attributes: Vec<KeyValue>, event_name: &str| LogRecord {
+        time_unix_nano: 1_714_557_600_000_000_001,
+        observed_time_unix_nano: 1_714_557_600_000_000_002,
+        severity_number: 9,
+        severity_text: "INFO".into(),
+        body: Some(AnyValue {
+            value: Some(Value::KvlistValue(KeyValueList {
+                values: vec![kv("key", s("flipt")), kv("n", Value::IntValue(3))],
+            })),
+        }),
+        attributes,
+        event_name: event_name.into(),
+        trace_id: vec![7; 16],
+        span_id: vec![8; 8],
+        ..Default::default()
+    };
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("flipt")), kv("host.name", s("h1"))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "flipt.audit".into(),
+                    version: "1.2.3".into(),
+                    attributes: vec![kv("lib", s("x"))],
+                    ..Default::default()
+                }),
+                log_records: vec![
+                    record(
+                        vec![
+                            kv("audit.type", s("flag")),
+                            kv("audit.action", s("created")),
+                            kv("audit.id", s("0190a1b2-0000-7000-8000-000000000001")),
+                            kv("audit.source", s("upstream")),
+                            kv("audit.actor.email", s("dev@example.com")),
+                            kv("custom.flag", Value::BoolValue(true)),
+                            kv("custom.ratio", Value::DoubleValue(0.25)),
+                        ],
+                        "audit.flag.created",
+                    ),
+                    record(vec![kv("http.method", s("GET"))], "app.request"),
+                ],
+                schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    let bytes = prost::Message::encode_to_vec(&request);
+    let decoded = LogBatch::decode_protobuf(bytes.into()).unwrap();
+    assert_eq!(decoded.rejected, 0, "{:?}", decoded.first_rejection);
+    decoded.batch
+}
+
+#[tokio::test]
+async fn every_field_of_every_record_passes_through() {
+    let (receiver, recording, url) = start_receiver().await;
+    for encoding in ["proto", "json"] {
+        recording.0.lock().unwrap().clear();
+        let exporter = build(json!({"endpoint": url, "encoding": encoding}));
+        exporter.start().await.unwrap();
+        let sent = rich_batch();
+        exporter.consume(sent.clone()).await.unwrap();
+        exporter.shutdown(far()).await;
+        let received = recording.0.lock().unwrap()[0].clone();
+        assert_eq!(
+            as_request(&received),
+            as_request(&sent),
+            "{encoding}: records changed on the way"
+        );
+        let record = received.records().next().unwrap();
+        assert_eq!(record.event_name(), "audit.flag.created");
+        assert_eq!(
+            record.attribute("audit.actor.email"),
+            Some("dev@example.com")
+        );
+        assert_eq!(record.resource_attribute("host.name"), Some("h1"));
+        assert_eq!(record.scope_name(), "flipt.audit");
+        assert_eq!(record.body_json(), json!({"key": "flipt", "n": 3}));
+    }
+    receiver.shutdown(far()).await;
+}
+
+/// A server that answers each request with the next of `answers` (the last
+/// one for ever) and counts requests.
+struct Scripted {
+    url: String,
+    requests: Arc<AtomicUsize>,
+    headers: Arc<Mutex<Vec<HeaderMap>>>,
+}
+
+type Answer = (StatusCode, Vec<(&'static str, &'static str)>, &'static [u8]);
+
+async fn scripted(answers: Vec<Answer>) -> Scripted {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let headers = Arc::new(Mutex::new(Vec::new()));
+    let (count, seen) = (requests.clone(), headers.clone());
+    let answers = Arc::new(answers);
+    let app = axum::Router::new().route(
+        "/v1/logs",
+        axum::routing::post(move |request_headers: HeaderMap| {
+            let answers = answers.clone();
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            seen.lock().unwrap().push(request_headers);
+            async move {
+                let (status, headers, body) = answers[n.min(answers.len() - 1)].clone();
+                let mut map = HeaderMap::new();
+                for (k, v) in headers {
+                    map.insert(k, v.parse().unwrap());
+                }
+                (status, map, body.to_vec())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Scripted {
+        url,
+        requests,
+        headers,
+    }
+}
+
+fn sender(config: serde_json::Value) -> OtlpHttpSender {
+    let config: OtlpHttpExporterConfig = parse_component_config(&config).unwrap();
+    OtlpHttpSender::new("otlphttp/test", &config)
+}
+
+#[tokio::test]
+async fn a_503_with_retry_after_is_retried_after_the_wait_then_delivered() {
+    let server = scripted(vec![
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            vec![("retry-after", "1")],
+            b"busy",
+        ),
+        (StatusCode::OK, vec![], b""),
+    ])
+    .await;
+    let exporter = build(json!({
+        "endpoint": server.url,
+        "retry_on_failure": {"initial_interval": "10ms", "randomization_factor": 0},
+    }));
+    exporter.start().await.unwrap();
+    let started = std::time::Instant::now();
+    exporter.consume(stamped_batch(2)).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was not honoured ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(server.requests.load(Ordering::SeqCst), 2);
+    exporter.shutdown(far()).await;
+}
+
+#[tokio::test]
+async fn retry_after_is_passed_to_the_helper() {
+    let server = scripted(vec![(
+        StatusCode::TOO_MANY_REQUESTS,
+        vec![("retry-after", "42")],
+        b"slow down",
+    )])
+    .await;
+    let sender = sender(json!({"endpoint": server.url}));
+    sender.start().await.unwrap();
+    let err = sender.send(&stamped_batch(1)).await.unwrap_err();
+    assert!(!err.is_permanent());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(42)));
+    assert!(err.message().contains("HTTP 429: slow down"), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_400_is_a_permanent_failure_reported_upstream() {
+    let server = scripted(vec![(
+        StatusCode::BAD_REQUEST,
+        vec![("content-type", "application/json")],
+        br#"{"code":3,"message":"record 0 has no audit.action"}"#,
+    )])
+    .await;
+    let exporter = build(json!({
+        "endpoint": server.url,
+        "retry_on_failure": {"initial_interval": "10ms"},
+    }));
+    exporter.start().await.unwrap();
+    let err = exporter.consume(stamped_batch(1)).await.unwrap_err();
+    assert!(err.is_permanent(), "{err:?}");
+    assert!(
+        err.message()
+            .contains("HTTP 400: record 0 has no audit.action"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1, "never retried");
+    exporter.shutdown(far()).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_retryable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let sender = sender(json!({"endpoint": url}));
+    sender.start().await.unwrap();
+    let err = sender.send(&stamped_batch(1)).await.unwrap_err();
+    assert!(!err.is_permanent(), "{err:?}");
+    assert!(err.message().contains(&url), "{}", err.message());
+}
+
+#[tokio::test]
+async fn partial_success_is_delivered_and_counted() {
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsPartialSuccess, ExportLogsServiceResponse,
+    };
+    let body = prost::Message::encode_to_vec(&ExportLogsServiceResponse {
+        partial_success: Some(ExportLogsPartialSuccess {
+            rejected_log_records: 2,
+            error_message: "too old".into(),
+        }),
+    });
+    let server = scripted(vec![(
+        StatusCode::OK,
+        vec![("content-type", "application/x-protobuf")],
+        body.leak(),
+    )])
+    .await;
+    let sender = sender(json!({"endpoint": server.url}));
+    sender.start().await.unwrap();
+    sender.send(&stamped_batch(3)).await.unwrap();
+    sender.send(&stamped_batch(3)).await.unwrap();
+    assert_eq!(sender.rejected_records(), 4);
+}
+
+#[tokio::test]
+async fn headers_content_type_and_encoding_are_sent() {
+    let server = scripted(vec![(StatusCode::OK, vec![], b"")]).await;
+    let sender = sender(json!({
+        "endpoint": server.url,
+        "encoding": "json",
+        "headers": {"authorization": "Bearer abc", "x-tenant": "t1"},
+    }));
+    sender.start().await.unwrap();
+    sender.send(&stamped_batch(1)).await.unwrap();
+    let headers = server.headers.lock().unwrap()[0].clone();
+    assert_eq!(headers["authorization"], "Bearer abc");
+    assert_eq!(headers["x-tenant"], "t1");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["content-encoding"], "gzip");
+}
+
+#[tokio::test]
+async fn a_missing_ca_file_fails_start() {
+    let sender = sender(json!({
+        "endpoint": "https://127.0.0.1:1",
+        "tls": {"ca_file": "/nonexistent/ca.pem"},
+    }));
+    let err = sender.start().await.unwrap_err();
+    assert!(err.0.contains("cannot read tls.ca_file"), "{err}");
+}
