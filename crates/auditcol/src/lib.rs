@@ -23,6 +23,7 @@ pub fn registry() -> Registry {
         .processor(auditcol_processor_filter::FilterProcessorFactory)
         .processor(auditcol_processor_batch::BatchProcessorFactory)
         .exporter(auditcol_exporter_file::FileExporterFactory)
+        .exporter(auditcol_exporter_otlp::OtlpExporterFactory)
         .exporter(auditcol_exporter_otlphttp::OtlpHttpExporterFactory)
 }
 

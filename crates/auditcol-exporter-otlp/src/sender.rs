@@ -1,0 +1,235 @@
+//! [`OtlpGrpcSender`]: one `LogsService/Export` call per batch; the exporter
+//! helper around it queues and retries.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use auditcol_core::component::StartError;
+use auditcol_core::exporterhelper::BatchSender;
+use auditcol_core::{LogBatch, PipelineError};
+use bytes::{Buf, BufMut, Bytes};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::config::{Compression, OtlpExporterConfig};
+use crate::status::error_for;
+
+/// The OTLP logs export method.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// Sends each batch as one OTLP/gRPC `ExportLogsServiceRequest`.
+///
+/// The request is the batch's own protobuf encoding
+/// ([`LogBatch::encode_protobuf_into`]) handed to tonic as bytes: the batch
+/// is never decoded into generated structs, and records leave exactly as they
+/// arrived. The channel is created at start and connects lazily (and
+/// reconnects by itself), so a server that is down at start only makes the
+/// first sends fail, retryably.
+pub struct OtlpGrpcSender {
+    /// The exporter id, for messages.
+    id: String,
+    endpoint: String,
+    uri: String,
+    tls: bool,
+    ca_file: Option<String>,
+    compression: Compression,
+    metadata: MetadataMap,
+    channel: OnceLock<Channel>,
+    /// Records the server rejected for good in partial successes.
+    rejected: AtomicU64,
+}
+
+impl OtlpGrpcSender {
+    /// A sender for a validated `config`.
+    pub fn new(id: impl Into<String>, config: &OtlpExporterConfig) -> Self {
+        let mut metadata = MetadataMap::new();
+        for (name, value) in &config.headers {
+            if let (Ok(key), Ok(value)) = (
+                AsciiMetadataKey::from_bytes(name.as_bytes()),
+                AsciiMetadataValue::try_from(value.as_str()),
+            ) {
+                metadata.insert(key, value);
+            }
+        }
+        Self {
+            id: id.into(),
+            endpoint: config.endpoint.clone(),
+            uri: config.uri(),
+            tls: config.uses_tls(),
+            ca_file: config.tls.ca_file.clone(),
+            compression: config.compression,
+            metadata,
+            channel: OnceLock::new(),
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    /// Records the server rejected in partial successes so far.
+    pub fn rejected_records(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    fn channel(&self) -> Result<Channel, String> {
+        let mut endpoint = Endpoint::from_shared(self.uri.clone())
+            .map_err(|e| format!("bad endpoint {}: {e}", self.endpoint))?
+            .tcp_nodelay(true);
+        if self.tls {
+            let mut tls = ClientTlsConfig::new().with_webpki_roots();
+            if let Some(path) = &self.ca_file {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("cannot read tls.ca_file {path}: {e}"))?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("cannot set up TLS for {}: {e}", self.endpoint))?;
+        }
+        Ok(endpoint.connect_lazy())
+    }
+
+    fn note_partial_success(&self, response: &[u8]) {
+        let Some(partial) = <ExportLogsServiceResponse as prost::Message>::decode(response)
+            .ok()
+            .and_then(|r| r.partial_success)
+        else {
+            return;
+        };
+        if partial.rejected_log_records > 0 {
+            self.rejected.fetch_add(
+                partial.rejected_log_records.unsigned_abs(),
+                Ordering::Relaxed,
+            );
+            tracing::warn!(
+                exporter = %self.id,
+                rejected = partial.rejected_log_records,
+                message = %partial.error_message,
+                "the server accepted the batch but rejected some records for good"
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl BatchSender for OtlpGrpcSender {
+    async fn start(&self) -> Result<(), StartError> {
+        let channel = self
+            .channel()
+            .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
+        // A second start keeps the first channel.
+        let _ = self.channel.set(channel);
+        Ok(())
+    }
+
+    async fn send(&self, batch: &LogBatch) -> Result<(), PipelineError> {
+        let Some(channel) = self.channel.get() else {
+            return Err(PipelineError::retryable(format!(
+                "exporter {}: not started",
+                self.id
+            )));
+        };
+        let what = || format!("exporter {}: {}", self.id, self.endpoint);
+        let mut encoded = Vec::with_capacity(batch.encoded_len());
+        batch.encode_protobuf_into(&mut encoded);
+        let mut client = tonic::client::Grpc::new(channel.clone())
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(usize::MAX);
+        if self.compression == Compression::Gzip {
+            client = client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+        }
+        client.ready().await.map_err(|e| {
+            PipelineError::retryable(format!("{}: not reachable: {}", what(), error_chain(&e)))
+        })?;
+        let mut request = tonic::Request::new(Bytes::from(encoded));
+        *request.metadata_mut() = self.metadata.clone();
+        let response = client
+            .unary(request, PathAndQuery::from_static(EXPORT_PATH), PreEncoded)
+            .await
+            .map_err(|status| error_for(&status, &what()))?;
+        self.note_partial_success(response.get_ref());
+        Ok(())
+    }
+}
+
+/// An error and its causes: tonic's own message alone says little
+/// ("transport error").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A gRPC codec for messages that are already protobuf bytes: the request
+/// is sent as is, the response handed back undecoded.
+#[derive(Debug, Clone, Copy)]
+struct PreEncoded;
+
+impl Codec for PreEncoded {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = PreEncoded;
+    type Decoder = PreEncoded;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        *self
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        *self
+    }
+}
+
+impl Encoder for PreEncoded {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.reserve(item.len());
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for PreEncoded {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
+
+    #[test]
+    fn partial_success_is_counted() {
+        let config = OtlpExporterConfig {
+            endpoint: "127.0.0.1:1".into(),
+            ..Default::default()
+        };
+        let sender = OtlpGrpcSender::new("otlp/test", &config);
+        let response = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 3,
+                error_message: "too old".into(),
+            }),
+        };
+        sender.note_partial_success(&prost::Message::encode_to_vec(&response));
+        sender.note_partial_success(&[]);
+        sender.note_partial_success(&prost::Message::encode_to_vec(&response));
+        assert_eq!(sender.rejected_records(), 6);
+    }
+}
