@@ -19,6 +19,7 @@ pub mod consumer;
 pub mod error;
 pub mod exporterhelper;
 pub mod otlp_json;
+pub mod otlp_response;
 pub mod pipeline;
 pub mod receiverhelper;
 pub mod rpc_status;

@@ -2,14 +2,14 @@
 //! helper around it queues and retries.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
+use auditcol_core::error::error_chain;
 use auditcol_core::exporterhelper::BatchSender;
+use auditcol_core::otlp_response::{RejectedRecords, partial_success_proto};
 use auditcol_core::{LogBatch, PipelineError};
 use bytes::{Buf, BufMut, Bytes};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
@@ -40,7 +40,7 @@ pub struct OtlpGrpcSender {
     metadata: MetadataMap,
     channel: OnceLock<Channel>,
     /// Records the server rejected for good in partial successes.
-    rejected: AtomicU64,
+    rejected: RejectedRecords,
 }
 
 impl OtlpGrpcSender {
@@ -64,13 +64,13 @@ impl OtlpGrpcSender {
             compression: config.compression,
             metadata,
             channel: OnceLock::new(),
-            rejected: AtomicU64::new(0),
+            rejected: RejectedRecords::default(),
         }
     }
 
     /// Records the server rejected in partial successes so far.
     pub fn rejected_records(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
+        self.rejected.get()
     }
 
     fn channel(&self) -> Result<Channel, String> {
@@ -89,27 +89,6 @@ impl OtlpGrpcSender {
                 .map_err(|e| format!("cannot set up TLS for {}: {e}", self.endpoint))?;
         }
         Ok(endpoint.connect_lazy())
-    }
-
-    fn note_partial_success(&self, response: &[u8]) {
-        let Some(partial) = <ExportLogsServiceResponse as prost::Message>::decode(response)
-            .ok()
-            .and_then(|r| r.partial_success)
-        else {
-            return;
-        };
-        if partial.rejected_log_records > 0 {
-            self.rejected.fetch_add(
-                partial.rejected_log_records.unsigned_abs(),
-                Ordering::Relaxed,
-            );
-            tracing::warn!(
-                exporter = %self.id,
-                rejected = partial.rejected_log_records,
-                message = %partial.error_message,
-                "the server accepted the batch but rejected some records for good"
-            );
-        }
     }
 }
 
@@ -151,22 +130,10 @@ impl BatchSender for OtlpGrpcSender {
             .unary(request, PathAndQuery::from_static(EXPORT_PATH), PreEncoded)
             .await
             .map_err(|status| error_for(&status, &what()))?;
-        self.note_partial_success(response.get_ref());
+        self.rejected
+            .note(&self.id, &partial_success_proto(response.get_ref()));
         Ok(())
     }
-}
-
-/// An error and its causes: tonic's own message alone says little
-/// ("transport error").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A gRPC codec for messages that are already protobuf bytes: the request
@@ -206,30 +173,5 @@ impl Decoder for PreEncoded {
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
         Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
-
-    #[test]
-    fn partial_success_is_counted() {
-        let config = OtlpExporterConfig {
-            endpoint: "127.0.0.1:1".into(),
-            ..Default::default()
-        };
-        let sender = OtlpGrpcSender::new("otlp/test", &config);
-        let response = ExportLogsServiceResponse {
-            partial_success: Some(ExportLogsPartialSuccess {
-                rejected_log_records: 3,
-                error_message: "too old".into(),
-            }),
-        };
-        sender.note_partial_success(&prost::Message::encode_to_vec(&response));
-        sender.note_partial_success(&[]);
-        sender.note_partial_success(&prost::Message::encode_to_vec(&response));
-        assert_eq!(sender.rejected_records(), 6);
     }
 }

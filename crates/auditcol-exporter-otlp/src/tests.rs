@@ -225,3 +225,124 @@ async fn a_missing_ca_file_fails_start() {
         .unwrap_err();
     assert!(err.0.contains("cannot read tls.ca_file"), "{err}");
 }
+
+/// A hand-written OTLP/gRPC server: answers each call with the next of its
+/// answers (then OK) and keeps the metadata it was sent.
+mod scripted_server {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+        LogsService, LogsServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsPartialSuccess, ExportLogsServiceResponse,
+    };
+    use tonic::{Code, Request, Response, Status};
+
+    type Answer = Result<ExportLogsServiceResponse, Status>;
+
+    #[derive(Default, Clone)]
+    struct Server {
+        answers: Arc<Mutex<Vec<Answer>>>,
+        metadata: Arc<Mutex<Vec<tonic::metadata::MetadataMap>>>,
+    }
+
+    #[tonic::async_trait]
+    impl LogsService for Server {
+        async fn export(
+            &self,
+            request: Request<ExportLogsServiceRequest>,
+        ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+            self.metadata
+                .lock()
+                .unwrap()
+                .push(request.metadata().clone());
+            let mut answers = self.answers.lock().unwrap();
+            if answers.is_empty() {
+                Ok(Response::new(ExportLogsServiceResponse::default()))
+            } else {
+                answers.remove(0).map(Response::new)
+            }
+        }
+    }
+
+    async fn serve(answers: Vec<Answer>) -> (Server, OtlpGrpcSender) {
+        let server = Server {
+            answers: Arc::new(Mutex::new(answers)),
+            ..Default::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = LogsServiceServer::new(server.clone())
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream_of(listener)),
+        );
+        let config: OtlpExporterConfig = parse_component_config(&json!({
+            "endpoint": format!("http://{addr}"),
+            "headers": {"authorization": "Bearer abc", "x-tenant": "t1"},
+        }))
+        .unwrap();
+        let sender = OtlpGrpcSender::new("otlp/test", &config);
+        sender.start().await.unwrap();
+        (server, sender)
+    }
+
+    /// The listener as the stream of connections tonic serves.
+    fn tokio_stream_of(
+        listener: tokio::net::TcpListener,
+    ) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+        futures::stream::unfold(listener, |listener| async move {
+            let accepted = listener.accept().await.map(|(stream, _)| stream);
+            Some((accepted, listener))
+        })
+    }
+
+    #[tokio::test]
+    async fn headers_are_sent_as_metadata() {
+        let (server, sender) = serve(vec![]).await;
+        sender.send(&stamped_batch(1)).await.unwrap();
+        let metadata = server.metadata.lock().unwrap()[0].clone();
+        assert_eq!(metadata.get("authorization").unwrap(), "Bearer abc");
+        assert_eq!(metadata.get("x-tenant").unwrap(), "t1");
+        assert_eq!(metadata.get("grpc-encoding").unwrap(), "gzip");
+    }
+
+    #[tokio::test]
+    async fn partial_success_is_delivered_and_counted() {
+        let partial = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 2,
+                error_message: "too old".into(),
+            }),
+        };
+        let (_server, sender) = serve(vec![Ok(partial.clone()), Ok(partial)]).await;
+        sender.send(&stamped_batch(3)).await.unwrap();
+        sender.send(&stamped_batch(3)).await.unwrap();
+        assert_eq!(sender.rejected_records(), 4);
+    }
+
+    #[tokio::test]
+    async fn resource_exhausted_without_retry_info_is_permanent() {
+        let (_server, sender) = serve(vec![
+            Err(Status::resource_exhausted("quota")),
+            Err(Status::new(Code::Unauthenticated, "bad key")),
+        ])
+        .await;
+        let err = sender.send(&stamped_batch(1)).await.unwrap_err();
+        assert!(err.is_permanent(), "{err:?}");
+        assert!(
+            err.message().contains("ResourceExhausted: quota"),
+            "{}",
+            err.message()
+        );
+        let err = sender.send(&stamped_batch(1)).await.unwrap_err();
+        assert!(err.is_permanent(), "{err:?}");
+        assert!(
+            err.message().contains("Unauthenticated: bad key"),
+            "{}",
+            err.message()
+        );
+    }
+}

@@ -2,19 +2,20 @@
 
 use std::io::Write;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
+use auditcol_core::error::error_chain;
 use auditcol_core::exporterhelper::BatchSender;
+use auditcol_core::otlp_response::{RejectedRecords, partial_success_json, partial_success_proto};
 use auditcol_core::{LogBatch, PipelineError};
 use reqwest::header::{
     CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 
 use crate::config::{Compression, Encoding, OtlpHttpExporterConfig, TlsSettings};
-use crate::status::{PartialSuccess, error_for, partial_success_json, partial_success_proto};
+use crate::status::error_for;
 
 /// Sends each batch as one OTLP/HTTP `ExportLogsServiceRequest`.
 ///
@@ -32,7 +33,7 @@ pub struct OtlpHttpSender {
     tls: TlsSettings,
     client: OnceLock<reqwest::Client>,
     /// Records the server rejected for good in partial successes.
-    rejected: AtomicU64,
+    rejected: RejectedRecords,
 }
 
 impl OtlpHttpSender {
@@ -56,13 +57,13 @@ impl OtlpHttpSender {
             headers,
             tls: config.tls.clone(),
             client: OnceLock::new(),
-            rejected: AtomicU64::new(0),
+            rejected: RejectedRecords::default(),
         }
     }
 
     /// Records the server rejected in partial successes so far.
     pub fn rejected_records(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
+        self.rejected.get()
     }
 
     fn build_client(&self) -> Result<reqwest::Client, String> {
@@ -116,19 +117,6 @@ impl OtlpHttpSender {
             }
         }
     }
-
-    fn note_partial_success(&self, partial: PartialSuccess) {
-        if partial.rejected > 0 {
-            self.rejected
-                .fetch_add(partial.rejected.unsigned_abs(), Ordering::Relaxed);
-            tracing::warn!(
-                exporter = %self.id,
-                rejected = partial.rejected,
-                message = %partial.message,
-                "the server accepted the batch but rejected some records for good"
-            );
-        }
-    }
 }
 
 #[async_trait]
@@ -180,10 +168,11 @@ impl BatchSender for OtlpHttpSender {
             ))
         })?;
         if status.is_success() {
-            self.note_partial_success(match self.encoding {
+            let partial = match self.encoding {
                 Encoding::Proto => partial_success_proto(&body),
                 Encoding::Json => partial_success_json(&body),
-            });
+            };
+            self.rejected.note(&self.id, &partial);
             return Ok(());
         }
         Err(error_for(
@@ -194,17 +183,4 @@ impl BatchSender for OtlpHttpSender {
             SystemTime::now(),
         ))
     }
-}
-
-/// An error and its causes: reqwest's own message alone says little
-/// ("error sending request").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -5,7 +5,6 @@ use std::time::{Duration, SystemTime};
 
 use auditcol_core::PipelineError;
 use auditcol_core::rpc_status::RpcStatus;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 
 /// At most this much of an error body goes into a message.
 const SNIPPET_CHARS: usize = 256;
@@ -75,57 +74,6 @@ fn truncate(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
-}
-
-/// Records the server rejected for good, and why, from a successful answer.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PartialSuccess {
-    /// `rejected_log_records`.
-    pub rejected: i64,
-    /// `error_message`.
-    pub message: String,
-}
-
-/// Reads the `partial_success` of a protobuf `ExportLogsServiceResponse`;
-/// an empty or undecodable body is a full success.
-pub fn partial_success_proto(body: &[u8]) -> PartialSuccess {
-    <ExportLogsServiceResponse as prost::Message>::decode(body)
-        .ok()
-        .and_then(|r| r.partial_success)
-        .map(|p| PartialSuccess {
-            rejected: p.rejected_log_records,
-            message: p.error_message,
-        })
-        .unwrap_or_default()
-}
-
-/// Reads the `partialSuccess` of an OTLP/JSON `ExportLogsServiceResponse`
-/// (the count may be written as a number or, as int64 in JSON, a string).
-pub fn partial_success_json(body: &[u8]) -> PartialSuccess {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return PartialSuccess::default();
-    };
-    let Some(partial) = value
-        .get("partialSuccess")
-        .or_else(|| value.get("partial_success"))
-    else {
-        return PartialSuccess::default();
-    };
-    let count = partial
-        .get("rejectedLogRecords")
-        .or_else(|| partial.get("rejected_log_records"));
-    let rejected = match count {
-        Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(0),
-        Some(serde_json::Value::String(s)) => s.parse().unwrap_or(0),
-        _ => 0,
-    };
-    let message = partial
-        .get("errorMessage")
-        .or_else(|| partial.get("error_message"))
-        .and_then(|m| m.as_str())
-        .unwrap_or_default()
-        .to_owned();
-    PartialSuccess { rejected, message }
 }
 
 #[cfg(test)]
@@ -210,33 +158,5 @@ mod tests {
             err.message().chars().count(),
             "s answered HTTP 400: ".len() + SNIPPET_CHARS + 1
         );
-    }
-
-    #[test]
-    fn partial_success_is_read_from_both_encodings() {
-        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
-        let response = ExportLogsServiceResponse {
-            partial_success: Some(ExportLogsPartialSuccess {
-                rejected_log_records: 2,
-                error_message: "too old".into(),
-            }),
-        };
-        let expected = PartialSuccess {
-            rejected: 2,
-            message: "too old".into(),
-        };
-        assert_eq!(
-            partial_success_proto(&prost::Message::encode_to_vec(&response)),
-            expected
-        );
-        assert_eq!(partial_success_proto(b""), PartialSuccess::default());
-        for body in [
-            r#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"too old"}}"#,
-            r#"{"partialSuccess":{"rejectedLogRecords":2,"errorMessage":"too old"}}"#,
-        ] {
-            assert_eq!(partial_success_json(body.as_bytes()), expected, "{body}");
-        }
-        assert_eq!(partial_success_json(b"{}"), PartialSuccess::default());
-        assert_eq!(partial_success_json(b""), PartialSuccess::default());
     }
 }
