@@ -265,20 +265,41 @@ mod scripted_server {
         }
     }
 
+    /// Starts a server on 127.0.0.1:0 (with TLS when `tls`) and returns its
+    /// address.
+    async fn start_server(server: Server, tls: bool) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = LogsServiceServer::new(server)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        let mut builder = tonic::transport::Server::builder();
+        if tls {
+            let identity = tonic::transport::Identity::from_pem(
+                std::fs::read(tls_file("server.pem")).unwrap(),
+                std::fs::read(tls_file("server.key")).unwrap(),
+            );
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .unwrap();
+        }
+        tokio::spawn(
+            builder
+                .add_service(service)
+                .serve_with_incoming(tokio_stream_of(listener)),
+        );
+        addr
+    }
+
+    fn tls_file(name: &str) -> String {
+        format!("{}/../../tests/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
     async fn serve(answers: Vec<Answer>) -> (Server, OtlpGrpcSender) {
         let server = Server {
             answers: Arc::new(Mutex::new(answers)),
             ..Default::default()
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let service = LogsServiceServer::new(server.clone())
-            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(tokio_stream_of(listener)),
-        );
+        let addr = start_server(server.clone(), false).await;
         let config: OtlpExporterConfig = parse_component_config(&json!({
             "endpoint": format!("http://{addr}"),
             "headers": {"authorization": "Bearer abc", "x-tenant": "t1"},
@@ -287,6 +308,42 @@ mod scripted_server {
         let sender = OtlpGrpcSender::new("otlp/test", &config);
         sender.start().await.unwrap();
         (server, sender)
+    }
+
+    #[tokio::test]
+    async fn tls_with_the_ca_file_delivers_and_without_it_is_refused() {
+        let server = Server::default();
+        let addr = start_server(server.clone(), true).await;
+        let trusting: OtlpExporterConfig = parse_component_config(&json!({
+            "endpoint": addr.to_string(),
+            "tls": {"ca_file": tls_file("ca.pem")},
+        }))
+        .unwrap();
+        let sender = OtlpGrpcSender::new("otlp/test", &trusting);
+        sender.start().await.unwrap();
+        sender.send(&stamped_batch(2)).await.unwrap();
+        assert_eq!(server.metadata.lock().unwrap().len(), 1);
+
+        let default_roots: OtlpExporterConfig =
+            parse_component_config(&json!({"endpoint": addr.to_string()})).unwrap();
+        let sender = OtlpGrpcSender::new("otlp/test", &default_roots);
+        sender.start().await.unwrap();
+        let err = sender.send(&stamped_batch(2)).await.unwrap_err();
+        assert!(!err.is_permanent(), "{err:?}");
+        assert_eq!(
+            server.metadata.lock().unwrap().len(),
+            1,
+            "nothing got through"
+        );
+
+        let plain: OtlpExporterConfig = parse_component_config(&json!({
+            "endpoint": addr.to_string(),
+            "tls": {"insecure": true},
+        }))
+        .unwrap();
+        let sender = OtlpGrpcSender::new("otlp/test", &plain);
+        sender.start().await.unwrap();
+        assert!(sender.send(&stamped_batch(2)).await.is_err());
     }
 
     /// The listener as the stream of connections tonic serves.

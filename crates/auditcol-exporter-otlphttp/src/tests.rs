@@ -320,3 +320,76 @@ async fn a_missing_ca_file_fails_start() {
     let err = sender.start().await.unwrap_err();
     assert!(err.0.contains("cannot read tls.ca_file"), "{err}");
 }
+
+fn tls_file(name: &str) -> String {
+    format!("{}/../../tests/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An HTTPS server on 127.0.0.1:0 (the test certificate in `tests/tls`)
+/// that answers 200 to every request and counts them.
+async fn https_server() -> (String, Arc<AtomicUsize>) {
+    use hyper_util::rt::TokioIo;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(tls_file("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(tls_file("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let count = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, count) = (acceptor.clone(), count.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |_request| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Empty::<bytes::Bytes>::new(),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (url, requests)
+}
+
+#[tokio::test]
+async fn https_with_the_ca_file_delivers_and_without_it_is_refused() {
+    let (url, requests) = https_server().await;
+    let trusting = sender(json!({"endpoint": url, "tls": {"ca_file": tls_file("ca.pem")}}));
+    trusting.start().await.unwrap();
+    trusting.send(&stamped_batch(2)).await.unwrap();
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+
+    let default_roots = sender(json!({"endpoint": url}));
+    default_roots.start().await.unwrap();
+    let err = default_roots.send(&stamped_batch(2)).await.unwrap_err();
+    assert!(!err.is_permanent(), "{err:?}");
+    assert!(err.message().contains("certificate"), "{}", err.message());
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "nothing got through");
+}
