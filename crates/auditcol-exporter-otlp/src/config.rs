@@ -71,6 +71,10 @@ pub struct TlsSettings {
     /// A PEM file of CA certificates trusted besides the built-in (webpki)
     /// roots.
     pub ca_file: Option<String>,
+    /// The client certificate (PEM) for mutual TLS; with `key_file`.
+    pub cert_file: Option<String>,
+    /// The client certificate's private key (PEM); with `cert_file`.
+    pub key_file: Option<String>,
 }
 
 impl OtlpExporterConfig {
@@ -157,19 +161,39 @@ impl Validate for OtlpExporterConfig {
                 "contradicts the https:// endpoint: remove one of them",
             ));
         }
-        if let Some(ca_file) = &self.tls.ca_file {
-            if ca_file.trim().is_empty() {
+        for (key, file) in [
+            ("tls.ca_file", &self.tls.ca_file),
+            ("tls.cert_file", &self.tls.cert_file),
+            ("tls.key_file", &self.tls.key_file),
+        ] {
+            let Some(file) = file else { continue };
+            if file.trim().is_empty() {
                 return Err(ConfigError::at(
-                    "tls.ca_file",
+                    key,
                     "must not be empty: give a PEM file or remove the key",
                 ));
             }
             if !self.uses_tls() {
                 return Err(ConfigError::at(
-                    "tls.ca_file",
+                    key,
                     "is unused: the connection is plain text (`tls.insecure` or an http:// endpoint)",
                 ));
             }
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::at(
+                    "tls.key_file",
+                    "is required with `tls.cert_file`: the client certificate's private key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::at(
+                    "tls.cert_file",
+                    "is required with `tls.key_file`: the client certificate",
+                ));
+            }
+            _ => {}
         }
         self.helper_settings().validate()
     }
@@ -246,7 +270,15 @@ mod tests {
         assert_eq!(err.path, "tls.ca_file");
         let err = parse(serde_json::json!({"endpoint": "h:1", "tls": {"cert_file": "c.pem"}}))
             .unwrap_err();
+        assert_eq!(err.path, "tls.key_file");
+        let err = parse(serde_json::json!({"endpoint": "h:1", "tls": {"key_file": "k.pem"}}))
+            .unwrap_err();
         assert_eq!(err.path, "tls.cert_file");
+        let json = serde_json::json!({"endpoint": "h:1", "tls": {"insecure": true, "cert_file": "c", "key_file": "k"}});
+        assert_eq!(parse(json).unwrap_err().path, "tls.cert_file");
+        let err = parse(serde_json::json!({"endpoint": "h:1", "tls": {"min_version": "1.3"}}))
+            .unwrap_err();
+        assert_eq!(err.path, "tls.min_version");
     }
 
     #[test]

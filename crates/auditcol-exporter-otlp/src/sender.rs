@@ -13,7 +13,7 @@ use bytes::{Buf, BufMut, Bytes};
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::{Compression, OtlpExporterConfig};
 use crate::status::error_for;
@@ -36,6 +36,8 @@ pub struct OtlpGrpcSender {
     uri: String,
     tls: bool,
     ca_file: Option<String>,
+    /// `tls.cert_file` and `tls.key_file`, for mutual TLS.
+    client_identity: Option<(String, String)>,
     compression: Compression,
     metadata: MetadataMap,
     channel: OnceLock<Channel>,
@@ -61,6 +63,11 @@ impl OtlpGrpcSender {
             uri: config.uri(),
             tls: config.uses_tls(),
             ca_file: config.tls.ca_file.clone(),
+            client_identity: config
+                .tls
+                .cert_file
+                .clone()
+                .zip(config.tls.key_file.clone()),
             compression: config.compression,
             metadata,
             channel: OnceLock::new(),
@@ -83,6 +90,13 @@ impl OtlpGrpcSender {
                 let pem = std::fs::read(path)
                     .map_err(|e| format!("cannot read tls.ca_file {path}: {e}"))?;
                 tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            if let Some((cert_file, key_file)) = &self.client_identity {
+                let cert = std::fs::read(cert_file)
+                    .map_err(|e| format!("cannot read tls.cert_file {cert_file}: {e}"))?;
+                let key = std::fs::read(key_file)
+                    .map_err(|e| format!("cannot read tls.key_file {key_file}: {e}"))?;
+                tls = tls.identity(Identity::from_pem(cert, key));
             }
             endpoint = endpoint
                 .tls_config(tls)

@@ -265,22 +265,32 @@ mod scripted_server {
         }
     }
 
-    /// Starts a server on 127.0.0.1:0 (with TLS when `tls`) and returns its
-    /// address.
-    async fn start_server(server: Server, tls: bool) -> std::net::SocketAddr {
+    enum Tls {
+        None,
+        Server,
+        /// Server TLS, and clients must show a certificate of the test CA.
+        Mutual,
+    }
+
+    /// Starts a server on 127.0.0.1:0 and returns its address.
+    async fn start_server(server: Server, tls: Tls) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let service = LogsServiceServer::new(server)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         let mut builder = tonic::transport::Server::builder();
-        if tls {
+        if !matches!(tls, Tls::None) {
             let identity = tonic::transport::Identity::from_pem(
                 std::fs::read(tls_file("server.pem")).unwrap(),
                 std::fs::read(tls_file("server.key")).unwrap(),
             );
-            builder = builder
-                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-                .unwrap();
+            let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+            if matches!(tls, Tls::Mutual) {
+                config = config.client_ca_root(tonic::transport::Certificate::from_pem(
+                    std::fs::read(tls_file("ca.pem")).unwrap(),
+                ));
+            }
+            builder = builder.tls_config(config).unwrap();
         }
         tokio::spawn(
             builder
@@ -299,7 +309,7 @@ mod scripted_server {
             answers: Arc::new(Mutex::new(answers)),
             ..Default::default()
         };
-        let addr = start_server(server.clone(), false).await;
+        let addr = start_server(server.clone(), Tls::None).await;
         let config: OtlpExporterConfig = parse_component_config(&json!({
             "endpoint": format!("http://{addr}"),
             "headers": {"authorization": "Bearer abc", "x-tenant": "t1"},
@@ -313,7 +323,7 @@ mod scripted_server {
     #[tokio::test]
     async fn tls_with_the_ca_file_delivers_and_without_it_is_refused() {
         let server = Server::default();
-        let addr = start_server(server.clone(), true).await;
+        let addr = start_server(server.clone(), Tls::Server).await;
         let trusting: OtlpExporterConfig = parse_component_config(&json!({
             "endpoint": addr.to_string(),
             "tls": {"ca_file": tls_file("ca.pem")},
@@ -400,6 +410,39 @@ mod scripted_server {
             err.message().contains("Unauthenticated: bad key"),
             "{}",
             err.message()
+        );
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_needs_the_client_certificate() {
+        let server = Server::default();
+        let addr = start_server(server.clone(), Tls::Mutual).await;
+        let with_cert: OtlpExporterConfig = parse_component_config(&json!({
+            "endpoint": addr.to_string(),
+            "tls": {
+                "ca_file": tls_file("ca.pem"),
+                "cert_file": tls_file("client.pem"),
+                "key_file": tls_file("client.key"),
+            },
+        }))
+        .unwrap();
+        let sender = OtlpGrpcSender::new("otlp/test", &with_cert);
+        sender.start().await.unwrap();
+        sender.send(&stamped_batch(1)).await.unwrap();
+        assert_eq!(server.metadata.lock().unwrap().len(), 1);
+
+        let without: OtlpExporterConfig = parse_component_config(&json!({
+            "endpoint": addr.to_string(),
+            "tls": {"ca_file": tls_file("ca.pem")},
+        }))
+        .unwrap();
+        let sender = OtlpGrpcSender::new("otlp/test", &without);
+        sender.start().await.unwrap();
+        assert!(sender.send(&stamped_batch(1)).await.is_err());
+        assert_eq!(
+            server.metadata.lock().unwrap().len(),
+            1,
+            "nothing got through"
         );
     }
 }

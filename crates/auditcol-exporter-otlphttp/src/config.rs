@@ -92,6 +92,10 @@ pub struct TlsSettings {
     /// Accept any server certificate. For tests only: it gives up the
     /// protection TLS exists for.
     pub insecure_skip_verify: bool,
+    /// The client certificate (PEM) for mutual TLS; with `key_file`.
+    pub cert_file: Option<String>,
+    /// The client certificate's private key (PEM); with `cert_file`.
+    pub key_file: Option<String>,
 }
 
 impl OtlpHttpExporterConfig {
@@ -160,18 +164,36 @@ impl Validate for OtlpHttpExporterConfig {
                 )
             })?;
         }
-        if self
-            .tls
-            .ca_file
-            .as_deref()
-            .is_some_and(|f| f.trim().is_empty())
-        {
-            return Err(ConfigError::at(
-                "tls.ca_file",
-                "must not be empty: give a PEM file or remove the key",
-            ));
-        }
+        self.tls.validate()?;
         self.helper_settings().validate()
+    }
+}
+
+impl TlsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, file) in [
+            ("tls.ca_file", &self.ca_file),
+            ("tls.cert_file", &self.cert_file),
+            ("tls.key_file", &self.key_file),
+        ] {
+            if file.as_deref().is_some_and(|f| f.trim().is_empty()) {
+                return Err(ConfigError::at(
+                    key,
+                    "must not be empty: give a PEM file or remove the key",
+                ));
+            }
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => Err(ConfigError::at(
+                "tls.key_file",
+                "is required with `tls.cert_file`: the client certificate's private key",
+            )),
+            (None, Some(_)) => Err(ConfigError::at(
+                "tls.cert_file",
+                "is required with `tls.key_file`: the client certificate",
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -274,9 +296,16 @@ mod tests {
         let err =
             parse(serde_json::json!({"endpoint": "https://h", "tls": {"cert_file": "c.pem"}}))
                 .unwrap_err();
+        assert_eq!(err.path, "tls.key_file");
+        let err = parse(serde_json::json!({"endpoint": "https://h", "tls": {"key_file": "k.pem"}}))
+            .unwrap_err();
         assert_eq!(err.path, "tls.cert_file");
+        let err =
+            parse(serde_json::json!({"endpoint": "https://h", "tls": {"min_version": "1.3"}}))
+                .unwrap_err();
+        assert_eq!(err.path, "tls.min_version");
         assert!(
-            err.message.contains("unknown field `cert_file`"),
+            err.message.contains("unknown field `min_version`"),
             "{}",
             err.message
         );

@@ -82,6 +82,19 @@ impl OtlpHttpSender {
                 builder = builder.add_root_certificate(cert);
             }
         }
+        if let (Some(cert_file), Some(key_file)) = (&self.tls.cert_file, &self.tls.key_file) {
+            let mut pem = std::fs::read(cert_file)
+                .map_err(|e| format!("cannot read tls.cert_file {cert_file}: {e}"))?;
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(key_file)
+                    .map_err(|e| format!("cannot read tls.key_file {key_file}: {e}"))?,
+            );
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                format!("tls.cert_file {cert_file} and tls.key_file {key_file} are not a PEM certificate and key: {e}")
+            })?;
+            builder = builder.identity(identity);
+        }
         builder
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))

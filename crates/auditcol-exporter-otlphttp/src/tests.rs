@@ -326,8 +326,9 @@ fn tls_file(name: &str) -> String {
 }
 
 /// An HTTPS server on 127.0.0.1:0 (the test certificate in `tests/tls`)
-/// that answers 200 to every request and counts them.
-async fn https_server() -> (String, Arc<AtomicUsize>) {
+/// that answers 200 to every request and counts them. With
+/// `client_certificates`, clients must show a certificate of the test CA.
+async fn https_server(client_certificates: bool) -> (String, Arc<AtomicUsize>) {
     use hyper_util::rt::TokioIo;
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -338,12 +339,23 @@ async fn https_server() -> (String, Arc<AtomicUsize>) {
         .map(Result::unwrap)
         .collect();
     let key = PrivateKeyDer::from_pem_file(tls_file("server.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let config = if client_certificates {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(tls_file("ca.pem")).unwrap() {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    }
     .with_single_cert(certs, key)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -380,7 +392,7 @@ async fn https_server() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn https_with_the_ca_file_delivers_and_without_it_is_refused() {
-    let (url, requests) = https_server().await;
+    let (url, requests) = https_server(false).await;
     let trusting = sender(json!({"endpoint": url, "tls": {"ca_file": tls_file("ca.pem")}}));
     trusting.start().await.unwrap();
     trusting.send(&stamped_batch(2)).await.unwrap();
@@ -391,5 +403,26 @@ async fn https_with_the_ca_file_delivers_and_without_it_is_refused() {
     let err = default_roots.send(&stamped_batch(2)).await.unwrap_err();
     assert!(!err.is_permanent(), "{err:?}");
     assert!(err.message().contains("certificate"), "{}", err.message());
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "nothing got through");
+}
+
+#[tokio::test]
+async fn mutual_tls_needs_the_client_certificate() {
+    let (url, requests) = https_server(true).await;
+    let with_cert = sender(json!({
+        "endpoint": url,
+        "tls": {
+            "ca_file": tls_file("ca.pem"),
+            "cert_file": tls_file("client.pem"),
+            "key_file": tls_file("client.key"),
+        },
+    }));
+    with_cert.start().await.unwrap();
+    with_cert.send(&stamped_batch(1)).await.unwrap();
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+
+    let without = sender(json!({"endpoint": url, "tls": {"ca_file": tls_file("ca.pem")}}));
+    without.start().await.unwrap();
+    assert!(without.send(&stamped_batch(1)).await.is_err());
     assert_eq!(requests.load(Ordering::SeqCst), 1, "nothing got through");
 }
