@@ -160,3 +160,38 @@ async fn a_retries_while_b_is_down_and_loses_nothing_acknowledged() {
         .collect();
     assert_eq!(file_lines(&b.path("events.jsonl"), 5), expected);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_404_from_b_is_a_permanent_failure_for_the_client_of_a() {
+    let b = Collector::start(B);
+    // B has no such path: it answers 404, which is permanent. A retry would
+    // keep the client waiting for minutes (max_elapsed_time 300s).
+    let a = Collector::start(&a_config(
+        "otlphttp",
+        &format!(
+            r#"{{logs_endpoint: "http://{}/v1/nowhere", retry_on_failure: {{initial_interval: 10ms}}}}"#,
+            b.endpoint("http")
+        ),
+    ));
+    let mut client = LogsServiceClient::connect(format!("http://{}", a.endpoint("grpc")))
+        .await
+        .unwrap();
+    let status = client
+        .export(ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: events().iter().map(AuditEvent::to_log_record).collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("HTTP 404"),
+        "{}",
+        status.message()
+    );
+}
