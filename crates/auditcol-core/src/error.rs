@@ -27,6 +27,19 @@ pub enum PipelineError {
     },
 }
 
+/// An error and its causes, `: `-separated: for messages from libraries
+/// whose own text says little ("error sending request", "transport error").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 impl PipelineError {
     /// A retryable error without a retry-after hint.
     pub fn retryable(message: impl Into<String>) -> Self {

@@ -19,8 +19,10 @@ pub mod consumer;
 pub mod error;
 pub mod exporterhelper;
 pub mod otlp_json;
+pub mod otlp_response;
 pub mod pipeline;
 pub mod receiverhelper;
+pub mod rpc_status;
 
 pub use auditcol_model as model;
 pub use batch::{DecodeError, Decoded, LogBatch, RecordError, RecordRef};

@@ -1,8 +1,6 @@
 //! What both protocols do with a decoded request: check it against the audit
 //! conventions, stamp it, hand it to the pipeline and wait for the answer.
 
-use std::time::Duration;
-
 use auditcol_core::model::conventions::SOURCE_OTLP;
 use auditcol_core::receiverhelper::now_unix_nanos;
 use auditcol_core::{ComponentId, Decoded, PipelineError, SharedConsumer};
@@ -113,61 +111,6 @@ impl Accepted {
     }
 }
 
-/// `google.rpc.Status`, the error body of OTLP/HTTP and the detail of gRPC
-/// errors. Written by hand: only these fields are needed.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct RpcStatus {
-    /// A `google.rpc.Code`.
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    /// Why the request failed.
-    #[prost(string, tag = "2")]
-    pub message: String,
-    /// Typed details, e.g. a `google.rpc.RetryInfo`.
-    #[prost(message, repeated, tag = "3")]
-    pub details: Vec<ProtoAny>,
-}
-
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct ProtoAny {
-    #[prost(string, tag = "1")]
-    pub type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
-}
-
-/// `google.rpc.RetryInfo`: how long a client should wait before retrying.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    pub retry_delay: Option<ProtoDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
-
-/// Type URL of [`RetryInfo`] inside an `Any`.
-pub(crate) const RETRY_INFO_TYPE_URL: &str = "type.googleapis.com/google.rpc.RetryInfo";
-
-impl RetryInfo {
-    /// A `RetryInfo` packed into an `Any`.
-    pub(crate) fn packed(after: Duration) -> ProtoAny {
-        let info = RetryInfo {
-            retry_delay: Some(ProtoDuration {
-                seconds: i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
-                nanos: i32::try_from(after.subsec_nanos()).unwrap_or(0),
-            }),
-        };
-        ProtoAny {
-            type_url: RETRY_INFO_TYPE_URL.to_owned(),
-            value: prost::Message::encode_to_vec(&info),
-        }
-    }
-}
+#[cfg(test)]
+pub(crate) use auditcol_core::rpc_status::RETRY_INFO_TYPE_URL;
+pub(crate) use auditcol_core::rpc_status::{RetryInfo, RpcStatus};

@@ -23,6 +23,8 @@ pub fn registry() -> Registry {
         .processor(auditcol_processor_filter::FilterProcessorFactory)
         .processor(auditcol_processor_batch::BatchProcessorFactory)
         .exporter(auditcol_exporter_file::FileExporterFactory)
+        .exporter(auditcol_exporter_otlp::OtlpExporterFactory)
+        .exporter(auditcol_exporter_otlphttp::OtlpHttpExporterFactory)
 }
 
 /// Parses `text` and builds (without starting) every pipeline in it.

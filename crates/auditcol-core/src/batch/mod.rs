@@ -524,6 +524,78 @@ impl LogBatch {
             .collect();
         LogBatch::from_events("test", &events)
     }
+
+    /// Two records with everything a record can carry: resource and scope with
+    /// attributes, a map body, an event name, attributes of several types, a
+    /// record that is not an audit event. All stamped already.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn sample_varied() -> LogBatch {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{
+            AnyValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value,
+        };
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        let kv = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let s = |v: &str| Value::StringValue(v.into());
+        let record = |attributes: Vec<KeyValue>, event_name: &str| LogRecord {
+            time_unix_nano: 1_714_557_600_000_000_001,
+            observed_time_unix_nano: 1_714_557_600_000_000_002,
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: Some(AnyValue {
+                value: Some(Value::KvlistValue(KeyValueList {
+                    values: vec![kv("key", s("flipt")), kv("n", Value::IntValue(3))],
+                })),
+            }),
+            attributes,
+            event_name: event_name.into(),
+            trace_id: vec![7; 16],
+            span_id: vec![8; 8],
+            ..Default::default()
+        };
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", s("flipt")), kv("host.name", s("h1"))],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: "flipt.audit".into(),
+                        version: "1.2.3".into(),
+                        attributes: vec![kv("lib", s("x"))],
+                        ..Default::default()
+                    }),
+                    log_records: vec![
+                        record(
+                            vec![
+                                kv("audit.type", s("flag")),
+                                kv("audit.action", s("created")),
+                                kv("audit.id", s("0190a1b2-0000-7000-8000-000000000001")),
+                                kv("audit.source", s("upstream")),
+                                kv("audit.actor.email", s("dev@example.com")),
+                                kv("custom.flag", Value::BoolValue(true)),
+                                kv("custom.ratio", Value::DoubleValue(0.25)),
+                            ],
+                            "audit.flag.created",
+                        ),
+                        record(vec![kv("http.method", s("GET"))], "app.request"),
+                    ],
+                    schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        let bytes = prost::Message::encode_to_vec(&request);
+        let decoded = LogBatch::decode_protobuf(bytes.into()).expect("a valid request");
+        assert_eq!(decoded.rejected, 0, "{:?}", decoded.first_rejection);
+        decoded.batch
+    }
 }
 
 /// Two batches are equal when they encode to the same request.

@@ -1,0 +1,191 @@
+//! [`OtlpGrpcSender`]: one `LogsService/Export` call per batch; the exporter
+//! helper around it queues and retries.
+
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use auditcol_core::component::StartError;
+use auditcol_core::error::error_chain;
+use auditcol_core::exporterhelper::BatchSender;
+use auditcol_core::otlp_response::{RejectedRecords, partial_success_proto};
+use auditcol_core::{LogBatch, PipelineError};
+use bytes::{Buf, BufMut, Bytes};
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::config::{Compression, OtlpExporterConfig};
+use crate::status::error_for;
+
+/// The OTLP logs export method.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// Sends each batch as one OTLP/gRPC `ExportLogsServiceRequest`.
+///
+/// The request is the batch's own protobuf encoding
+/// ([`LogBatch::encode_protobuf_into`]) handed to tonic as bytes: the batch
+/// is never decoded into generated structs, and records leave exactly as they
+/// arrived. The channel is created at start and connects lazily (and
+/// reconnects by itself), so a server that is down at start only makes the
+/// first sends fail, retryably.
+pub struct OtlpGrpcSender {
+    /// The exporter id, for messages.
+    id: String,
+    endpoint: String,
+    uri: String,
+    tls: bool,
+    ca_file: Option<String>,
+    /// `tls.cert_file` and `tls.key_file`, for mutual TLS.
+    client_identity: Option<(String, String)>,
+    compression: Compression,
+    metadata: MetadataMap,
+    channel: OnceLock<Channel>,
+    /// Records the server rejected for good in partial successes.
+    rejected: RejectedRecords,
+}
+
+impl OtlpGrpcSender {
+    /// A sender for a validated `config`.
+    pub fn new(id: impl Into<String>, config: &OtlpExporterConfig) -> Self {
+        let mut metadata = MetadataMap::new();
+        for (name, value) in &config.headers {
+            if let (Ok(key), Ok(value)) = (
+                AsciiMetadataKey::from_bytes(name.as_bytes()),
+                AsciiMetadataValue::try_from(value.as_str()),
+            ) {
+                metadata.insert(key, value);
+            }
+        }
+        Self {
+            id: id.into(),
+            endpoint: config.endpoint.clone(),
+            uri: config.uri(),
+            tls: config.uses_tls(),
+            ca_file: config.tls.ca_file.clone(),
+            client_identity: config
+                .tls
+                .cert_file
+                .clone()
+                .zip(config.tls.key_file.clone()),
+            compression: config.compression,
+            metadata,
+            channel: OnceLock::new(),
+            rejected: RejectedRecords::default(),
+        }
+    }
+
+    /// Records the server rejected in partial successes so far.
+    pub fn rejected_records(&self) -> u64 {
+        self.rejected.get()
+    }
+
+    fn channel(&self) -> Result<Channel, String> {
+        let mut endpoint = Endpoint::from_shared(self.uri.clone())
+            .map_err(|e| format!("bad endpoint {}: {e}", self.endpoint))?
+            .tcp_nodelay(true);
+        if self.tls {
+            let mut tls = ClientTlsConfig::new().with_webpki_roots();
+            if let Some(path) = &self.ca_file {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("cannot read tls.ca_file {path}: {e}"))?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            if let Some((cert_file, key_file)) = &self.client_identity {
+                let cert = std::fs::read(cert_file)
+                    .map_err(|e| format!("cannot read tls.cert_file {cert_file}: {e}"))?;
+                let key = std::fs::read(key_file)
+                    .map_err(|e| format!("cannot read tls.key_file {key_file}: {e}"))?;
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("cannot set up TLS for {}: {e}", self.endpoint))?;
+        }
+        Ok(endpoint.connect_lazy())
+    }
+}
+
+#[async_trait]
+impl BatchSender for OtlpGrpcSender {
+    async fn start(&self) -> Result<(), StartError> {
+        let channel = self
+            .channel()
+            .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
+        // A second start keeps the first channel.
+        let _ = self.channel.set(channel);
+        Ok(())
+    }
+
+    async fn send(&self, batch: &LogBatch) -> Result<(), PipelineError> {
+        let Some(channel) = self.channel.get() else {
+            return Err(PipelineError::retryable(format!(
+                "exporter {}: not started",
+                self.id
+            )));
+        };
+        let what = || format!("exporter {}: {}", self.id, self.endpoint);
+        let mut encoded = Vec::with_capacity(batch.encoded_len());
+        batch.encode_protobuf_into(&mut encoded);
+        let mut client = tonic::client::Grpc::new(channel.clone())
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(usize::MAX);
+        if self.compression == Compression::Gzip {
+            client = client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+        }
+        client.ready().await.map_err(|e| {
+            PipelineError::retryable(format!("{}: not reachable: {}", what(), error_chain(&e)))
+        })?;
+        let mut request = tonic::Request::new(Bytes::from(encoded));
+        *request.metadata_mut() = self.metadata.clone();
+        let response = client
+            .unary(request, PathAndQuery::from_static(EXPORT_PATH), PreEncoded)
+            .await
+            .map_err(|status| error_for(&status, &what()))?;
+        self.rejected
+            .note(&self.id, &partial_success_proto(response.get_ref()));
+        Ok(())
+    }
+}
+
+/// A gRPC codec for messages that are already protobuf bytes: the request
+/// is sent as is, the response handed back undecoded.
+#[derive(Debug, Clone, Copy)]
+struct PreEncoded;
+
+impl Codec for PreEncoded {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = PreEncoded;
+    type Decoder = PreEncoded;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        *self
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        *self
+    }
+}
+
+impl Encoder for PreEncoded {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.reserve(item.len());
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for PreEncoded {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}

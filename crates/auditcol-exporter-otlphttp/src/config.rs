@@ -1,0 +1,320 @@
+//! The `otlphttp` exporter's settings.
+
+use std::collections::BTreeMap;
+
+use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
+use auditcol_core::exporterhelper::{
+    ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
+};
+use serde::Deserialize;
+
+/// The path appended to `endpoint`, as in the OTLP specification.
+pub const LOGS_PATH: &str = "/v1/logs";
+
+/// Settings of one `otlphttp` exporter.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpHttpExporterConfig {
+    /// Base URL: logs are POSTed to `<endpoint>/v1/logs`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Full URL for logs; takes precedence over `endpoint`.
+    #[serde(default)]
+    pub logs_endpoint: Option<String>,
+    /// How the request body is encoded.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// How the request body is compressed.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Extra request headers, e.g. an API key from `${env:…}`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// TLS for `https://` URLs.
+    #[serde(default)]
+    pub tls: TlsSettings,
+    /// Per-request timeout (exporter helper).
+    #[serde(default = "default_timeout")]
+    pub timeout: ConfigDuration,
+    /// Retries of retryable failures (exporter helper).
+    #[serde(default)]
+    pub retry_on_failure: RetrySettings,
+    /// The queue in front of the sender (exporter helper).
+    #[serde(default)]
+    pub sending_queue: QueueSettings,
+}
+
+impl Default for OtlpHttpExporterConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            logs_endpoint: None,
+            encoding: Encoding::default(),
+            compression: Compression::default(),
+            headers: BTreeMap::new(),
+            tls: TlsSettings::default(),
+            timeout: default_timeout(),
+            retry_on_failure: RetrySettings::default(),
+            sending_queue: QueueSettings::default(),
+        }
+    }
+}
+
+/// The request body's encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// Binary protobuf, `application/x-protobuf`.
+    #[default]
+    Proto,
+    /// OTLP/JSON, `application/json`.
+    Json,
+}
+
+/// Request body compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// `Content-Encoding: gzip`, as the Collector's default.
+    #[default]
+    Gzip,
+    /// No compression.
+    None,
+}
+
+/// `tls`: how `https://` endpoints are trusted. `http://` endpoints are
+/// plain text, as in the Collector: the URL scheme decides.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// A PEM file of CA certificates trusted besides the built-in roots.
+    pub ca_file: Option<String>,
+    /// Accept any server certificate. For tests only: it gives up the
+    /// protection TLS exists for.
+    pub insecure_skip_verify: bool,
+    /// The client certificate (PEM) for mutual TLS; with `key_file`.
+    pub cert_file: Option<String>,
+    /// The client certificate's private key (PEM); with `cert_file`.
+    pub key_file: Option<String>,
+}
+
+impl OtlpHttpExporterConfig {
+    /// The URL logs are POSTed to: `logs_endpoint`, else `endpoint` +
+    /// `/v1/logs`. `None` when neither is set (rejected by `validate`).
+    pub fn logs_url(&self) -> Option<String> {
+        if let Some(url) = &self.logs_endpoint {
+            return Some(url.clone());
+        }
+        self.endpoint
+            .as_deref()
+            .map(|base| format!("{}{LOGS_PATH}", base.trim_end_matches('/')))
+    }
+
+    /// The exporter helper's part of the settings.
+    pub fn helper_settings(&self) -> ExporterHelperSettings {
+        ExporterHelperSettings::from_parts(
+            self.timeout,
+            self.retry_on_failure.clone(),
+            self.sending_queue.clone(),
+        )
+    }
+}
+
+/// Checks that `url` is an absolute `http://` or `https://` URL.
+fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ConfigError::at(key, format!("`{url}` is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ConfigError::at(
+            key,
+            format!(
+                "`{url}` must be an http:// or https:// URL with a host, e.g. https://otlp.example.com:4318"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Validate for OtlpHttpExporterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.endpoint, &self.logs_endpoint) {
+            (None, None) => {
+                return Err(ConfigError::at(
+                    "endpoint",
+                    "is required (or `logs_endpoint`): the base URL of the OTLP/HTTP server, e.g. https://otlp.example.com:4318",
+                ));
+            }
+            (endpoint, logs_endpoint) => {
+                if let Some(url) = endpoint {
+                    check_url("endpoint", url)?;
+                }
+                if let Some(url) = logs_endpoint {
+                    check_url("logs_endpoint", url)?;
+                }
+            }
+        }
+        for (name, value) in &self.headers {
+            let key = format!("headers.{name}");
+            reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| ConfigError::at(&key, "is not a valid HTTP header name"))?;
+            reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                ConfigError::at(
+                    &key,
+                    "is not a valid HTTP header value (no control characters or line breaks)",
+                )
+            })?;
+        }
+        self.tls.validate()?;
+        self.helper_settings().validate()
+    }
+}
+
+impl TlsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, file) in [
+            ("tls.ca_file", &self.ca_file),
+            ("tls.cert_file", &self.cert_file),
+            ("tls.key_file", &self.key_file),
+        ] {
+            if file.as_deref().is_some_and(|f| f.trim().is_empty()) {
+                return Err(ConfigError::at(
+                    key,
+                    "must not be empty: give a PEM file or remove the key",
+                ));
+            }
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => Err(ConfigError::at(
+                "tls.key_file",
+                "is required with `tls.cert_file`: the client certificate's private key",
+            )),
+            (None, Some(_)) => Err(ConfigError::at(
+                "tls.cert_file",
+                "is required with `tls.key_file`: the client certificate",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditcol_core::config::parse_component_config;
+
+    fn parse(json: serde_json::Value) -> Result<OtlpHttpExporterConfig, ConfigError> {
+        parse_component_config(&json)
+    }
+
+    #[test]
+    fn defaults_are_proto_and_gzip_as_the_collector() {
+        let config = parse(serde_json::json!({"endpoint": "http://127.0.0.1:4318"})).unwrap();
+        assert_eq!(config.encoding, Encoding::Proto);
+        assert_eq!(config.compression, Compression::Gzip);
+        assert_eq!(config.timeout, ConfigDuration::from_secs(5));
+        assert!(config.headers.is_empty());
+        assert_eq!(config.tls, TlsSettings::default());
+        assert_eq!(
+            config.logs_url().as_deref(),
+            Some("http://127.0.0.1:4318/v1/logs")
+        );
+    }
+
+    #[test]
+    fn endpoint_gets_v1_logs_and_logs_endpoint_is_used_as_is() {
+        let config =
+            parse(serde_json::json!({"endpoint": "https://otlp.example.com/otlp/"})).unwrap();
+        assert_eq!(
+            config.logs_url().as_deref(),
+            Some("https://otlp.example.com/otlp/v1/logs")
+        );
+        let config = parse(serde_json::json!({
+            "endpoint": "https://otlp.example.com",
+            "logs_endpoint": "https://logs.example.com/ingest",
+        }))
+        .unwrap();
+        assert_eq!(
+            config.logs_url().as_deref(),
+            Some("https://logs.example.com/ingest")
+        );
+    }
+
+    #[test]
+    fn an_endpoint_is_required() {
+        let err = parse(serde_json::json!(null)).unwrap_err();
+        assert_eq!(err.path, "endpoint");
+        assert!(err.message.contains("is required"), "{}", err.message);
+    }
+
+    #[test]
+    fn endpoints_must_be_http_urls() {
+        for (json, path) in [
+            (
+                serde_json::json!({"endpoint": "127.0.0.1:4318"}),
+                "endpoint",
+            ),
+            (
+                serde_json::json!({"endpoint": "grpc://host:4317"}),
+                "endpoint",
+            ),
+            (
+                serde_json::json!({"logs_endpoint": "not a url"}),
+                "logs_endpoint",
+            ),
+        ] {
+            assert_eq!(parse(json).unwrap_err().path, path);
+        }
+    }
+
+    #[test]
+    fn unknown_encoding_and_compression_name_the_allowed_ones() {
+        let err =
+            parse(serde_json::json!({"endpoint": "http://h", "encoding": "xml"})).unwrap_err();
+        assert_eq!(err.path, "encoding");
+        assert!(err.message.contains("`proto` or `json`"), "{}", err.message);
+        let err =
+            parse(serde_json::json!({"endpoint": "http://h", "compression": "zstd"})).unwrap_err();
+        assert_eq!(err.path, "compression");
+        assert!(err.message.contains("`gzip` or `none`"), "{}", err.message);
+    }
+
+    #[test]
+    fn bad_headers_are_rejected_with_their_path() {
+        let err = parse(serde_json::json!({"endpoint": "http://h", "headers": {"x-key": "a\nb"}}))
+            .unwrap_err();
+        assert_eq!(err.path, "headers.x-key");
+        let err = parse(serde_json::json!({"endpoint": "http://h", "headers": {"bad key": "v"}}))
+            .unwrap_err();
+        assert_eq!(err.path, "headers.bad key");
+    }
+
+    #[test]
+    fn tls_keys_are_checked() {
+        let err = parse(serde_json::json!({"endpoint": "https://h", "tls": {"ca_file": ""}}))
+            .unwrap_err();
+        assert_eq!(err.path, "tls.ca_file");
+        let err =
+            parse(serde_json::json!({"endpoint": "https://h", "tls": {"cert_file": "c.pem"}}))
+                .unwrap_err();
+        assert_eq!(err.path, "tls.key_file");
+        let err = parse(serde_json::json!({"endpoint": "https://h", "tls": {"key_file": "k.pem"}}))
+            .unwrap_err();
+        assert_eq!(err.path, "tls.cert_file");
+        let err =
+            parse(serde_json::json!({"endpoint": "https://h", "tls": {"min_version": "1.3"}}))
+                .unwrap_err();
+        assert_eq!(err.path, "tls.min_version");
+        assert!(
+            err.message.contains("unknown field `min_version`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn helper_settings_are_validated_with_their_path() {
+        let json =
+            serde_json::json!({"endpoint": "http://h", "retry_on_failure": {"multiplier": 0}});
+        assert_eq!(parse(json).unwrap_err().path, "retry_on_failure.multiplier");
+    }
+}
