@@ -237,34 +237,65 @@ impl HttpRefusal {
     }
 }
 
-/// A listener for `axum::serve` that admits connections under a
-/// [`ConnectionLimit`].
+/// The default time a client has to send a request's headers over HTTP/1,
+/// counted from when the server starts waiting for them — so it also closes
+/// keep-alive connections left idle that long.
+pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on the connections of `listener` admitted under `limit`
+/// until `shutdown` is cancelled, then lets requests in flight finish.
+///
+/// Over HTTP/1 a client must send each request's headers within
+/// `read_header_timeout` of the server waiting for them: a slow client, or
+/// a connection left idle, is closed then instead of holding its place.
+/// (`axum::serve` sets no timer, so hyper's own header timeout never runs.)
 #[cfg(feature = "axum")]
-pub struct AdmittingListener {
+pub async fn serve_http(
     listener: TcpListener,
     limit: ConnectionLimit,
-}
-
-#[cfg(feature = "axum")]
-impl AdmittingListener {
-    /// Serves `listener` within `limit`.
-    pub fn new(listener: TcpListener, limit: ConnectionLimit) -> Self {
-        Self { listener, limit }
+    router: axum::Router,
+    read_header_timeout: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (connection, _) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = limit.accept(&listener) => accepted,
+        };
+        let builder = builder.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // Until a client sends its first bytes, hyper is still finding
+            // out which HTTP version it speaks and no header timer runs:
+            // bound that wait here, so a silent connection is closed too.
+            // (`peek`, not `readable`: readiness may be reported before
+            // any byte has come.)
+            let mut first = [0u8; 1];
+            let peeked =
+                tokio::time::timeout(read_header_timeout, connection.get_ref().peek(&mut first));
+            if !matches!(peeked.await, Ok(Ok(1))) {
+                return;
+            }
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let served = builder
+                .serve_connection_with_upgrades(TokioIo::new(connection), service)
+                .into_owned();
+            // A client that goes away mid-request is its own business.
+            let _ = watcher.watch(served).await;
+        });
     }
-}
-
-#[cfg(feature = "axum")]
-impl axum::serve::Listener for AdmittingListener {
-    type Io = Admitted<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        self.limit.accept(&self.listener).await
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 #[cfg(feature = "tonic")]

@@ -12,6 +12,7 @@
 //!     endpoint: 127.0.0.1:4318
 //!     max_request_body_size: 4194304
 //!     max_connections: 1024
+//!     read_header_timeout: 10s
 //! ```
 //!
 //! As in the Collector, a protocol that is absent is disabled, and one that
@@ -25,8 +26,10 @@
 
 use std::net::SocketAddr;
 
-use auditcol_core::config::{ConfigError, Validate, nested};
-use auditcol_core::receiverhelper::{DEFAULT_MAX_CONNECTIONS, parse_endpoint};
+use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
+use auditcol_core::receiverhelper::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
+};
 use serde::{Deserialize, Deserializer};
 
 /// Default OTLP/gRPC listen address (the Collector's port, loopback only).
@@ -106,6 +109,9 @@ pub struct HttpConfig {
     pub max_request_body_size: u64,
     /// Most connections open at once; more are closed as they come.
     pub max_connections: usize,
+    /// Time a client has to send a request's headers, counted from when the
+    /// server waits for them: also how long a keep-alive connection may idle.
+    pub read_header_timeout: ConfigDuration,
 }
 
 impl Default for GrpcConfig {
@@ -125,6 +131,7 @@ impl Default for HttpConfig {
             endpoint: DEFAULT_HTTP_ENDPOINT.to_owned(),
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
         }
     }
 }
@@ -216,6 +223,12 @@ fn check_max_connections(max_connections: usize) -> Result<(), ConfigError> {
 impl Validate for HttpConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check_max_connections(self.max_connections)?;
+        if self.read_header_timeout.0.is_zero() {
+            return Err(ConfigError::at(
+                "read_header_timeout",
+                "must be more than 0; the default is 10s",
+            ));
+        }
         self.socket_addr()
             .map_err(|message| ConfigError::at("endpoint", message))?;
         if self.max_request_body_size == 0 {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use auditcol_core::LogBatch;
-use auditcol_core::receiverhelper::AdmittingListener;
 use auditcol_core::receiverhelper::HttpRefusal;
+use auditcol_core::receiverhelper::{ConnectionLimit, serve_http};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -15,6 +15,7 @@ use axum::routing::post;
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::compression::{GunzipError, gunzip};
@@ -39,19 +40,36 @@ struct HttpState {
 /// Serves OTLP/HTTP on `listener` until `shutdown` is cancelled, then lets
 /// requests in flight finish.
 pub(crate) async fn serve(
-    listener: AdmittingListener,
+    listener: TcpListener,
+    limits: Limits,
     ingest: Arc<Ingest>,
-    max_body: usize,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let max_body = limits.max_body;
     let router = Router::new()
         .route(LOGS_PATH, post(export_logs).fallback(method_not_allowed))
         .fallback(not_found)
         .with_state(Arc::new(HttpState { ingest, max_body }));
-    // The listener admits connections up to max_connections and sets TCP_NODELAY.
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    serve_http(
+        listener,
+        limits.connections,
+        router,
+        limits.read_header_timeout,
+        shutdown,
+    )
+    .await;
+    Ok(())
+}
+
+/// What one OTLP/HTTP listener allows.
+pub(crate) struct Limits {
+    /// Largest request body, as sent and decompressed.
+    pub(crate) max_body: usize,
+    /// Most connections open at once.
+    pub(crate) connections: ConnectionLimit,
+    /// Time a client has for a request's headers (and an idle connection
+    /// before it is closed).
+    pub(crate) read_header_timeout: std::time::Duration,
 }
 
 async fn not_found() -> Response {

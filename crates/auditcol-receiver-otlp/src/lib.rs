@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
 use auditcol_core::config::{ConfigError, parse_component_config};
-use auditcol_core::receiverhelper::{AdmittingListener, ConnectionLimit};
+use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
 };
@@ -188,12 +188,16 @@ impl Component for OtlpReceiver {
         }
         if let Some((listener, c)) = http {
             let server = http_server::serve(
-                AdmittingListener::new(
-                    listener,
-                    ConnectionLimit::new(c.max_connections, format!("{} http", self.id)),
-                ),
+                listener,
+                http_server::Limits {
+                    max_body: c.max_request_body_bytes(),
+                    connections: ConnectionLimit::new(
+                        c.max_connections,
+                        format!("{} http", self.id),
+                    ),
+                    read_header_timeout: c.read_header_timeout.0,
+                },
                 self.ingest.clone(),
-                c.max_request_body_bytes(),
                 shutdown.clone(),
             );
             servers.push(spawn_server(self.id.clone(), "http", server));

@@ -12,8 +12,10 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use auditcol_core::config::{ConfigError, Validate};
-use auditcol_core::receiverhelper::{DEFAULT_MAX_CONNECTIONS, parse_endpoint};
+use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
+use auditcol_core::receiverhelper::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
+};
 use http::HeaderName;
 use serde::Deserialize;
 
@@ -95,6 +97,9 @@ pub struct WebhookReceiverConfig {
     pub max_request_body_size: u64,
     /// Most connections open at once; more are closed as they come.
     pub max_connections: usize,
+    /// Time a client has to send a request's headers, counted from when the
+    /// server waits for them: also how long a keep-alive connection may idle.
+    pub read_header_timeout: ConfigDuration,
 }
 
 impl Default for WebhookReceiverConfig {
@@ -107,6 +112,7 @@ impl Default for WebhookReceiverConfig {
             signature_header: None,
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
         }
     }
 }
@@ -125,6 +131,7 @@ impl fmt::Debug for WebhookReceiverConfig {
             .field("signature_header", &self.signature_header)
             .field("max_request_body_size", &self.max_request_body_size)
             .field("max_connections", &self.max_connections)
+            .field("read_header_timeout", &self.read_header_timeout)
             .finish()
     }
 }
@@ -188,6 +195,12 @@ impl Validate for WebhookReceiverConfig {
             return Err(ConfigError::at(
                 "max_request_body_size",
                 "must be at least 1 (bytes); the default is 1048576 (1 MiB)",
+            ));
+        }
+        if self.read_header_timeout.0.is_zero() {
+            return Err(ConfigError::at(
+                "read_header_timeout",
+                "must be more than 0; the default is 10s",
             ));
         }
         if self.max_connections == 0 {

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
 use auditcol_core::config::{ConfigError, parse_component_config};
-use auditcol_core::receiverhelper::{AdmittingListener, ConnectionLimit};
+use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
 };
@@ -80,6 +80,7 @@ pub struct WebhookReceiver {
     endpoint: Arc<Endpoint>,
     addr: Result<SocketAddr, String>,
     max_connections: usize,
+    read_header_timeout: std::time::Duration,
     running: Mutex<Option<Running>>,
 }
 
@@ -120,6 +121,7 @@ impl WebhookReceiver {
             }),
             addr: config.socket_addr(),
             max_connections: config.max_connections,
+            read_header_timeout: config.read_header_timeout.0,
             id,
             running: Mutex::new(None),
         }
@@ -154,11 +156,13 @@ impl Component for WebhookReceiver {
             .map_err(|e| StartError(format!("cannot read the webhook listen address: {e}")))?;
         let shutdown = CancellationToken::new();
         let id = self.id.clone();
-        let listener = AdmittingListener::new(
+        let serving = server::serve(
             listener,
             ConnectionLimit::new(self.max_connections, self.id.to_string()),
+            self.read_header_timeout,
+            self.endpoint.clone(),
+            shutdown.clone(),
         );
-        let serving = server::serve(listener, self.endpoint.clone(), shutdown.clone());
         let server = tokio::spawn(async move {
             if let Err(e) = serving.await {
                 tracing::error!(component = %id, error = %e, "the webhook server stopped");

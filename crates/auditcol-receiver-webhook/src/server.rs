@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use auditcol_core::ComponentId;
-use auditcol_core::receiverhelper::AdmittingListener;
 use auditcol_core::receiverhelper::HttpRefusal;
+use auditcol_core::receiverhelper::{ConnectionLimit, serve_http};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{BodyKind, JSON, NDJSON};
@@ -37,17 +38,17 @@ pub(crate) struct Endpoint {
 /// Serves `endpoint` on `listener` until `shutdown` is cancelled, then lets
 /// requests in flight finish.
 pub(crate) async fn serve(
-    listener: AdmittingListener,
+    listener: TcpListener,
+    connections: ConnectionLimit,
+    read_header_timeout: std::time::Duration,
     endpoint: Arc<Endpoint>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     // One handler for every path and method: the configured path is matched
     // literally, so no character in it can mean a route pattern.
     let router = Router::new().fallback(handle).with_state(endpoint);
-    // The listener admits connections up to max_connections and sets TCP_NODELAY.
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    serve_http(listener, connections, router, read_header_timeout, shutdown).await;
+    Ok(())
 }
 
 /// An error answer.

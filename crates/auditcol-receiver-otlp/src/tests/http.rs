@@ -417,3 +417,44 @@ async fn connections_past_max_connections_are_closed_and_a_freed_place_serves_ag
     }
     assert_eq!(running.consumer.records(), 2);
 }
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_after_read_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let running = start(json!({"http": {"read_header_timeout": "300ms"}})).await;
+    let addr = running.addr("http");
+    let started = tokio::time::Instant::now();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /v1/logs HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // A normal client is served meanwhile.
+    let reply = post(
+        &running,
+        PROTOBUF,
+        LogBatch::sample_audit(1).encode_protobuf(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    // Both are closed by the server (EOF or reset), well before this bound.
+    for stream in [&mut idle, &mut slow] {
+        let mut buf = [0u8; 256];
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {} // a 408 answer may come first
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "a connection outlived read_header_timeout after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
