@@ -53,11 +53,6 @@ pub fn event_name(noun: &str, verb: &str) -> String {
     name
 }
 
-/// A fresh event id: a UUIDv7, time ordered, assigned once at ingest.
-pub fn new_event_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
 /// Event ids for many events at once: UUIDv7s that share one clock reading
 /// and one random draw, counting up from there (RFC 9562 §6.2, "monotonic
 /// random"). Reading the clock and the random generator per event cost more

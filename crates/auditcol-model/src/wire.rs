@@ -321,15 +321,6 @@ pub fn put_bytes(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// Appends a length-delimited field whose payload is the concatenation of `parts`.
-pub fn put_bytes_parts(out: &mut Vec<u8>, number: u32, parts: &[&[u8]]) {
-    put_key(out, number, 2);
-    put_varint(out, parts.iter().map(|p| p.len() as u64).sum());
-    for part in parts {
-        out.extend_from_slice(part);
-    }
-}
-
 /// The encoded size of a length-delimited field of `len` payload bytes.
 #[inline]
 pub fn bytes_field_len(number: u32, len: usize) -> usize {
