@@ -18,11 +18,14 @@ pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod exporterhelper;
+#[cfg(feature = "http-client")]
+pub mod httpclient;
 pub mod otlp_json;
 pub mod otlp_response;
 pub mod pipeline;
 pub mod receiverhelper;
 pub mod rpc_status;
+pub mod signature;
 
 pub use auditcol_model as model;
 pub use batch::{DecodeError, Decoded, LogBatch, RecordError, RecordRef};

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
-use auditcol_core::exporterhelper::BatchSender;
+use auditcol_core::exporterhelper::{BatchSender, SendError};
 use auditcol_core::{LogBatch, PipelineError};
 
 use crate::config::{FileExporterConfig, Format};
@@ -101,32 +101,9 @@ impl FileSender {
     }
 }
 
-#[async_trait]
-impl BatchSender for FileSender {
-    async fn start(&self) -> Result<(), StartError> {
-        let Target::File {
-            path,
-            rotation,
-            sync,
-        } = self.target.clone()
-        else {
-            return Ok(());
-        };
-        let opened = tokio::task::spawn_blocking(move || FileWriter::open(&path, rotation, sync))
-            .await
-            .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
-        let writer = opened.map_err(|e| {
-            StartError(format!(
-                "exporter {}: cannot open {} for writing: {e}",
-                self.id,
-                self.describe_target()
-            ))
-        })?;
-        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
-        Ok(())
-    }
-
-    async fn send(&self, batch: &LogBatch) -> Result<(), PipelineError> {
+impl FileSender {
+    /// Sends `batch` once, as one request: all of it is delivered or none.
+    pub async fn send_batch(&self, batch: &LogBatch) -> Result<(), PipelineError> {
         let mut bytes = self.buffers.take();
         let skipped = match encode_batch(batch, self.format, &mut bytes) {
             Ok(skipped) => skipped,
@@ -179,6 +156,36 @@ impl BatchSender for FileSender {
                 self.describe_target()
             ))),
         }
+    }
+}
+
+#[async_trait]
+impl BatchSender for FileSender {
+    async fn start(&self) -> Result<(), StartError> {
+        let Target::File {
+            path,
+            rotation,
+            sync,
+        } = self.target.clone()
+        else {
+            return Ok(());
+        };
+        let opened = tokio::task::spawn_blocking(move || FileWriter::open(&path, rotation, sync))
+            .await
+            .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
+        let writer = opened.map_err(|e| {
+            StartError(format!(
+                "exporter {}: cannot open {} for writing: {e}",
+                self.id,
+                self.describe_target()
+            ))
+        })?;
+        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
+        Ok(())
+    }
+
+    async fn send(&self, batch: &LogBatch) -> Result<(), SendError> {
+        Ok(self.send_batch(batch).await?)
     }
 
     async fn shutdown(&self) {

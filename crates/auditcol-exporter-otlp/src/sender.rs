@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
 use auditcol_core::error::error_chain;
-use auditcol_core::exporterhelper::BatchSender;
+use auditcol_core::exporterhelper::{BatchSender, SendError};
 use auditcol_core::otlp_response::{RejectedRecords, partial_success_proto};
 use auditcol_core::{LogBatch, PipelineError};
 use bytes::{Buf, BufMut, Bytes};
@@ -106,18 +106,9 @@ impl OtlpGrpcSender {
     }
 }
 
-#[async_trait]
-impl BatchSender for OtlpGrpcSender {
-    async fn start(&self) -> Result<(), StartError> {
-        let channel = self
-            .channel()
-            .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
-        // A second start keeps the first channel.
-        let _ = self.channel.set(channel);
-        Ok(())
-    }
-
-    async fn send(&self, batch: &LogBatch) -> Result<(), PipelineError> {
+impl OtlpGrpcSender {
+    /// Sends `batch` once, as one request: all of it is delivered or none.
+    pub async fn send_batch(&self, batch: &LogBatch) -> Result<(), PipelineError> {
         let Some(channel) = self.channel.get() else {
             return Err(PipelineError::retryable(format!(
                 "exporter {}: not started",
@@ -147,6 +138,22 @@ impl BatchSender for OtlpGrpcSender {
         self.rejected
             .note(&self.id, &partial_success_proto(response.get_ref()));
         Ok(())
+    }
+}
+
+#[async_trait]
+impl BatchSender for OtlpGrpcSender {
+    async fn start(&self) -> Result<(), StartError> {
+        let channel = self
+            .channel()
+            .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
+        // A second start keeps the first channel.
+        let _ = self.channel.set(channel);
+        Ok(())
+    }
+
+    async fn send(&self, batch: &LogBatch) -> Result<(), SendError> {
+        Ok(self.send_batch(batch).await?)
     }
 }
 

@@ -166,7 +166,7 @@ async fn retry_info_is_passed_to_the_helper() {
         parse_component_config(&json!({"endpoint": addr, "tls": {"insecure": true}})).unwrap();
     let sender = OtlpGrpcSender::new("otlp/test", &config);
     sender.start().await.unwrap();
-    let err = sender.send(&stamped_batch(1)).await.unwrap_err();
+    let err = sender.send_batch(&stamped_batch(1)).await.unwrap_err();
     assert!(!err.is_permanent(), "{err:?}");
     assert_eq!(err.retry_after(), Some(Duration::from_secs(42)));
     assert!(
@@ -208,7 +208,7 @@ async fn an_unreachable_server_is_retryable_and_start_does_not_need_it() {
         parse_component_config(&json!({"endpoint": addr, "tls": {"insecure": true}})).unwrap();
     let sender = OtlpGrpcSender::new("otlp/test", &config);
     sender.start().await.unwrap();
-    let err = sender.send(&stamped_batch(1)).await.unwrap_err();
+    let err = sender.send_batch(&stamped_batch(1)).await.unwrap_err();
     assert!(!err.is_permanent(), "{err:?}");
     assert!(err.message().contains(&addr), "{}", err.message());
 }
@@ -331,14 +331,14 @@ mod scripted_server {
         .unwrap();
         let sender = OtlpGrpcSender::new("otlp/test", &trusting);
         sender.start().await.unwrap();
-        sender.send(&stamped_batch(2)).await.unwrap();
+        sender.send_batch(&stamped_batch(2)).await.unwrap();
         assert_eq!(server.metadata.lock().unwrap().len(), 1);
 
         let default_roots: OtlpExporterConfig =
             parse_component_config(&json!({"endpoint": addr.to_string()})).unwrap();
         let sender = OtlpGrpcSender::new("otlp/test", &default_roots);
         sender.start().await.unwrap();
-        let err = sender.send(&stamped_batch(2)).await.unwrap_err();
+        let err = sender.send_batch(&stamped_batch(2)).await.unwrap_err();
         assert!(!err.is_permanent(), "{err:?}");
         assert_eq!(
             server.metadata.lock().unwrap().len(),
@@ -353,7 +353,7 @@ mod scripted_server {
         .unwrap();
         let sender = OtlpGrpcSender::new("otlp/test", &plain);
         sender.start().await.unwrap();
-        assert!(sender.send(&stamped_batch(2)).await.is_err());
+        assert!(sender.send_batch(&stamped_batch(2)).await.is_err());
     }
 
     /// The listener as the stream of connections tonic serves.
@@ -369,7 +369,7 @@ mod scripted_server {
     #[tokio::test]
     async fn headers_are_sent_as_metadata() {
         let (server, sender) = serve(vec![]).await;
-        sender.send(&stamped_batch(1)).await.unwrap();
+        sender.send_batch(&stamped_batch(1)).await.unwrap();
         let metadata = server.metadata.lock().unwrap()[0].clone();
         assert_eq!(metadata.get("authorization").unwrap(), "Bearer abc");
         assert_eq!(metadata.get("x-tenant").unwrap(), "t1");
@@ -385,8 +385,8 @@ mod scripted_server {
             }),
         };
         let (_server, sender) = serve(vec![Ok(partial.clone()), Ok(partial)]).await;
-        sender.send(&stamped_batch(3)).await.unwrap();
-        sender.send(&stamped_batch(3)).await.unwrap();
+        sender.send_batch(&stamped_batch(3)).await.unwrap();
+        sender.send_batch(&stamped_batch(3)).await.unwrap();
         assert_eq!(sender.rejected_records(), 4);
     }
 
@@ -397,14 +397,14 @@ mod scripted_server {
             Err(Status::new(Code::Unauthenticated, "bad key")),
         ])
         .await;
-        let err = sender.send(&stamped_batch(1)).await.unwrap_err();
+        let err = sender.send_batch(&stamped_batch(1)).await.unwrap_err();
         assert!(err.is_permanent(), "{err:?}");
         assert!(
             err.message().contains("ResourceExhausted: quota"),
             "{}",
             err.message()
         );
-        let err = sender.send(&stamped_batch(1)).await.unwrap_err();
+        let err = sender.send_batch(&stamped_batch(1)).await.unwrap_err();
         assert!(err.is_permanent(), "{err:?}");
         assert!(
             err.message().contains("Unauthenticated: bad key"),
@@ -428,7 +428,7 @@ mod scripted_server {
         .unwrap();
         let sender = OtlpGrpcSender::new("otlp/test", &with_cert);
         sender.start().await.unwrap();
-        sender.send(&stamped_batch(1)).await.unwrap();
+        sender.send_batch(&stamped_batch(1)).await.unwrap();
         assert_eq!(server.metadata.lock().unwrap().len(), 1);
 
         let without: OtlpExporterConfig = parse_component_config(&json!({
@@ -438,7 +438,7 @@ mod scripted_server {
         .unwrap();
         let sender = OtlpGrpcSender::new("otlp/test", &without);
         sender.start().await.unwrap();
-        assert!(sender.send(&stamped_batch(1)).await.is_err());
+        assert!(sender.send_batch(&stamped_batch(1)).await.is_err());
         assert_eq!(
             server.metadata.lock().unwrap().len(),
             1,

@@ -6,6 +6,7 @@ use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
+use auditcol_core::httpclient;
 use serde::Deserialize;
 
 /// The path appended to `endpoint`, as in the OTLP specification.
@@ -84,19 +85,7 @@ pub enum Compression {
 
 /// `tls`: how `https://` endpoints are trusted. `http://` endpoints are
 /// plain text, as in the Collector: the URL scheme decides.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsSettings {
-    /// A PEM file of CA certificates trusted besides the built-in roots.
-    pub ca_file: Option<String>,
-    /// Accept any server certificate. For tests only: it gives up the
-    /// protection TLS exists for.
-    pub insecure_skip_verify: bool,
-    /// The client certificate (PEM) for mutual TLS; with `key_file`.
-    pub cert_file: Option<String>,
-    /// The client certificate's private key (PEM); with `cert_file`.
-    pub key_file: Option<String>,
-}
+pub type TlsSettings = auditcol_core::httpclient::TlsClientSettings;
 
 impl OtlpHttpExporterConfig {
     /// The URL logs are POSTed to: `logs_endpoint`, else `endpoint` +
@@ -122,17 +111,7 @@ impl OtlpHttpExporterConfig {
 
 /// Checks that `url` is an absolute `http://` or `https://` URL.
 fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| ConfigError::at(key, format!("`{url}` is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(ConfigError::at(
-            key,
-            format!(
-                "`{url}` must be an http:// or https:// URL with a host, e.g. https://otlp.example.com:4318"
-            ),
-        ));
-    }
-    Ok(())
+    httpclient::check_url(key, url, "https://otlp.example.com:4318")
 }
 
 impl Validate for OtlpHttpExporterConfig {
@@ -153,47 +132,9 @@ impl Validate for OtlpHttpExporterConfig {
                 }
             }
         }
-        for (name, value) in &self.headers {
-            let key = format!("headers.{name}");
-            reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ConfigError::at(&key, "is not a valid HTTP header name"))?;
-            reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-                ConfigError::at(
-                    &key,
-                    "is not a valid HTTP header value (no control characters or line breaks)",
-                )
-            })?;
-        }
+        httpclient::check_headers(&self.headers)?;
         self.tls.validate()?;
         self.helper_settings().validate()
-    }
-}
-
-impl TlsSettings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        for (key, file) in [
-            ("tls.ca_file", &self.ca_file),
-            ("tls.cert_file", &self.cert_file),
-            ("tls.key_file", &self.key_file),
-        ] {
-            if file.as_deref().is_some_and(|f| f.trim().is_empty()) {
-                return Err(ConfigError::at(
-                    key,
-                    "must not be empty: give a PEM file or remove the key",
-                ));
-            }
-        }
-        match (&self.cert_file, &self.key_file) {
-            (Some(_), None) => Err(ConfigError::at(
-                "tls.key_file",
-                "is required with `tls.cert_file`: the client certificate's private key",
-            )),
-            (None, Some(_)) => Err(ConfigError::at(
-                "tls.cert_file",
-                "is required with `tls.key_file`: the client certificate",
-            )),
-            _ => Ok(()),
-        }
     }
 }
 

@@ -7,12 +7,11 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
 use auditcol_core::error::error_chain;
-use auditcol_core::exporterhelper::BatchSender;
+use auditcol_core::exporterhelper::{BatchSender, SendError};
+use auditcol_core::httpclient;
 use auditcol_core::otlp_response::{RejectedRecords, partial_success_json, partial_success_proto};
 use auditcol_core::{LogBatch, PipelineError};
-use reqwest::header::{
-    CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
-};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 
 use crate::config::{Compression, Encoding, OtlpHttpExporterConfig, TlsSettings};
 use crate::status::error_for;
@@ -39,16 +38,7 @@ pub struct OtlpHttpSender {
 impl OtlpHttpSender {
     /// A sender for a validated `config`.
     pub fn new(id: impl Into<String>, config: &OtlpHttpExporterConfig) -> Self {
-        let headers = config
-            .headers
-            .iter()
-            .filter_map(|(name, value)| {
-                Some((
-                    HeaderName::from_bytes(name.as_bytes()).ok()?,
-                    HeaderValue::from_str(value).ok()?,
-                ))
-            })
-            .collect();
+        let headers = httpclient::header_map(&config.headers);
         Self {
             id: id.into(),
             url: config.logs_url().unwrap_or_default(),
@@ -67,37 +57,7 @@ impl OtlpHttpSender {
     }
 
     fn build_client(&self) -> Result<reqwest::Client, String> {
-        let mut builder = reqwest::Client::builder()
-            .default_headers(self.headers.clone())
-            .danger_accept_invalid_certs(self.tls.insecure_skip_verify);
-        if let Some(path) = &self.tls.ca_file {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("cannot read tls.ca_file {path}: {e}"))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("tls.ca_file {path} holds no usable PEM certificate: {e}"))?;
-            if certs.is_empty() {
-                return Err(format!("tls.ca_file {path} holds no PEM certificate"));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        if let (Some(cert_file), Some(key_file)) = (&self.tls.cert_file, &self.tls.key_file) {
-            let mut pem = std::fs::read(cert_file)
-                .map_err(|e| format!("cannot read tls.cert_file {cert_file}: {e}"))?;
-            pem.push(b'\n');
-            pem.extend(
-                std::fs::read(key_file)
-                    .map_err(|e| format!("cannot read tls.key_file {key_file}: {e}"))?,
-            );
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                format!("tls.cert_file {cert_file} and tls.key_file {key_file} are not a PEM certificate and key: {e}")
-            })?;
-            builder = builder.identity(identity);
-        }
-        builder
-            .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+        httpclient::build_client(self.headers.clone(), &self.tls, None)
     }
 
     /// The request body, encoded and compressed as configured.
@@ -132,18 +92,9 @@ impl OtlpHttpSender {
     }
 }
 
-#[async_trait]
-impl BatchSender for OtlpHttpSender {
-    async fn start(&self) -> Result<(), StartError> {
-        let client = self
-            .build_client()
-            .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
-        // A second start keeps the first client.
-        let _ = self.client.set(client);
-        Ok(())
-    }
-
-    async fn send(&self, batch: &LogBatch) -> Result<(), PipelineError> {
+impl OtlpHttpSender {
+    /// Sends `batch` once, as one request: all of it is delivered or none.
+    pub async fn send_batch(&self, batch: &LogBatch) -> Result<(), PipelineError> {
         let Some(client) = self.client.get() else {
             return Err(PipelineError::retryable(format!(
                 "exporter {}: not started",
@@ -195,5 +146,21 @@ impl BatchSender for OtlpHttpSender {
             &what(),
             SystemTime::now(),
         ))
+    }
+}
+
+#[async_trait]
+impl BatchSender for OtlpHttpSender {
+    async fn start(&self) -> Result<(), StartError> {
+        let client = self
+            .build_client()
+            .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
+        // A second start keeps the first client.
+        let _ = self.client.set(client);
+        Ok(())
+    }
+
+    async fn send(&self, batch: &LogBatch) -> Result<(), SendError> {
+        Ok(self.send_batch(batch).await?)
     }
 }

@@ -1,29 +1,15 @@
 //! What an OTLP/HTTP answer means for the batch: delivered (perhaps with
 //! some records rejected), retry later, or never.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use auditcol_core::PipelineError;
-use auditcol_core::rpc_status::RpcStatus;
-
-/// At most this much of an error body goes into a message.
-const SNIPPET_CHARS: usize = 256;
+use auditcol_core::httpclient::{body_snippet, parse_retry_after};
 
 /// Whether the OTLP specification says a status is worth retrying:
 /// 429, 502, 503, 504.
 pub fn is_retryable(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
-}
-
-/// A `Retry-After` value: delay-seconds or an HTTP date (a date in the past
-/// means now). `None` when it is neither.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The error for a non-2xx answer: retryable (with the server's
@@ -52,33 +38,12 @@ pub fn error_for(
     }
 }
 
-/// What an error body says: the `message` of a `google.rpc.Status` (protobuf
-/// or JSON), else the start of the body as text.
-fn body_snippet(body: &[u8]) -> String {
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
-        && let Some(message) = value.get("message").and_then(|m| m.as_str())
-    {
-        return truncate(message);
-    }
-    let text = String::from_utf8_lossy(body);
-    let printable =
-        !text.contains('\u{FFFD}') && !text.chars().any(|c| c.is_control() && !c.is_whitespace());
-    if !printable && let Ok(status) = <RpcStatus as prost::Message>::decode(body) {
-        return truncate(&status.message);
-    }
-    truncate(text.trim())
-}
-
-fn truncate(text: &str) -> String {
-    match text.char_indices().nth(SNIPPET_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use auditcol_core::rpc_status::RpcStatus;
 
     const NOW: Duration = Duration::from_secs(1_700_000_000);
 
@@ -94,21 +59,6 @@ mod tests {
         for status in [400, 401, 403, 404, 405, 413, 415, 500, 501] {
             assert!(!is_retryable(status), "{status}");
         }
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        assert_eq!(parse_retry_after("7", now()), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after(" 0 ", now()), Some(Duration::ZERO));
-        let later = httpdate::fmt_http_date(now() + Duration::from_secs(30));
-        assert_eq!(
-            parse_retry_after(&later, now()),
-            Some(Duration::from_secs(30))
-        );
-        let earlier = httpdate::fmt_http_date(now() - Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&earlier, now()), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon", now()), None);
-        assert_eq!(parse_retry_after("-1", now()), None);
     }
 
     #[test]
@@ -152,11 +102,5 @@ mod tests {
         assert_eq!(err.message(), "s answered HTTP 400: bad record 5");
         let err = error_for(403, None, b"  forbidden\n", "s", now());
         assert_eq!(err.message(), "s answered HTTP 403: forbidden");
-        let long = "x".repeat(1000);
-        let err = error_for(400, None, long.as_bytes(), "s", now());
-        assert_eq!(
-            err.message().chars().count(),
-            "s answered HTTP 400: ".len() + SNIPPET_CHARS + 1
-        );
     }
 }

@@ -227,7 +227,7 @@ async fn retry_after_is_passed_to_the_helper() {
     .await;
     let sender = sender(json!({"endpoint": server.url}));
     sender.start().await.unwrap();
-    let err = sender.send(&stamped_batch(1)).await.unwrap_err();
+    let err = sender.send_batch(&stamped_batch(1)).await.unwrap_err();
     assert!(!err.is_permanent());
     assert_eq!(err.retry_after(), Some(Duration::from_secs(42)));
     assert!(err.message().contains("HTTP 429: slow down"), "{err:?}");
@@ -265,7 +265,7 @@ async fn an_unreachable_server_is_retryable() {
     drop(listener);
     let sender = sender(json!({"endpoint": url}));
     sender.start().await.unwrap();
-    let err = sender.send(&stamped_batch(1)).await.unwrap_err();
+    let err = sender.send_batch(&stamped_batch(1)).await.unwrap_err();
     assert!(!err.is_permanent(), "{err:?}");
     assert!(err.message().contains(&url), "{}", err.message());
 }
@@ -289,8 +289,8 @@ async fn partial_success_is_delivered_and_counted() {
     .await;
     let sender = sender(json!({"endpoint": server.url}));
     sender.start().await.unwrap();
-    sender.send(&stamped_batch(3)).await.unwrap();
-    sender.send(&stamped_batch(3)).await.unwrap();
+    sender.send_batch(&stamped_batch(3)).await.unwrap();
+    sender.send_batch(&stamped_batch(3)).await.unwrap();
     assert_eq!(sender.rejected_records(), 4);
 }
 
@@ -303,7 +303,7 @@ async fn headers_content_type_and_encoding_are_sent() {
         "headers": {"authorization": "Bearer abc", "x-tenant": "t1"},
     }));
     sender.start().await.unwrap();
-    sender.send(&stamped_batch(1)).await.unwrap();
+    sender.send_batch(&stamped_batch(1)).await.unwrap();
     let headers = server.headers.lock().unwrap()[0].clone();
     assert_eq!(headers["authorization"], "Bearer abc");
     assert_eq!(headers["x-tenant"], "t1");
@@ -395,12 +395,15 @@ async fn https_with_the_ca_file_delivers_and_without_it_is_refused() {
     let (url, requests) = https_server(false).await;
     let trusting = sender(json!({"endpoint": url, "tls": {"ca_file": tls_file("ca.pem")}}));
     trusting.start().await.unwrap();
-    trusting.send(&stamped_batch(2)).await.unwrap();
+    trusting.send_batch(&stamped_batch(2)).await.unwrap();
     assert_eq!(requests.load(Ordering::SeqCst), 1);
 
     let default_roots = sender(json!({"endpoint": url}));
     default_roots.start().await.unwrap();
-    let err = default_roots.send(&stamped_batch(2)).await.unwrap_err();
+    let err = default_roots
+        .send_batch(&stamped_batch(2))
+        .await
+        .unwrap_err();
     assert!(!err.is_permanent(), "{err:?}");
     assert!(err.message().contains("certificate"), "{}", err.message());
     assert_eq!(requests.load(Ordering::SeqCst), 1, "nothing got through");
@@ -418,11 +421,11 @@ async fn mutual_tls_needs_the_client_certificate() {
         },
     }));
     with_cert.start().await.unwrap();
-    with_cert.send(&stamped_batch(1)).await.unwrap();
+    with_cert.send_batch(&stamped_batch(1)).await.unwrap();
     assert_eq!(requests.load(Ordering::SeqCst), 1);
 
     let without = sender(json!({"endpoint": url, "tls": {"ca_file": tls_file("ca.pem")}}));
     without.start().await.unwrap();
-    assert!(without.send(&stamped_batch(1)).await.is_err());
+    assert!(without.send_batch(&stamped_batch(1)).await.is_err());
     assert_eq!(requests.load(Ordering::SeqCst), 1, "nothing got through");
 }

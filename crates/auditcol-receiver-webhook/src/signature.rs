@@ -3,21 +3,14 @@
 //! (`x-flipt-webhook-signature`) and Flagsmith (`X-Flagsmith-Signature`)
 //! both send.
 
-use hmac::{Hmac, KeyInit, Mac};
+use auditcol_core::signature::{BodySigner, SignatureMismatch};
 use http::{HeaderMap, HeaderName};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
-
-/// Length of an HMAC-SHA256 in bytes.
-const MAC_LEN: usize = 32;
 
 /// Checks request signatures against one secret.
 #[derive(Clone)]
 pub struct SignatureVerifier {
     header: HeaderName,
-    /// Keyed once; cloned per request (HMAC's key schedule is not redone).
-    keyed: HmacSha256,
+    signer: BodySigner,
 }
 
 /// Why a request's signature was refused.
@@ -44,9 +37,10 @@ pub enum SignatureError {
 impl SignatureVerifier {
     /// A verifier for `secret`, reading signatures from `header`.
     pub fn new(secret: &str, header: HeaderName) -> Self {
-        let keyed =
-            HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-        Self { header, keyed }
+        Self {
+            header,
+            signer: BodySigner::new(secret),
+        }
     }
 
     /// The header signatures are read from.
@@ -65,44 +59,19 @@ impl SignatureVerifier {
         if values.next().is_some() {
             return Err(SignatureError::Repeated(self.header.clone()));
         }
-        let given = decode_hex(value.as_bytes().trim_ascii())
-            .ok_or_else(|| SignatureError::Malformed(self.header.clone()))?;
-        let mut mac = self.keyed.clone();
-        mac.update(body);
-        mac.verify_slice(&given)
-            .map_err(|_| SignatureError::Mismatch(self.header.clone()))
+        self.signer
+            .verify_hex(value.as_bytes(), body)
+            .map_err(|e| match e {
+                SignatureMismatch::Malformed => SignatureError::Malformed(self.header.clone()),
+                SignatureMismatch::Mismatch => SignatureError::Mismatch(self.header.clone()),
+            })
     }
 
     /// The signature of `body`, as a sender computes it.
     #[cfg(test)]
     pub fn sign(&self, body: &[u8]) -> String {
-        let mut mac = self.keyed.clone();
-        mac.update(body);
-        let digest = mac.finalize().into_bytes();
-        let mut hex = String::with_capacity(2 * MAC_LEN);
-        for byte in digest.iter() {
-            hex.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX_DIGITS[usize::from(byte & 0xf)]));
-        }
-        hex
+        self.signer.sign_hex(body)
     }
-}
-
-#[cfg(test)]
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
-
-/// 64 hex digits (either case) → 32 bytes. The header is public input, so
-/// decoding it need not be constant-time; the comparison is.
-fn decode_hex(text: &[u8]) -> Option<[u8; MAC_LEN]> {
-    if text.len() != 2 * MAC_LEN {
-        return None;
-    }
-    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
-    let mut out = [0u8; MAC_LEN];
-    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -15,12 +15,14 @@
 //! abandons what is left and fails its waiting callers with a retryable
 //! error (their clients will send again).
 
+mod partial;
 mod queue;
 mod retry;
 mod settings;
 #[cfg(test)]
 mod tests;
 
+pub use partial::{PartialFailure, SendError};
 pub use queue::{MemoryQueue, PushError, QueueId, QueueStorage, QueuedBatch};
 pub use settings::{ExporterHelperSettings, QueueSettings, RetrySettings, Sizer, default_timeout};
 
@@ -47,12 +49,15 @@ const QUEUE_FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 ///
 /// Return [`PipelineError::Permanent`] for failures that sending again can
 /// never fix (the destination rejects the data), and `Retryable` (with a
-/// retry-after hint when the destination gives one) otherwise. Do not retry,
-/// queue or time out inside: the helper does.
+/// retry-after hint when the destination gives one) otherwise; a
+/// `PipelineError` converts into [`SendError::Batch`]. A sender that learns
+/// record by record what was delivered answers [`SendError::Partial`], and
+/// only the records that remain are sent again. Do not retry, queue or time
+/// out inside: the helper does.
 #[async_trait]
 pub trait BatchSender: Send + Sync + 'static {
     /// Sends `batch` once.
-    async fn send(&self, batch: &LogBatch) -> Result<(), PipelineError>;
+    async fn send(&self, batch: &LogBatch) -> Result<(), SendError>;
 
     /// Acquires resources (connections, files); called before any `send`.
     async fn start(&self) -> Result<(), StartError> {
@@ -122,6 +127,78 @@ struct Inner {
     counters: ExporterCounters,
 }
 
+/// Records of one batch refused for good along the way, by partial failures.
+#[derive(Default)]
+struct Refused {
+    records: usize,
+    first: Option<PipelineError>,
+}
+
+impl Refused {
+    fn add(&mut self, records: usize, error: Option<PipelineError>) {
+        if records == 0 {
+            return;
+        }
+        self.records += records;
+        if self.first.is_none() {
+            self.first = error;
+        }
+    }
+
+    /// The batch's outcome and failed-record count, given what became of
+    /// the records not refused: delivered (`None`), or `failed` records with
+    /// an error.
+    fn outcome(
+        self,
+        id: &ComponentId,
+        total: usize,
+        failed: Option<(usize, PipelineError)>,
+    ) -> (Outcome, usize) {
+        let refused = self.records;
+        let reason = |e: &Option<PipelineError>| {
+            e.as_ref()
+                .map_or("refused by the destination", |e| e.message())
+                .to_owned()
+        };
+        match failed {
+            // Nothing was delivered or refused apart: the error as it came.
+            Some((failed, error)) if refused == 0 && failed == total => (Err(error), total),
+            None if refused == 0 => (Ok(()), 0),
+            None => (
+                Err(PipelineError::permanent(format!(
+                    "exporter {id}: {refused} of {total} records were refused for good \
+                     (the others were delivered): {}",
+                    reason(&self.first)
+                ))),
+                refused,
+            ),
+            Some((failed, error)) => {
+                let mut message = format!(
+                    "exporter {id}: {failed} of {total} records were not delivered: {}",
+                    error.message()
+                );
+                if refused > 0 {
+                    message.push_str(&format!(
+                        "; {refused} more were refused for good: {}",
+                        reason(&self.first)
+                    ));
+                }
+                // Retryable stays retryable: sending the batch again may
+                // deliver what remains (at-least-once beats loss).
+                let error = match error {
+                    PipelineError::Permanent { .. } => PipelineError::permanent(message),
+                    PipelineError::Retryable { retry_after, .. }
+                    | PipelineError::Backpressure { retry_after, .. } => PipelineError::Retryable {
+                        message,
+                        retry_after,
+                    },
+                };
+                (Err(error), failed + refused)
+            }
+        }
+    }
+}
+
 impl ExporterHelper {
     /// Wraps `sender`. No side effect: the queue and workers come at start.
     pub fn new(
@@ -187,54 +264,74 @@ impl Inner {
     }
 
     /// One attempt, bounded by `timeout`.
-    async fn attempt(&self, batch: &LogBatch) -> Outcome {
+    async fn attempt(&self, batch: &LogBatch) -> Result<(), SendError> {
         let timeout = self.settings.timeout.0;
         if timeout.is_zero() {
             return self.sender.send(batch).await;
         }
         match tokio::time::timeout(timeout, self.sender.send(batch)).await {
             Ok(result) => result,
-            Err(_) => Err(PipelineError::retryable(format!(
+            Err(_) => Err(SendError::Batch(PipelineError::retryable(format!(
                 "exporter {}: send timed out after {} (timeout)",
                 self.id, self.settings.timeout
-            ))),
+            )))),
         }
     }
 
-    /// Attempts until success, a permanent error, or `max_elapsed_time`.
-    async fn send_with_retry(&self, batch: &LogBatch) -> Outcome {
+    /// Attempts until every record is delivered or refused for good, a
+    /// permanent error, or `max_elapsed_time`. After a partial failure only
+    /// the records that remain are attempted again. Returns the outcome and
+    /// how many records failed.
+    async fn send_with_retry(&self, batch: &LogBatch) -> (Outcome, usize) {
         let retry = &self.settings.retry_on_failure;
         let started = Instant::now();
         let mut backoff = Backoff::new(retry);
         let mut attempts = 0u32;
+        // After a partial failure: the records still to deliver.
+        let mut pending: Option<LogBatch> = None;
+        let mut refused = Refused::default();
         loop {
             attempts += 1;
-            let error = match self.attempt(batch).await {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
+            let current = pending.as_ref().unwrap_or(batch);
+            let error = match self.attempt(current).await {
+                Ok(()) => return refused.outcome(&self.id, batch.len(), None),
+                Err(SendError::Batch(e)) => e,
+                Err(SendError::Partial(p)) => {
+                    refused.add(p.rejected, p.rejection);
+                    match p.error {
+                        Some(e) if !p.remaining.is_empty() => {
+                            pending = Some(p.remaining);
+                            e
+                        }
+                        _ => return refused.outcome(&self.id, batch.len(), None),
+                    }
+                }
             };
+            let remaining = pending.as_ref().map_or(batch.len(), LogBatch::len);
             if error.is_permanent() || !retry.enabled {
-                return Err(error);
+                return refused.outcome(&self.id, batch.len(), Some((remaining, error)));
             }
             // A destination's own hint beats our guess.
             let mut wait = error.retry_after().unwrap_or_else(|| backoff.next_wait());
             let max_elapsed = retry.max_elapsed_time.0;
             if !max_elapsed.is_zero() {
-                let remaining = max_elapsed.saturating_sub(started.elapsed());
-                if remaining.is_zero() {
-                    return Err(PipelineError::retryable(format!(
+                let left = max_elapsed.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    let gave_up = PipelineError::retryable(format!(
                         "exporter {}: gave up after {attempts} attempts over {} \
                          (retry_on_failure.max_elapsed_time); last error: {}",
                         self.id,
                         retry.max_elapsed_time,
                         error.message()
-                    )));
+                    ));
+                    return refused.outcome(&self.id, batch.len(), Some((remaining, gave_up)));
                 }
-                wait = wait.min(remaining);
+                wait = wait.min(left);
             }
             tracing::debug!(
                 exporter = %self.id,
                 error = error.message(),
+                records = remaining,
                 wait_ms = wait.as_millis() as u64,
                 "send failed; retrying"
             );
@@ -244,15 +341,13 @@ impl Inner {
 
     /// `send_with_retry`, abandoned at the shutdown deadline. Counts the outcome.
     async fn export(&self, batch: &LogBatch) -> Outcome {
-        let result = tokio::select! {
+        let (result, failed) = tokio::select! {
             biased;
-            _ = self.abort.cancelled() => Err(self.shutting_down()),
+            _ = self.abort.cancelled() => (Err(self.shutting_down()), batch.len()),
             result = self.send_with_retry(batch) => result,
         };
-        match &result {
-            Ok(()) => ExporterCounters::add(&self.counters.sent, batch.len()),
-            Err(_) => ExporterCounters::add(&self.counters.failed, batch.len()),
-        }
+        ExporterCounters::add(&self.counters.sent, batch.len() - failed);
+        ExporterCounters::add(&self.counters.failed, failed);
         result
     }
 

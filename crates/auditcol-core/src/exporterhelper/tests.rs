@@ -69,7 +69,7 @@ impl ScriptedSender {
 
 #[async_trait]
 impl BatchSender for ScriptedSender {
-    async fn send(&self, batch: &LogBatch) -> Result<(), PipelineError> {
+    async fn send(&self, batch: &LogBatch) -> Result<(), SendError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         let _ = self.entered.send(());
         if let Some(gate) = &self.gate {
@@ -84,7 +84,7 @@ impl BatchSender for ScriptedSender {
         if answer.is_ok() {
             self.sent.lock().unwrap().push(batch.len());
         }
-        answer
+        answer.map_err(SendError::from)
     }
 }
 
@@ -556,4 +556,184 @@ mod validation {
         let err = parse(serde_json::json!({"retry_on_failure": {"max_retries": 3}})).unwrap_err();
         assert_eq!(err.path, "retry_on_failure.max_retries");
     }
+}
+
+/// A sender that delivers record by record: records are told apart by their
+/// event time (`sample_audit` numbers them), and `answer(attempt, n)` says
+/// what becomes of record `n` at that attempt: delivered (`None`), or an error.
+struct RecordSender {
+    answer: Box<dyn Fn(usize, u64) -> Option<PipelineError> + Send + Sync>,
+    attempts: AtomicUsize,
+    /// Record numbers in the order they were delivered.
+    delivered: Mutex<Vec<u64>>,
+    /// The sizes of the batches attempted.
+    attempted: Mutex<Vec<usize>>,
+}
+
+impl RecordSender {
+    fn new(
+        answer: impl Fn(usize, u64) -> Option<PipelineError> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            answer: Box::new(answer),
+            attempts: AtomicUsize::new(0),
+            delivered: Mutex::new(Vec::new()),
+            attempted: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn delivered(&self) -> Vec<u64> {
+        self.delivered.lock().unwrap().clone()
+    }
+}
+
+/// The number `sample_audit` gave a record.
+fn record_number(record: crate::RecordRef<'_>) -> u64 {
+    record.time_unix_nano() - 1_714_557_600_000_000_000
+}
+
+#[async_trait]
+impl BatchSender for RecordSender {
+    async fn send(&self, batch: &LogBatch) -> Result<(), SendError> {
+        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
+        self.attempted.lock().unwrap().push(batch.len());
+        let mut failure = PartialFailure::default();
+        let outcomes: Vec<Option<PipelineError>> = batch
+            .records()
+            .map(|r| (self.answer)(attempt, record_number(r)))
+            .collect();
+        for (record, outcome) in batch.records().zip(&outcomes) {
+            if outcome.is_none() {
+                self.delivered.lock().unwrap().push(record_number(record));
+            }
+        }
+        for (n, outcome) in outcomes.into_iter().enumerate() {
+            if let Some(error) = outcome {
+                let mut one = batch.clone();
+                let mut i = 0;
+                one.retain(|_| {
+                    i += 1;
+                    i - 1 == n
+                });
+                failure.retry(one, error);
+            }
+        }
+        failure.into_result()
+    }
+}
+
+async fn started_with(
+    settings: ExporterHelperSettings,
+    sender: Arc<RecordSender>,
+) -> Arc<ExporterHelper> {
+    let helper = Arc::new(ExporterHelper::new(
+        ComponentId::new("test", None),
+        settings,
+        sender,
+    ));
+    helper.start().await.unwrap();
+    helper
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_partial_failure_only_the_remaining_records_are_sent_again() {
+    // Records 1 and 3 fail at the first attempt; all succeed after.
+    let sender = RecordSender::new(|attempt, n| {
+        (attempt == 0 && n % 2 == 1).then(|| PipelineError::retryable("busy"))
+    });
+    let helper = started_with(settings(|_| {}), sender.clone()).await;
+    helper.consume(LogBatch::sample_audit(5)).await.unwrap();
+    assert_eq!(*sender.attempted.lock().unwrap(), vec![5, 2]);
+    assert_eq!(sender.delivered(), vec![0, 2, 4, 1, 3], "each record once");
+    assert_eq!(helper.counters().sent_records(), 5);
+    assert_eq!(helper.counters().failed_records(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partial_failure_honours_the_retry_after_of_what_remains() {
+    let sender = RecordSender::new(|attempt, n| {
+        (attempt == 0 && n == 0).then(|| PipelineError::Retryable {
+            message: "slow down".into(),
+            retry_after: Some(Duration::from_secs(9)),
+        })
+    });
+    let helper = started_with(settings(|_| {}), sender.clone()).await;
+    let begin = Instant::now();
+    helper.consume(LogBatch::sample_audit(3)).await.unwrap();
+    assert!(
+        begin.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        begin.elapsed()
+    );
+    assert_eq!(sender.delivered(), vec![1, 2, 0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_refused_for_good_fail_the_batch_but_are_not_sent_again() {
+    // Record 1 is refused for good; record 2 fails once.
+    let sender = RecordSender::new(|attempt, n| match n {
+        1 => Some(PipelineError::permanent("HTTP 400: bad event")),
+        2 if attempt == 0 => Some(PipelineError::retryable("busy")),
+        _ => None,
+    });
+    let helper = started_with(settings(|_| {}), sender.clone()).await;
+    let err = helper.consume(LogBatch::sample_audit(4)).await.unwrap_err();
+    assert!(err.is_permanent(), "{err:?}");
+    assert_eq!(
+        err.message(),
+        "exporter test: 1 of 4 records were refused for good (the others were delivered): \
+         HTTP 400: bad event"
+    );
+    assert_eq!(*sender.attempted.lock().unwrap(), vec![4, 1]);
+    assert_eq!(sender.delivered(), vec![0, 3, 2]);
+    assert_eq!(helper.counters().sent_records(), 3);
+    assert_eq!(helper.counters().failed_records(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn giving_up_on_what_remains_is_retryable_and_counts_only_it() {
+    let sender = RecordSender::new(|_, n| (n == 0).then(|| PipelineError::retryable("down")));
+    let helper = started_with(
+        settings(|s| s.retry_on_failure.max_elapsed_time = ConfigDuration::from_secs(5)),
+        sender.clone(),
+    )
+    .await;
+    let err = helper.consume(LogBatch::sample_audit(3)).await.unwrap_err();
+    assert!(matches!(err, PipelineError::Retryable { .. }), "{err:?}");
+    assert!(
+        err.message().starts_with(
+            "exporter test: 1 of 3 records were not delivered: exporter test: gave up"
+        ),
+        "{err}"
+    );
+    assert_eq!(helper.counters().sent_records(), 2);
+    assert_eq!(helper.counters().failed_records(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_final_error_names_what_remains_and_what_was_refused() {
+    let sender = RecordSender::new(|_, n| match n {
+        0 => Some(PipelineError::permanent("refused")),
+        1 => Some(PipelineError::retryable("busy")),
+        _ => None,
+    });
+    let helper = started_with(
+        settings(|s| s.retry_on_failure.max_elapsed_time = ConfigDuration::from_secs(5)),
+        sender.clone(),
+    )
+    .await;
+    let err = helper.consume(LogBatch::sample_audit(3)).await.unwrap_err();
+    assert!(matches!(err, PipelineError::Retryable { .. }), "{err:?}");
+    assert!(
+        err.message()
+            .starts_with("exporter test: 1 of 3 records were not delivered: "),
+        "{err}"
+    );
+    assert!(
+        err.message()
+            .ends_with("; 1 more were refused for good: refused"),
+        "{err}"
+    );
+    assert_eq!(helper.counters().failed_records(), 2);
+    assert_eq!(helper.counters().sent_records(), 1);
 }
