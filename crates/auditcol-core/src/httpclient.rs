@@ -108,20 +108,16 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> HeaderMap {
         .collect()
 }
 
-/// A client sending `headers` with every request, trusting as `tls` says,
-/// each request bounded by `timeout` when given. Reads the PEM files, so
-/// call it at start, not at build.
-pub fn build_client(
+/// A client builder sending `headers` with every request and trusting as
+/// `tls` says; the caller adds what is its own (timeouts, redirects) and
+/// builds. Reads the PEM files, so call it at start, not at build.
+pub fn client_builder(
     headers: HeaderMap,
     tls: &TlsClientSettings,
-    timeout: Option<Duration>,
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::ClientBuilder, String> {
     let mut builder = reqwest::Client::builder()
         .default_headers(headers)
         .danger_accept_invalid_certs(tls.insecure_skip_verify);
-    if let Some(timeout) = timeout {
-        builder = builder.timeout(timeout);
-    }
     if let Some(path) = &tls.ca_file {
         let pem =
             std::fs::read(path).map_err(|e| format!("cannot read tls.ca_file {path}: {e}"))?;
@@ -149,9 +145,33 @@ pub fn build_client(
         })?;
         builder = builder.identity(identity);
     }
+    Ok(builder)
+}
+
+/// Builds a client from [`client_builder`]'s result.
+pub fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
     builder
         .build()
         .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+}
+
+/// Reads at most `limit` bytes of an answer's body; the rest is not read
+/// (the connection is then not reused). An endpoint cannot make the exporter
+/// hold more than `limit` bytes per answer.
+pub async fn read_body_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() >= room {
+            body.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A `Retry-After` value: delay-seconds or an HTTP date (a date in the past

@@ -111,7 +111,12 @@ mod tests {
             BodySigner::new("s3cret").verify_hex(signature.as_bytes(), b"{ }"),
             Err(SignatureMismatch::Mismatch)
         );
-        for bad in ["", "sha256=abc", &signature[..63], &format!("{}g", &signature[..63])] {
+        for bad in [
+            "",
+            "sha256=abc",
+            &signature[..63],
+            &format!("{}g", &signature[..63]),
+        ] {
             assert_eq!(
                 BodySigner::new("s3cret").verify_hex(bad.as_bytes(), b"{}"),
                 Err(SignatureMismatch::Malformed),

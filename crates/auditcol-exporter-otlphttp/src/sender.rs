@@ -16,6 +16,11 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use crate::config::{Compression, Encoding, OtlpHttpExporterConfig, TlsSettings};
 use crate::status::error_for;
 
+/// At most this much of an answer is read: an `ExportLogsServiceResponse`
+/// or an error status is far smaller, and a misbehaving server must not make
+/// the exporter buffer without bound.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
 /// Sends each batch as one OTLP/HTTP `ExportLogsServiceRequest`.
 ///
 /// The batch is encoded straight from its wire form
@@ -57,7 +62,7 @@ impl OtlpHttpSender {
     }
 
     fn build_client(&self) -> Result<reqwest::Client, String> {
-        httpclient::build_client(self.headers.clone(), &self.tls, None)
+        httpclient::build(httpclient::client_builder(self.headers.clone(), &self.tls)?)
     }
 
     /// The request body, encoded and compressed as configured.
@@ -124,13 +129,15 @@ impl OtlpHttpSender {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = response.bytes().await.map_err(|e| {
-            PipelineError::retryable(format!(
-                "{}: cannot read the answer: {}",
-                what(),
-                error_chain(&e)
-            ))
-        })?;
+        let body = httpclient::read_body_limited(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| {
+                PipelineError::retryable(format!(
+                    "{}: cannot read the answer: {}",
+                    what(),
+                    error_chain(&e)
+                ))
+            })?;
         if status.is_success() {
             let partial = match self.encoding {
                 Encoding::Proto => partial_success_proto(&body),

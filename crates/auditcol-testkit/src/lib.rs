@@ -3,6 +3,8 @@
 //! `tracing` logs ([`CapturedLog`]). Dev-only; no component depends on it
 //! outside its tests.
 
+pub mod tls;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

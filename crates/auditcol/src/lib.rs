@@ -25,6 +25,7 @@ pub fn registry() -> Registry {
         .exporter(auditcol_exporter_file::FileExporterFactory)
         .exporter(auditcol_exporter_otlp::OtlpExporterFactory)
         .exporter(auditcol_exporter_otlphttp::OtlpHttpExporterFactory)
+        .exporter(auditcol_exporter_webhook::WebhookExporterFactory)
 }
 
 /// Parses `text` and builds (without starting) every pipeline in it.
