@@ -22,7 +22,12 @@ impl Sink {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/webhook_sink.py");
         let out = dir.join(format!("{name}.jsonl"));
         let mut child = Command::new(python())
-            .args([script.as_os_str(), secret.as_ref(), header.as_ref(), out.as_os_str()])
+            .args([
+                script.as_os_str(),
+                secret.as_ref(),
+                header.as_ref(),
+                out.as_os_str(),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -128,8 +133,18 @@ fn post_events(collector: &Collector, events: &[serde_json::Value]) -> auditcol_
 #[test]
 fn every_event_arrives_at_both_endpoints_and_every_signature_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let flagsmith = Sink::start(dir.path(), "flagsmith", "my shared secret", "X-Flagsmith-Signature");
-    let flipt = Sink::start(dir.path(), "flipt", "flipt webhook secret", "x-flipt-webhook-signature");
+    let flagsmith = Sink::start(
+        dir.path(),
+        "flagsmith",
+        "my shared secret",
+        "X-Flagsmith-Signature",
+    );
+    let flipt = Sink::start(
+        dir.path(),
+        "flipt",
+        "flipt webhook secret",
+        "x-flipt-webhook-signature",
+    );
     let collector = Collector::start(
         &CONFIG
             .replace("{FLAGSMITH_URL}", &flagsmith.url)
@@ -158,7 +173,11 @@ fn every_event_arrives_at_both_endpoints_and_every_signature_verifies() {
         .iter()
         .map(|(_, b)| b.as_array().unwrap().len())
         .collect();
-    assert_eq!(sizes, [3, 2, 3, 2], "arrays of at most 3, per incoming batch");
+    assert_eq!(
+        sizes,
+        [3, 2, 3, 2],
+        "arrays of at most 3, per incoming batch"
+    );
     let events: Vec<_> = arrived.into_iter().map(|(_, e)| e).collect();
     assert_eq!(events, sent, "in order");
 }
@@ -166,8 +185,18 @@ fn every_event_arrives_at_both_endpoints_and_every_signature_verifies() {
 #[test]
 fn an_endpoint_that_refuses_the_signature_fails_the_request_upstream() {
     let dir = tempfile::tempdir().unwrap();
-    let flagsmith = Sink::start(dir.path(), "flagsmith", "my shared secret", "X-Flagsmith-Signature");
-    let flipt = Sink::start(dir.path(), "flipt", "flipt webhook secret", "x-flipt-webhook-signature");
+    let flagsmith = Sink::start(
+        dir.path(),
+        "flagsmith",
+        "my shared secret",
+        "X-Flagsmith-Signature",
+    );
+    let flipt = Sink::start(
+        dir.path(),
+        "flipt",
+        "flipt webhook secret",
+        "x-flipt-webhook-signature",
+    );
     // The Flagsmith exporter signs with another secret: every request gets 401.
     let collector = Collector::start(
         &CONFIG
