@@ -16,6 +16,7 @@
 //! error (their clients will send again).
 
 mod partial;
+mod persistent;
 mod queue;
 mod retry;
 mod settings;
@@ -23,8 +24,11 @@ mod settings;
 mod tests;
 
 pub use partial::{PartialFailure, SendError};
-pub use queue::{MemoryQueue, PushError, QueueId, QueueStorage, QueuedBatch};
-pub use settings::{ExporterHelperSettings, QueueSettings, RetrySettings, Sizer, default_timeout};
+pub use persistent::{OpenError, PersistentQueue, Recovery, namespace};
+pub use queue::{MemoryQueue, PushError, QueueId, QueueStorage, QueuedBatch, Ticket};
+pub use settings::{
+    ExporterHelperSettings, QueueSettings, RetrySettings, Sizer, WhenFull, default_timeout,
+};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -38,12 +42,36 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{Component, ComponentId, Exporter, StartError};
+use crate::config::ConfigDuration;
 use crate::{LogBatch, LogsConsumer, PipelineError};
 
 use retry::Backoff;
 
 /// The retry-after hint given to callers when the queue is full.
 const QUEUE_FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// With `when_full: block`, how often a waiting push looks again even if
+/// no ack woke it (room on disk frees when a segment is deleted).
+const ROOM_POLL: Duration = Duration::from_millis(100);
+
+/// At most this many `audit.id`s of a dropped batch go into its log line.
+const LOGGED_IDS: usize = 20;
+
+/// The `audit.id`s of `batch`, for a log line about it: the first
+/// [`LOGGED_IDS`], then how many more.
+pub fn audit_ids(batch: &LogBatch) -> String {
+    let ids: Vec<&str> = batch
+        .records()
+        .take(LOGGED_IDS)
+        .map(|r| r.audit_id().unwrap_or("-"))
+        .collect();
+    let more = batch.len().saturating_sub(LOGGED_IDS);
+    let mut text = ids.join(",");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
+}
 
 /// What an exporter implements: sending one batch.
 ///
@@ -116,11 +144,14 @@ struct Inner {
     state: AtomicU8,
     /// Created at start: a persistent storage opens its files there.
     queue: OnceLock<Arc<dyn QueueStorage>>,
-    /// Callers waiting for the outcome of their queued batch.
-    waiters: Mutex<HashMap<QueueId, oneshot::Sender<Outcome>>>,
+    /// Callers waiting for the outcome of their queued batch, by ticket.
+    waiters: Mutex<HashMap<Ticket, oneshot::Sender<Outcome>>>,
+    next_ticket: AtomicU64,
     workers: Mutex<Vec<JoinHandle<()>>>,
     /// Fired at the shutdown deadline: abandons sends and backoff sleeps.
     abort: CancellationToken,
+    /// Told when a worker acknowledges a batch: room in the queue.
+    room: Notify,
     /// Inline (queue disabled) sends in progress, for shutdown to wait on.
     inline_sends: AtomicUsize,
     inline_idle: Notify,
@@ -214,8 +245,10 @@ impl ExporterHelper {
                 state: AtomicU8::new(NOT_STARTED),
                 queue: OnceLock::new(),
                 waiters: Mutex::new(HashMap::new()),
+                next_ticket: AtomicU64::new(0),
                 workers: Mutex::new(Vec::new()),
                 abort: CancellationToken::new(),
+                room: Notify::new(),
                 inline_sends: AtomicUsize::new(0),
                 inline_idle: Notify::new(),
                 counters: ExporterCounters::default(),
@@ -259,7 +292,7 @@ impl Inner {
 
     fn lock_waiters(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<QueueId, oneshot::Sender<Outcome>>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<Ticket, oneshot::Sender<Outcome>>> {
         self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -313,7 +346,9 @@ impl Inner {
             }
             // A destination's own hint beats our guess.
             let mut wait = error.retry_after().unwrap_or_else(|| backoff.next_wait());
-            let max_elapsed = retry.max_elapsed_time.0;
+            let max_elapsed = retry
+                .max_elapsed(self.settings.sending_queue.storage.is_some())
+                .0;
             if !max_elapsed.is_zero() {
                 let left = max_elapsed.saturating_sub(started.elapsed());
                 if left.is_zero() {
@@ -321,7 +356,7 @@ impl Inner {
                         "exporter {}: gave up after {attempts} attempts over {} \
                          (retry_on_failure.max_elapsed_time); last error: {}",
                         self.id,
-                        retry.max_elapsed_time,
+                        ConfigDuration(max_elapsed),
                         error.message()
                     ));
                     return refused.outcome(&self.id, batch.len(), Some((remaining, gave_up)));
@@ -366,7 +401,8 @@ impl Inner {
                 continue;
             }
             queue.ack(item.id);
-            let waiter = self.lock_waiters().remove(&item.id);
+            self.room.notify_waiters();
+            let waiter = item.ticket.and_then(|t| self.lock_waiters().remove(&t));
             match waiter {
                 Some(tx) => {
                     // The caller may have gone away; the outcome is counted anyway.
@@ -377,6 +413,7 @@ impl Inner {
                         tracing::error!(
                             exporter = %self.id,
                             records = item.batch.len(),
+                            audit_ids = %audit_ids(&item.batch),
                             error = e.message(),
                             "dropping a batch that was acknowledged when queued"
                         );
@@ -393,8 +430,12 @@ impl Inner {
         let refused = |e: PushError| {
             ExporterCounters::add(&self.counters.enqueue_failed, records);
             match e {
-                PushError::Full { .. } => PipelineError::backpressure(
+                PushError::Full { .. } | PushError::DiskFull { .. } => PipelineError::backpressure(
                     format!("exporter {}: {e}; retry later", self.id),
+                    Some(QUEUE_FULL_RETRY_AFTER),
+                ),
+                PushError::Storage(message) => PipelineError::backpressure(
+                    format!("exporter {}: {message}; retry later", self.id),
                     Some(QUEUE_FULL_RETRY_AFTER),
                 ),
                 PushError::TooLarge { size, capacity } => PipelineError::permanent(format!(
@@ -406,18 +447,53 @@ impl Inner {
                 PushError::Closed => self.not_running(),
             }
         };
-        if !queue_settings.wait_for_result {
-            return queue.push(batch, size).map(|_| ()).map_err(refused);
+        let waiter = queue_settings.waits_for_result().then(|| {
+            let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            // Registered before the push, so that a worker finishing the
+            // batch at once finds it.
+            self.lock_waiters().insert(ticket, tx);
+            (ticket, rx)
+        });
+        let ticket = waiter.as_ref().map(|(t, _)| *t);
+        if let Err(e) = self.push(queue, batch, size, ticket).await {
+            if let Some(t) = ticket {
+                self.lock_waiters().remove(&t);
+            }
+            return Err(refused(e));
         }
-        let (tx, rx) = oneshot::channel();
-        {
-            // Held across push so a worker cannot finish the batch before
-            // its waiter is registered.
-            let mut waiters = self.lock_waiters();
-            let id = queue.push(batch, size).map_err(refused)?;
-            waiters.insert(id, tx);
+        match waiter {
+            None => Ok(()),
+            Some((_, rx)) => rx.await.unwrap_or_else(|_| Err(self.shutting_down())),
         }
-        rx.await.unwrap_or_else(|_| Err(self.shutting_down()))
+    }
+
+    /// Pushes, waiting for room while the queue is full when `when_full:
+    /// block` (until shutdown).
+    async fn push(
+        &self,
+        queue: &Arc<dyn QueueStorage>,
+        batch: LogBatch,
+        size: usize,
+        ticket: Option<Ticket>,
+    ) -> Result<QueueId, PushError> {
+        let block = self.settings.sending_queue.when_full == WhenFull::Block;
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match queue.push(batch.clone(), size, ticket).await {
+                Err(PushError::Full { .. } | PushError::DiskFull { .. }) if block => {
+                    tokio::select! {
+                        _ = self.abort.cancelled() => return Err(PushError::Closed),
+                        _ = &mut room => {}
+                        // A wake-up may come from a push that is not ours.
+                        _ = tokio::time::sleep(ROOM_POLL) => {}
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn consume_inline(&self, batch: LogBatch) -> Outcome {
@@ -437,6 +513,35 @@ impl Inner {
             return Err(self.not_running());
         }
         self.export(&batch).await
+    }
+
+    /// Opens the persistent queue in this exporter's namespace under
+    /// `storage`, and says what it found there.
+    async fn open_persistent(&self, storage: &str) -> Result<PersistentQueue, StartError> {
+        let settings = &self.settings.sending_queue;
+        let dir = std::path::Path::new(storage).join(namespace(&self.id.to_string()));
+        let (capacity, max_bytes, sizer) =
+            (settings.queue_size, settings.max_bytes(), settings.sizer);
+        let opened = tokio::task::spawn_blocking(move || {
+            PersistentQueue::open(&dir, capacity, max_bytes, |b| sizer.size_of(b))
+        })
+        .await
+        .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
+        let queue = opened.map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
+        let recovery = queue.recovery();
+        for damage in &recovery.damaged {
+            tracing::error!(exporter = %self.id, "persistent queue damaged: {damage}");
+        }
+        if recovery.batches > 0 {
+            tracing::info!(
+                exporter = %self.id,
+                queue = %queue.dir().display(),
+                batches = recovery.batches,
+                records = recovery.records,
+                "persistent queue: sending again what was not confirmed sent before the last stop"
+            );
+        }
+        Ok(queue)
     }
 
     /// Waits until no inline send is in progress, or the deadline (if any).
@@ -473,14 +578,16 @@ impl Component for ExporterHelper {
         inner.sender.start().await?;
         let queue_settings = &inner.settings.sending_queue;
         if queue_settings.enabled {
-            let queue: Arc<dyn QueueStorage> =
-                Arc::new(MemoryQueue::new(queue_settings.queue_size));
+            let queue: Arc<dyn QueueStorage> = match &queue_settings.storage {
+                None => Arc::new(MemoryQueue::new(queue_settings.queue_size)),
+                Some(storage) => Arc::new(inner.open_persistent(storage).await?),
+            };
             let _ = inner.queue.set(queue.clone());
             let mut workers = inner.workers.lock().unwrap_or_else(|e| e.into_inner());
             for _ in 0..queue_settings.num_consumers {
                 workers.push(tokio::spawn(inner.clone().worker(queue.clone())));
             }
-            if !queue_settings.wait_for_result {
+            if !queue_settings.waits_for_result() && queue_settings.storage.is_none() {
                 tracing::warn!(
                     exporter = %inner.id,
                     "sending_queue.wait_for_result is false with an in-memory queue: \
@@ -520,16 +627,28 @@ impl Component for ExporterHelper {
         for (_, tx) in abandoned {
             let _ = tx.send(Err(inner.shutting_down()));
         }
+        let persistent = inner.settings.sending_queue.storage.is_some();
         if let Some(queue) = inner.queue.get()
             && !queue.is_empty()
         {
-            tracing::warn!(
-                exporter = %inner.id,
-                batches = queue.len(),
-                "shutdown deadline reached: queued batches were not exported"
-            );
+            if persistent {
+                tracing::warn!(
+                    exporter = %inner.id,
+                    batches = queue.len(),
+                    "shutdown deadline reached: queued batches stay in the persistent queue and are sent at the next start"
+                );
+            } else {
+                tracing::warn!(
+                    exporter = %inner.id,
+                    batches = queue.len(),
+                    "shutdown deadline reached: queued batches were not exported"
+                );
+            }
         } else if !drained {
             tracing::warn!(exporter = %inner.id, "shutdown deadline reached: sends in progress were abandoned");
+        }
+        if let Some(queue) = inner.queue.get() {
+            queue.sync().await;
         }
         inner.sender.shutdown().await;
     }

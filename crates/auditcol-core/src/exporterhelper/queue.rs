@@ -16,6 +16,11 @@ use crate::LogBatch;
 /// Identifies a batch inside one queue until it is acknowledged.
 pub type QueueId = u64;
 
+/// What the pusher attached to a batch, handed back with it to the worker
+/// (the helper's key for the caller waiting on the outcome). Kept in memory
+/// only: a batch restored from disk after a restart has none.
+pub type Ticket = u64;
+
 /// A batch taken from the queue by a worker.
 #[derive(Debug)]
 pub struct QueuedBatch {
@@ -23,6 +28,8 @@ pub struct QueuedBatch {
     pub id: QueueId,
     /// The batch.
     pub batch: LogBatch,
+    /// The pusher's ticket, if any.
+    pub ticket: Option<Ticket>,
 }
 
 /// Why [`QueueStorage::push`] refused a batch.
@@ -38,6 +45,14 @@ pub enum PushError {
     /// The batch alone is larger than the whole queue: it can never fit.
     #[error("the batch ({size}) is larger than the whole sending queue ({capacity})")]
     TooLarge { size: usize, capacity: usize },
+    /// A persistent queue has no room left on disk (`max_size_mib`).
+    #[error(
+        "the persistent sending queue is full on disk ({used} of {max} bytes used, this batch needs {size})"
+    )]
+    DiskFull { size: u64, used: u64, max: u64 },
+    /// The storage could not keep the batch (a write or sync failed).
+    #[error("{0}")]
+    Storage(String),
     /// The queue was closed (shutdown): nothing more is accepted.
     #[error("the sending queue is closed")]
     Closed,
@@ -49,7 +64,9 @@ pub enum PushError {
 /// - [`push`](Self::push) is the durability point: once it returns `Ok`,
 ///   the batch survives whatever the storage promises to survive (a
 ///   persistent storage writes and fsyncs before returning). A queue that
-///   acknowledges its callers before export must be durable.
+///   acknowledges its callers before export must be durable. A push that
+///   is abandoned midway (its caller went away) either leaves the batch
+///   queued or not at all.
 /// - [`pop`](Self::pop) hands a batch to one worker; the batch still counts
 ///   against the capacity until [`ack`](Self::ack), so memory stays bounded
 ///   by `queue_size` including batches being sent.
@@ -61,8 +78,14 @@ pub enum PushError {
 ///   batches and `None` once empty.
 #[async_trait]
 pub trait QueueStorage: Send + Sync + 'static {
-    /// Stores `batch` of `size` (in the queue's sizer unit); returns its id.
-    fn push(&self, batch: LogBatch, size: usize) -> Result<QueueId, PushError>;
+    /// Stores `batch` of `size` (in the queue's sizer unit) with the
+    /// pusher's `ticket`; returns its id.
+    async fn push(
+        &self,
+        batch: LogBatch,
+        size: usize,
+        ticket: Option<Ticket>,
+    ) -> Result<QueueId, PushError>;
 
     /// Waits for the next batch; `None` once closed and empty.
     async fn pop(&self) -> Option<QueuedBatch>;
@@ -72,6 +95,10 @@ pub trait QueueStorage: Send + Sync + 'static {
 
     /// Refuses further pushes and wakes idle `pop`s so they can end.
     fn close(&self);
+
+    /// Makes every ack so far durable (at shutdown), so that fewer batches
+    /// are sent twice after a restart.
+    async fn sync(&self) {}
 
     /// Batches waiting to be popped.
     fn len(&self) -> usize;
@@ -126,7 +153,12 @@ impl MemoryQueue {
 
 #[async_trait]
 impl QueueStorage for MemoryQueue {
-    fn push(&self, batch: LogBatch, size: usize) -> Result<QueueId, PushError> {
+    async fn push(
+        &self,
+        batch: LogBatch,
+        size: usize,
+        ticket: Option<Ticket>,
+    ) -> Result<QueueId, PushError> {
         let mut state = self.state();
         if state.closed {
             return Err(PushError::Closed);
@@ -147,7 +179,9 @@ impl QueueStorage for MemoryQueue {
         let id = state.next_id;
         state.next_id += 1;
         state.used += size;
-        state.waiting.push_back((QueuedBatch { id, batch }, size));
+        state
+            .waiting
+            .push_back((QueuedBatch { id, batch, ticket }, size));
         drop(state);
         self.available.notify_one();
         Ok(id)
@@ -213,33 +247,33 @@ mod tests {
     #[tokio::test]
     async fn batches_come_out_in_push_order() {
         let q = MemoryQueue::new(10);
-        let a = q.push(LogBatch::sample_audit(1), 1).unwrap();
-        let b = q.push(LogBatch::sample_audit(2), 1).unwrap();
+        let a = q.push(LogBatch::sample_audit(1), 1, None).await.unwrap();
+        let b = q.push(LogBatch::sample_audit(2), 1, None).await.unwrap();
         assert_eq!(q.pop().await.unwrap().id, a);
         assert_eq!(q.pop().await.unwrap().batch.len(), 2);
         assert_ne!(a, b);
     }
 
-    #[test]
-    fn popped_batches_hold_their_room_until_acknowledged() {
+    #[tokio::test]
+    async fn popped_batches_hold_their_room_until_acknowledged() {
         let q = MemoryQueue::new(3);
-        let id = q.push(LogBatch::sample_audit(3), 3).unwrap();
-        let popped = futures::executor::block_on(q.pop()).unwrap();
+        let id = q.push(LogBatch::sample_audit(3), 3, None).await.unwrap();
+        let popped = q.pop().await.unwrap();
         assert_eq!(popped.id, id);
         assert!(matches!(
-            q.push(LogBatch::sample_audit(1), 1),
+            q.push(LogBatch::sample_audit(1), 1, None).await,
             Err(PushError::Full { used: 3, .. })
         ));
         q.ack(id);
         assert_eq!(q.size(), 0);
-        q.push(LogBatch::sample_audit(1), 1).unwrap();
+        q.push(LogBatch::sample_audit(1), 1, None).await.unwrap();
     }
 
-    #[test]
-    fn a_batch_larger_than_the_queue_can_never_fit() {
+    #[tokio::test]
+    async fn a_batch_larger_than_the_queue_can_never_fit() {
         let q = MemoryQueue::new(3);
         assert_eq!(
-            q.push(LogBatch::sample_audit(4), 4),
+            q.push(LogBatch::sample_audit(4), 4, None).await,
             Err(PushError::TooLarge {
                 size: 4,
                 capacity: 3
@@ -250,7 +284,7 @@ mod tests {
     #[tokio::test]
     async fn close_refuses_pushes_and_ends_pop_once_empty() {
         let q = std::sync::Arc::new(MemoryQueue::new(10));
-        q.push(LogBatch::sample_audit(1), 1).unwrap();
+        q.push(LogBatch::sample_audit(1), 1, None).await.unwrap();
         let waiter = {
             let q = q.clone();
             tokio::spawn(async move {
@@ -260,7 +294,7 @@ mod tests {
             })
         };
         q.close();
-        assert_eq!(q.push(LogBatch::sample_audit(1), 1), Err(PushError::Closed));
+        assert_eq!(q.push(LogBatch::sample_audit(1), 1, None).await, Err(PushError::Closed));
         assert_eq!(waiter.await.unwrap(), (true, true));
     }
 
@@ -272,7 +306,7 @@ mod tests {
             tokio::spawn(async move { q.pop().await.map(|b| b.batch.len()) })
         };
         tokio::task::yield_now().await;
-        q.push(LogBatch::sample_audit(5), 1).unwrap();
+        q.push(LogBatch::sample_audit(5), 1, None).await.unwrap();
         assert_eq!(waiter.await.unwrap(), Some(5));
     }
 }

@@ -118,8 +118,9 @@ pub struct RetrySettings {
     pub initial_interval: ConfigDuration,
     /// The longest wait (before randomisation).
     pub max_interval: ConfigDuration,
-    /// Give up after retrying this long; 0 = retry forever.
-    pub max_elapsed_time: ConfigDuration,
+    /// Give up after retrying this long; 0 = retry forever. Unset: 300s,
+    /// or forever with a persistent queue.
+    pub max_elapsed_time: Option<ConfigDuration>,
     /// Factor between successive waits; at least 1.
     pub multiplier: f64,
     /// Jitter: each wait is drawn from `[w·(1-f), w·(1+f)]`; between 0 and 1.
@@ -132,9 +133,25 @@ impl Default for RetrySettings {
             enabled: true,
             initial_interval: ConfigDuration::from_secs(5),
             max_interval: ConfigDuration::from_secs(30),
-            max_elapsed_time: ConfigDuration::from_secs(300),
+            max_elapsed_time: None,
             multiplier: 1.5,
             randomization_factor: 0.5,
+        }
+    }
+}
+
+/// `max_elapsed_time` when unset, with an in-memory queue.
+pub const DEFAULT_MAX_ELAPSED_TIME: ConfigDuration = ConfigDuration::from_secs(300);
+
+impl RetrySettings {
+    /// How long to retry before giving up (zero: forever). Unset, 300s —
+    /// or forever when `persistent`: a persistent queue is there so that a
+    /// long outage loses nothing.
+    pub fn max_elapsed(&self, persistent: bool) -> ConfigDuration {
+        match self.max_elapsed_time {
+            Some(d) => d,
+            None if persistent => ConfigDuration::from_secs(0),
+            None => DEFAULT_MAX_ELAPSED_TIME,
         }
     }
 }
@@ -217,12 +234,46 @@ pub struct QueueSettings {
     pub queue_size: usize,
     /// What `queue_size` counts.
     pub sizer: Sizer,
-    /// true (default, unlike the Collector): `consume` returns only once the
-    /// batch is exported, because an in-memory queue does not survive a
-    /// crash. false: it returns once the batch is queued.
-    pub wait_for_result: bool,
-    /// A storage for a persistent queue. Not available yet: setting it is an error.
+    /// true: `consume` returns only once the batch is exported. false: it
+    /// returns once the batch is queued. Unset: true with an in-memory queue
+    /// (it does not survive a crash), false with a persistent one (queued
+    /// means fsynced).
+    pub wait_for_result: Option<bool>,
+    /// A directory for a persistent queue; each exporter keeps its own
+    /// namespace in it.
     pub storage: Option<String>,
+    /// A persistent queue's bound on disk, in MiB.
+    pub max_size_mib: Option<u64>,
+    /// What a push into a full queue does.
+    pub when_full: WhenFull,
+}
+
+/// `max_size_mib` when unset.
+pub const DEFAULT_MAX_SIZE_MIB: u64 = 1024;
+
+/// `sending_queue.when_full`: what happens to a batch that finds the queue full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait for room, holding the caller (and so the client): backpressure
+    /// travels upstream as latency. Ends with a retryable refusal at shutdown.
+    #[default]
+    Block,
+    /// Refuse at once with a retryable backpressure error (HTTP 503 /
+    /// gRPC UNAVAILABLE with a retry-after): the client retries.
+    Reject,
+}
+
+impl QueueSettings {
+    /// Whether callers wait for the export (see `wait_for_result`).
+    pub fn waits_for_result(&self) -> bool {
+        self.wait_for_result.unwrap_or(self.storage.is_none())
+    }
+
+    /// A persistent queue's bound on disk, in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_size_mib.unwrap_or(DEFAULT_MAX_SIZE_MIB) << 20
+    }
 }
 
 impl Default for QueueSettings {
@@ -232,8 +283,10 @@ impl Default for QueueSettings {
             num_consumers: 10,
             queue_size: 1000,
             sizer: Sizer::Requests,
-            wait_for_result: true,
+            wait_for_result: None,
             storage: None,
+            max_size_mib: None,
+            when_full: WhenFull::default(),
         }
     }
 }
@@ -252,12 +305,28 @@ impl Validate for QueueSettings {
                 "must be at least 1; to send without a queue set `sending_queue.enabled: false`",
             ));
         }
-        if let Some(storage) = &self.storage {
+        match (&self.storage, self.max_size_mib) {
+            (Some(storage), _) if storage.trim().is_empty() => {
+                return Err(ConfigError::at(
+                    "storage",
+                    "is empty (an unset ${env:…}?): give a directory, or remove the key for an in-memory queue",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::at(
+                    "max_size_mib",
+                    "bounds a persistent queue on disk: set `storage` too, or remove the key",
+                ));
+            }
+            (Some(_), Some(0)) => {
+                return Err(ConfigError::at("max_size_mib", "must be at least 1"));
+            }
+            _ => {}
+        }
+        if self.storage.is_some() && !self.enabled {
             return Err(ConfigError::at(
                 "storage",
-                format!(
-                    "persistent storage is not available yet (got `{storage}`): remove `storage` to use the in-memory queue"
-                ),
+                "needs the queue: `enabled: false` sends without one",
             ));
         }
         Ok(())

@@ -164,7 +164,7 @@ async fn disabled_retry_fails_on_the_first_error() {
 async fn max_elapsed_time_gives_up_with_a_retryable_error() {
     let (sender, _) = ScriptedSender::new(vec![], down());
     let helper = started(
-        settings(|s| s.retry_on_failure.max_elapsed_time = ConfigDuration::from_secs(10)),
+        settings(|s| s.retry_on_failure.max_elapsed_time = Some(ConfigDuration::from_secs(10))),
         sender.clone(),
     )
     .await;
@@ -249,7 +249,7 @@ async fn without_wait_for_result_consume_returns_once_queued() {
     let helper = started(
         settings(|s| {
             s.timeout = ConfigDuration(Duration::ZERO);
-            s.sending_queue.wait_for_result = false;
+            s.sending_queue.wait_for_result = Some(false);
         }),
         sender.clone(),
     )
@@ -272,6 +272,7 @@ async fn a_full_queue_is_backpressure_with_a_retry_after_hint() {
             s.timeout = ConfigDuration(Duration::ZERO);
             s.sending_queue.queue_size = 1;
             s.sending_queue.num_consumers = 1;
+            s.sending_queue.when_full = WhenFull::Reject;
         }),
         sender.clone(),
     )
@@ -288,6 +289,30 @@ async fn a_full_queue_is_backpressure_with_a_retry_after_hint() {
 }
 
 #[tokio::test]
+async fn with_when_full_block_a_push_waits_for_room() {
+    let (sender, mut entered) = ScriptedSender::gated();
+    let helper = started(
+        settings(|s| {
+            s.timeout = ConfigDuration(Duration::ZERO);
+            s.sending_queue.queue_size = 1;
+            s.sending_queue.num_consumers = 1;
+        }),
+        sender.clone(),
+    )
+    .await;
+    let first = spawn_consume(&helper, 1);
+    entered.recv().await.unwrap();
+    let second = spawn_consume(&helper, 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the second batch waits for room");
+    assert_eq!(helper.counters().enqueue_failed_records(), 0);
+    sender.release(2);
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!(sender.sent(), vec![1, 2]);
+}
+
+#[tokio::test]
 async fn items_sizer_counts_records() {
     let (sender, mut entered) = ScriptedSender::gated();
     let helper = started(
@@ -296,6 +321,7 @@ async fn items_sizer_counts_records() {
             s.sending_queue.sizer = Sizer::Items;
             s.sending_queue.queue_size = 5;
             s.sending_queue.num_consumers = 1;
+            s.sending_queue.when_full = WhenFull::Reject;
         }),
         sender.clone(),
     )
@@ -492,8 +518,9 @@ mod validation {
             s.retry_on_failure.max_interval,
             ConfigDuration::from_secs(30)
         );
+        assert_eq!(s.retry_on_failure.max_elapsed_time, None);
         assert_eq!(
-            s.retry_on_failure.max_elapsed_time,
+            s.retry_on_failure.max_elapsed(false),
             ConfigDuration::from_secs(300)
         );
         assert_eq!(s.retry_on_failure.multiplier, 1.5);
@@ -502,8 +529,31 @@ mod validation {
         assert_eq!(s.sending_queue.num_consumers, 10);
         assert_eq!(s.sending_queue.queue_size, 1000);
         assert_eq!(s.sending_queue.sizer, Sizer::Requests);
-        assert!(s.sending_queue.wait_for_result);
+        assert!(s.sending_queue.waits_for_result());
         assert_eq!(s.sending_queue.storage, None);
+        assert_eq!(s.sending_queue.when_full, WhenFull::Block);
+    }
+
+    #[test]
+    fn a_persistent_queue_retries_forever_and_acknowledges_once_stored_unless_told() {
+        let s = parse(serde_json::json!({"sending_queue": {"storage": "/var/lib/auditcol"}})).unwrap();
+        assert_eq!(
+            s.retry_on_failure.max_elapsed(true),
+            ConfigDuration::from_secs(0)
+        );
+        assert!(!s.sending_queue.waits_for_result());
+        assert_eq!(s.sending_queue.max_bytes(), 1024 << 20);
+        let s = parse(serde_json::json!({
+            "sending_queue": {"storage": "/q", "wait_for_result": true, "max_size_mib": 5},
+            "retry_on_failure": {"max_elapsed_time": "1h"},
+        }))
+        .unwrap();
+        assert!(s.sending_queue.waits_for_result());
+        assert_eq!(s.sending_queue.max_bytes(), 5 << 20);
+        assert_eq!(
+            s.retry_on_failure.max_elapsed(true),
+            ConfigDuration::from_secs(3600)
+        );
     }
 
     #[test]
@@ -533,11 +583,19 @@ mod validation {
     }
 
     #[test]
-    fn persistent_storage_is_not_accepted_yet() {
-        let err =
-            parse(serde_json::json!({"sending_queue": {"storage": "file_storage"}})).unwrap_err();
+    fn persistent_queue_keys_are_checked() {
+        let err = parse(serde_json::json!({"sending_queue": {"storage": ""}})).unwrap_err();
         assert_eq!(err.path, "sending_queue.storage");
-        assert!(err.message.contains("not available yet"), "{}", err.message);
+        let err = parse(serde_json::json!({"sending_queue": {"max_size_mib": 10}})).unwrap_err();
+        assert_eq!(err.path, "sending_queue.max_size_mib");
+        let err = parse(serde_json::json!({"sending_queue": {"storage": "/q", "max_size_mib": 0}}))
+            .unwrap_err();
+        assert_eq!(err.path, "sending_queue.max_size_mib");
+        let err = parse(serde_json::json!({"sending_queue": {"storage": "/q", "enabled": false}}))
+            .unwrap_err();
+        assert_eq!(err.path, "sending_queue.storage");
+        let err = parse(serde_json::json!({"sending_queue": {"when_full": "drop"}})).unwrap_err();
+        assert_eq!(err.path, "sending_queue.when_full");
     }
 
     #[test]
@@ -694,7 +752,7 @@ async fn records_refused_for_good_fail_the_batch_but_are_not_sent_again() {
 async fn giving_up_on_what_remains_is_retryable_and_counts_only_it() {
     let sender = RecordSender::new(|_, n| (n == 0).then(|| PipelineError::retryable("down")));
     let helper = started_with(
-        settings(|s| s.retry_on_failure.max_elapsed_time = ConfigDuration::from_secs(5)),
+        settings(|s| s.retry_on_failure.max_elapsed_time = Some(ConfigDuration::from_secs(5))),
         sender.clone(),
     )
     .await;
@@ -718,7 +776,7 @@ async fn the_final_error_names_what_remains_and_what_was_refused() {
         _ => None,
     });
     let helper = started_with(
-        settings(|s| s.retry_on_failure.max_elapsed_time = ConfigDuration::from_secs(5)),
+        settings(|s| s.retry_on_failure.max_elapsed_time = Some(ConfigDuration::from_secs(5))),
         sender.clone(),
     )
     .await;
@@ -736,4 +794,62 @@ async fn the_final_error_names_what_remains_and_what_was_refused() {
     );
     assert_eq!(helper.counters().failed_records(), 2);
     assert_eq!(helper.counters().sent_records(), 1);
+}
+
+#[tokio::test]
+async fn a_persistent_queue_acknowledges_once_stored_and_sends_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_owned();
+    let persistent = |s: &mut ExporterHelperSettings| {
+        s.sending_queue.storage = Some(storage.clone());
+        s.sending_queue.num_consumers = 1;
+    };
+    // The destination is down: batches are acknowledged once on disk.
+    let (down_sender, _) = ScriptedSender::new(vec![], down());
+    let helper = started(settings(persistent), down_sender.clone()).await;
+    helper.consume(LogBatch::sample_audit(2)).await.unwrap();
+    helper.consume(LogBatch::sample_audit(3)).await.unwrap();
+    helper.shutdown(Instant::now() + Duration::from_millis(200)).await;
+    drop(helper);
+    assert!(down_sender.sent().is_empty());
+
+    // The next start sends them, in order.
+    let (up_sender, _) = ScriptedSender::new(vec![], Ok(()));
+    let helper = started(settings(persistent), up_sender.clone()).await;
+    while up_sender.sent().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(up_sender.sent(), vec![2, 3]);
+    helper.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    drop(helper);
+
+    // Sent and acknowledged: nothing comes back a third time.
+    let (third, _) = ScriptedSender::new(vec![], Ok(()));
+    let helper = started(settings(persistent), third.clone()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(third.sent().is_empty());
+    helper.shutdown(Instant::now() + Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn two_exporters_on_one_storage_keep_their_own_namespaces_and_a_second_collector_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_owned();
+    let make = |name: &str| {
+        let (sender, _) = ScriptedSender::new(vec![], Ok(()));
+        let mut s = ExporterHelperSettings::default();
+        s.sending_queue.storage = Some(storage.clone());
+        ExporterHelper::new(ComponentId::new("test", Some(name)), s, sender)
+    };
+    let a = make("a");
+    let b = make("b");
+    a.start().await.unwrap();
+    b.start().await.unwrap();
+    assert!(dir.path().join("test~a").is_dir());
+    assert!(dir.path().join("test~b").is_dir());
+    let again = make("a");
+    let err = again.start().await.unwrap_err();
+    assert!(err.0.contains("in use by another process"), "{err}");
+    a.shutdown(Instant::now()).await;
+    b.shutdown(Instant::now()).await;
 }
