@@ -247,6 +247,22 @@ fn sdk_reports_the_collectors_refusal_over_http() {
     assert_eq!(sender.shutdown().unwrap().delivered, 1);
 }
 
+#[test]
+fn sdk_reports_the_collectors_refusal_over_grpc_by_its_status_code() {
+    // The official gRPC exporter keeps the status code, not the message.
+    let collector = Collector::start(CONFIG);
+    let sender = sender(&collector, Protocol::Grpc);
+    sender.emit(&deeply_nested_event());
+    let Err(DeliveryError::NotDelivered(failure)) = sender.shutdown() else {
+        panic!("a payload nested 40 deep was accepted")
+    };
+    assert_eq!((failure.delivered, failure.failed), (0, 1));
+    assert!(
+        failure.reasons[0].ends_with("gRPC code: InvalidArgument"),
+        "{failure}"
+    );
+}
+
 /// auditcol refuses values nested deeper than 32 levels; the SDK does not
 /// check that (other OTLP endpoints have other limits).
 fn deeply_nested_event() -> AuditEvent {
@@ -293,6 +309,39 @@ fn send_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `auditcol send --endpoint ENDPOINT --protocol PROTOCOL --timeout 5s ARGS`.
+fn send_to(endpoint: &str, protocol: Protocol, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut all = vec![
+        "--endpoint",
+        endpoint,
+        "--protocol",
+        protocol.name(),
+        "--timeout",
+        "5s",
+    ];
+    all.extend_from_slice(args);
+    send_with_stdin(&all, stdin)
+}
+
+/// [`send_to`] with the event `flag:created`, and `args`.
+fn send_flag_created(endpoint: &str, protocol: Protocol, args: &[&str]) -> Output {
+    let mut all = vec!["--type", "flag", "--action", "created"];
+    all.extend_from_slice(args);
+    send_to(endpoint, protocol, &all, None)
+}
+
+/// Asserts that `send` exited 1 saying that `missing` (`1 of 1`) audit
+/// events did not reach `endpoint`; returns its stderr.
+fn not_delivered(out: &Output, missing: &str, endpoint: &str, protocol: Protocol) -> String {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{protocol}: {stderr}");
+    let expected =
+        format!("error: {missing} audit events not delivered to {endpoint} ({protocol}): ");
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert_eq!(text(&out.stdout), "", "{protocol}");
+    stderr
 }
 
 #[test]
@@ -369,31 +418,12 @@ fn send_without_payload_or_timestamp_sends_none_and_now() {
 fn send_to_an_endpoint_nobody_listens_on_exits_1_naming_it() {
     for protocol in PROTOCOLS {
         let endpoint = format!("http://127.0.0.1:{}", closed_port());
-        let out = send(&[
-            "--endpoint",
-            &endpoint,
-            "--protocol",
-            protocol.name(),
-            "--timeout",
-            "3s",
-            "--type",
-            "flag",
-            "--action",
-            "created",
-        ]);
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{protocol}: {stderr}");
-        assert!(
-            stderr.starts_with(&format!(
-                "error: 1 of 1 audit events not delivered to {endpoint} ({protocol}): "
-            )),
-            "{stderr}"
-        );
+        let out = send_flag_created(&endpoint, protocol, &[]);
+        let stderr = not_delivered(&out, "1 of 1", &endpoint, protocol);
         assert!(
             stderr.contains("Connection refused"),
             "{protocol}: {stderr}"
         );
-        assert_eq!(text(&out.stdout), "");
     }
 }
 
@@ -402,26 +432,12 @@ fn send_refused_by_the_collector_exits_1_with_its_reason() {
     let collector = Collector::start(CONFIG);
     for protocol in PROTOCOLS {
         let endpoint = url(&collector, protocol);
-        let out = send(&[
-            "--endpoint",
+        let out = send_flag_created(
             &endpoint,
-            "--protocol",
-            protocol.name(),
-            "--type",
-            "flag",
-            "--action",
-            "created",
-            "--payload",
-            &deeply_nested_payload(),
-        ]);
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{protocol}: {stderr}");
-        assert!(
-            stderr.starts_with(&format!(
-                "error: 1 of 1 audit events not delivered to {endpoint} ({protocol}): "
-            )),
-            "{stderr}"
+            protocol,
+            &["--payload", &deeply_nested_payload()],
         );
+        let stderr = not_delivered(&out, "1 of 1", &endpoint, protocol);
         let status = if protocol == Protocol::Grpc {
             "gRPC code: InvalidArgument"
         } else {
@@ -443,16 +459,7 @@ fn send_refused_by_the_collector_exits_1_with_its_reason() {
 fn send_checks_names_before_sending_anything() {
     // Nothing listens there: the error must come before any connection.
     let endpoint = format!("http://127.0.0.1:{}", closed_port());
-    let out = send(&[
-        "--endpoint",
-        &endpoint,
-        "--type",
-        "flag",
-        "--action",
-        "created",
-        "--actor",
-        "bad key=x",
-    ]);
+    let out = send_flag_created(&endpoint, Protocol::Grpc, &["--actor", "bad key=x"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
@@ -597,20 +604,59 @@ fn send_stdin_reports_a_bad_line_by_number_and_sends_the_others() {
 }
 
 #[test]
+fn send_stdin_reports_events_the_collector_left_out_of_an_accepted_batch() {
+    // The receiver takes the good records of a request and reports the bad
+    // one (OTLP partial success); the official gRPC exporter only logs that.
+    let collector = Collector::start(CONFIG);
+    let deep = json!({"type": "flag", "action": "created",
+                      "payload": serde_json::from_str::<Value>(&deeply_nested_payload()).unwrap()});
+    let input = [
+        stdin_line("flag", "created", "a"),
+        deep.to_string(),
+        stdin_line("flag", "deleted", "c"),
+    ]
+    .join("\n");
+    for (n, protocol) in [Protocol::Grpc, Protocol::HttpProtobuf]
+        .into_iter()
+        .enumerate()
+    {
+        let endpoint = url(&collector, protocol);
+        let out = send_to(&endpoint, protocol, &["--stdin"], Some(&input));
+        let stderr = not_delivered(&out, "1 of 3", &endpoint, protocol);
+        assert!(
+            stderr.contains(
+                ": the endpoint rejected 1 of 3: resourceLogs[0].scopeLogs[0].logRecords[1]"
+            ),
+            "{protocol}: {stderr}"
+        );
+        assert!(
+            stderr
+                .trim_end()
+                .ends_with("values nest more than 32 levels deep"),
+            "{protocol}: {stderr}"
+        );
+        let delivered = 2 * (n + 1);
+        assert_eq!(
+            json_lines(collector.path("events.jsonl"), delivered).len(),
+            delivered
+        );
+    }
+}
+
+#[test]
 fn send_stdin_to_an_unreachable_endpoint_exits_1() {
     let endpoint = format!("http://127.0.0.1:{}", closed_port());
-    let out = send_with_stdin(
-        &["--endpoint", &endpoint, "--timeout", "3s", "--stdin"],
-        Some(&stdin_line("flag", "created", "a")),
+    let input = [
+        stdin_line("flag", "created", "a"),
+        stdin_line("flag", "deleted", "b"),
+    ];
+    let out = send_to(
+        &endpoint,
+        Protocol::HttpJson,
+        &["--stdin"],
+        Some(&input.join("\n")),
     );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.starts_with(&format!(
-            "error: 1 of 1 audit events not delivered to {endpoint}"
-        )),
-        "{stderr}"
-    );
+    not_delivered(&out, "2 of 2", &endpoint, Protocol::HttpJson);
 }
 
 // ------------------------------------------------------------------ TLS
@@ -666,7 +712,7 @@ async fn tls_front(backend: SocketAddr) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread")]
 async fn send_over_tls_trusts_the_ca_file_and_only_it() {
     let collector = Collector::start(CONFIG);
-    let ca = tls_file("ca.pem");
+    let ca = tls_file("ca.pem").display().to_string();
     for (n, protocol) in [Protocol::Grpc, Protocol::HttpProtobuf]
         .into_iter()
         .enumerate()
@@ -676,33 +722,16 @@ async fn send_over_tls_trusts_the_ca_file_and_only_it() {
         } else {
             "http"
         };
-        let front = tls_front(collector.endpoint(listener)).await;
-        let endpoint = format!("https://{front}");
-        let args = |trust: bool| {
-            let mut args = vec![
-                "--endpoint".to_owned(),
-                endpoint.clone(),
-                "--protocol".to_owned(),
-                protocol.name().to_owned(),
-                "--timeout".to_owned(),
-                "3s".to_owned(),
-                "--type".to_owned(),
-                "flag".to_owned(),
-                "--action".to_owned(),
-                "created".to_owned(),
-            ];
-            if trust {
-                args.extend(["--ca-file".to_owned(), ca.display().to_string()]);
-            }
-            args
-        };
+        let endpoint = format!("https://{}", tls_front(collector.endpoint(listener)).await);
+        // `send` blocks: run it off the runtime that serves the TLS front.
         let run = |args: Vec<String>| {
+            let endpoint = endpoint.clone();
             tokio::task::spawn_blocking(move || {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                send(&args)
+                send_flag_created(&endpoint, protocol, &args)
             })
         };
-        let trusted = run(args(true)).await.unwrap();
+        let trusted = run(vec!["--ca-file".into(), ca.clone()]).await.unwrap();
         assert!(
             trusted.status.success(),
             "{protocol}: {}",
@@ -713,14 +742,11 @@ async fn send_over_tls_trusts_the_ca_file_and_only_it() {
             n + 1
         );
 
-        let untrusted = run(args(false)).await.unwrap();
-        let stderr = text(&untrusted.stderr);
-        assert_eq!(untrusted.status.code(), Some(1), "{protocol}: {stderr}");
+        let untrusted = run(Vec::new()).await.unwrap();
+        let stderr = not_delivered(&untrusted, "1 of 1", &endpoint, protocol);
         assert!(
-            stderr.starts_with(&format!(
-                "error: 1 of 1 audit events not delivered to {endpoint} ({protocol}): "
-            )),
-            "{stderr}"
+            stderr.to_lowercase().contains("certificate"),
+            "{protocol}: {stderr}"
         );
     }
 }

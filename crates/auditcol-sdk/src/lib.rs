@@ -27,6 +27,37 @@
 //!   error, if any): the official exporter does not pass the server's
 //!   message or a partial success on.
 //!
+//! An event, emitted through a logger provider you already have (here one
+//! without exporters):
+//!
+//! ```
+//! use auditcol_sdk::{AuditEvent, AuditLogger};
+//! use opentelemetry_sdk::logs::SdkLoggerProvider;
+//! use serde_json::json;
+//!
+//! let event = AuditEvent::builder("Flag", "Created")
+//!     .actor("email", "kyle@example.com")
+//!     .payload(json!({"key": "dark-mode"}))
+//!     .timestamp_unix_nanos(1_714_557_600_000_000_000)
+//!     .build()?;
+//! assert_eq!(event.event_name(), "audit.flag.created");
+//! // What auditcol's `file` exporter (format `json`) will write for it:
+//! assert_eq!(
+//!     serde_json::to_string(event.as_flipt())?,
+//!     r#"{"version":"0.2","type":"flag","action":"created","metadata":{"actor":{"email":"kyle@example.com"}},"payload":{"key":"dark-mode"},"timestamp":"2024-05-01T10:00:00Z","status":"success"}"#
+//! );
+//! // An invalid name is refused when the event is built:
+//! let err = AuditEvent::builder("flag", "created").actor("e mail", "x").build().unwrap_err();
+//! assert!(err.to_string().starts_with(r#"actor field name "e mail" is not a valid name"#));
+//!
+//! let provider = SdkLoggerProvider::builder().build();
+//! AuditLogger::from_provider(&provider).emit(&event);
+//! provider.shutdown()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The same event sent to a collector, with a report of what arrived:
+//!
 //! ```no_run
 //! use auditcol_sdk::{AuditEvent, AuditSender, Protocol};
 //! use serde_json::json;

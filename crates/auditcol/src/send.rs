@@ -304,12 +304,13 @@ fn finish(
 ) -> Result<DeliveryReport, String> {
     let notes = diagnostics.take();
     match result {
+        // Worded as the SDK words the same case over HTTP.
         Ok(report) => match notes.rejected {
             Some((rejected, message)) => Err(format!(
-                "{rejected} of {} audit events rejected by {} ({}): {message}",
-                report.delivered,
+                "{rejected} of {total} audit events not delivered to {} ({}): the endpoint rejected {rejected} of {total}: {message}",
                 sender.endpoint(),
-                sender.protocol()
+                sender.protocol(),
+                total = report.delivered,
             )),
             None => Ok(report),
         },
