@@ -1,10 +1,12 @@
-//! `auditcol`: run the collector, or validate a config.
+//! `auditcol`: run the collector, validate a config, or send audit events.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use auditcol_core::config::ConfigDuration;
 use clap::{Parser, Subcommand};
+
+mod send;
 
 // The hot path allocates per record (OTLP decode owns every string); glibc's
 // malloc spent ~30% of CPU in profiles, mimalloc a fraction of that.
@@ -34,12 +36,32 @@ struct Cli {
 enum Command {
     /// Check a config without starting anything: prints `OK` (exit 0) or the error (exit 1).
     Validate,
+    /// Send audit events to a collector (or any OTLP endpoint) and report whether they arrived.
+    ///
+    /// One event from flags:
+    ///   auditcol send --type flag --action created --actor email=kyle@example.com --payload '{"key":"dark-mode"}'
+    ///
+    /// Flipt v0.2 JSON events from standard input, one per line:
+    ///   auditcol send --stdin --protocol http/protobuf < events.jsonl
+    ///
+    /// Exit status: 0 every event delivered; 1 not delivered (refused, unreachable, no
+    /// answer within the timeout) or bad input (invalid name, payload not JSON, bad line);
+    /// 2 usage error.
+    #[command(verbatim_doc_comment)]
+    Send(Box<send::SendArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Validate) => validate(&cli),
+        Some(Command::Send(args)) => {
+            if cli.config.is_some() {
+                eprintln!("error: --config is for running or validating a collector, not for send");
+                return ExitCode::from(2);
+            }
+            send::run(*args)
+        }
         None => serve(&cli),
     }
 }

@@ -290,9 +290,7 @@ impl Inner {
         ))
     }
 
-    fn lock_waiters(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Ticket, oneshot::Sender<Outcome>>> {
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<Ticket, oneshot::Sender<Outcome>>> {
         self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -190,7 +190,10 @@ fn read_records(bytes: &[u8]) -> (Vec<ReadRecord<'_>>, Option<(usize, &'static s
         }
         let body = &rest[HEADER..HEADER + len];
         if crc32fast::hash(body) != crc {
-            return (records, Some((at, "a record whose checksum does not match")));
+            return (
+                records,
+                Some((at, "a record whose checksum does not match")),
+            );
         }
         let kind = body[0];
         if kind != KIND_BATCH && kind != KIND_ACK {
@@ -264,18 +267,18 @@ impl PersistentQueue {
             for r in records {
                 max_id = max_id.max(Some(r.id));
                 match r.kind {
-                    KIND_BATCH => match LogBatch::decode_protobuf(bytes::Bytes::copy_from_slice(
-                        r.payload,
-                    )) {
-                        Ok(decoded) => {
-                            batches.insert(r.id, (number, decoded.batch));
+                    KIND_BATCH => {
+                        match LogBatch::decode_protobuf(bytes::Bytes::copy_from_slice(r.payload)) {
+                            Ok(decoded) => {
+                                batches.insert(r.id, (number, decoded.batch));
+                            }
+                            Err(e) => recovery.damaged.push(format!(
+                                "{}: batch {} does not decode ({e}); it is skipped",
+                                path.display(),
+                                r.id
+                            )),
                         }
-                        Err(e) => recovery.damaged.push(format!(
-                            "{}: batch {} does not decode ({e}); it is skipped",
-                            path.display(),
-                            r.id
-                        )),
-                    },
+                    }
                     _ => {
                         batches.remove(&r.id);
                     }
@@ -397,10 +400,7 @@ impl PersistentQueue {
 impl Drop for PersistentQueue {
     fn drop(&mut self) {
         // The writer writes what it was given (acks included), then ends.
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -845,7 +845,11 @@ mod tests {
         drop(q2);
         let q3 = open(dir.path());
         assert_eq!(q3.recovery().batches, 0);
-        assert!(segments(dir.path()).is_empty(), "{:?}", segments(dir.path()));
+        assert!(
+            segments(dir.path()).is_empty(),
+            "{:?}",
+            segments(dir.path())
+        );
     }
 
     #[tokio::test]

@@ -294,7 +294,10 @@ mod tests {
             })
         };
         q.close();
-        assert_eq!(q.push(LogBatch::sample_audit(1), 1, None).await, Err(PushError::Closed));
+        assert_eq!(
+            q.push(LogBatch::sample_audit(1), 1, None).await,
+            Err(PushError::Closed)
+        );
         assert_eq!(waiter.await.unwrap(), (true, true));
     }
 

@@ -536,7 +536,8 @@ mod validation {
 
     #[test]
     fn a_persistent_queue_retries_forever_and_acknowledges_once_stored_unless_told() {
-        let s = parse(serde_json::json!({"sending_queue": {"storage": "/var/lib/auditcol"}})).unwrap();
+        let s =
+            parse(serde_json::json!({"sending_queue": {"storage": "/var/lib/auditcol"}})).unwrap();
         assert_eq!(
             s.retry_on_failure.max_elapsed(true),
             ConfigDuration::from_secs(0)
@@ -809,7 +810,9 @@ async fn a_persistent_queue_acknowledges_once_stored_and_sends_after_a_restart()
     let helper = started(settings(persistent), down_sender.clone()).await;
     helper.consume(LogBatch::sample_audit(2)).await.unwrap();
     helper.consume(LogBatch::sample_audit(3)).await.unwrap();
-    helper.shutdown(Instant::now() + Duration::from_millis(200)).await;
+    helper
+        .shutdown(Instant::now() + Duration::from_millis(200))
+        .await;
     drop(helper);
     assert!(down_sender.sent().is_empty());
 
@@ -820,7 +823,9 @@ async fn a_persistent_queue_acknowledges_once_stored_and_sends_after_a_restart()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(up_sender.sent(), vec![2, 3]);
-    helper.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    helper
+        .shutdown(Instant::now() + Duration::from_secs(5))
+        .await;
     drop(helper);
 
     // Sent and acknowledged: nothing comes back a third time.
@@ -828,11 +833,14 @@ async fn a_persistent_queue_acknowledges_once_stored_and_sends_after_a_restart()
     let helper = started(settings(persistent), third.clone()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(third.sent().is_empty());
-    helper.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    helper
+        .shutdown(Instant::now() + Duration::from_secs(5))
+        .await;
 }
 
 #[tokio::test]
-async fn two_exporters_on_one_storage_keep_their_own_namespaces_and_a_second_collector_is_refused() {
+async fn two_exporters_on_one_storage_keep_their_own_namespaces_and_a_second_collector_is_refused()
+{
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().to_str().unwrap().to_owned();
     let make = |name: &str| {
