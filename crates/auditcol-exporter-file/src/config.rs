@@ -201,8 +201,8 @@ mod tests {
 
     #[test]
     fn helper_settings_are_validated_with_their_path() {
-        let json = serde_json::json!({"sending_queue": {"storage": "db"}});
-        assert_eq!(parse(json).unwrap_err().path, "sending_queue.storage");
+        let json = serde_json::json!({"sending_queue": {"max_size_mib": 5}});
+        assert_eq!(parse(json).unwrap_err().path, "sending_queue.max_size_mib");
         let json = serde_json::json!({"retry_on_failure": {"multiplier": 0}});
         assert_eq!(parse(json).unwrap_err().path, "retry_on_failure.multiplier");
     }

@@ -1,6 +1,7 @@
 //! [`FileSender`]: writes one batch; the exporter helper around it queues and retries.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -38,6 +39,8 @@ pub struct FileSender {
     /// Encoding buffers for reuse: a fresh multi-megabyte buffer per batch
     /// costs page faults that show in profiles.
     buffers: Arc<BufferPool>,
+    /// Failed writes in a row: the first and every hundredth are logged.
+    write_failures: AtomicU64,
 }
 
 /// A few cleared `Vec<u8>`s, each kept only while not too large.
@@ -90,6 +93,7 @@ impl FileSender {
             target,
             file: Arc::new(Mutex::new(None)),
             buffers: Arc::default(),
+            write_failures: AtomicU64::new(0),
         }
     }
 
@@ -144,12 +148,30 @@ impl FileSender {
         })
         .await;
         match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(PipelineError::retryable(format!(
-                "exporter {}: cannot write to {}: {e}",
-                self.id,
-                self.describe_target()
-            ))),
+            Ok(Ok(())) => {
+                let failures = self.write_failures.swap(0, Ordering::Relaxed);
+                if failures > 0 {
+                    tracing::info!(exporter = %self.id, target = %self.describe_target(), failures, "writing works again");
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let failures = self.write_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if failures == 1 || failures.is_multiple_of(100) {
+                    tracing::error!(
+                        exporter = %self.id,
+                        target = %self.describe_target(),
+                        error = %e,
+                        failures,
+                        "cannot write: the batch is retried, nothing of it is left in the file"
+                    );
+                }
+                Err(PipelineError::retryable(format!(
+                    "exporter {}: cannot write to {}: {e}",
+                    self.id,
+                    self.describe_target()
+                )))
+            }
             Err(e) => Err(PipelineError::retryable(format!(
                 "exporter {}: the write to {} did not complete: {e}",
                 self.id,

@@ -25,46 +25,101 @@ pub(crate) struct FileWriter {
     /// Time in the name of the last backup, to keep names in order even
     /// when rotating several times a millisecond.
     last_backup: Option<OffsetDateTime>,
+    /// Rotations that failed in a row.
+    rotation_failures: u64,
+    /// Where to cut the file back to: a failed write left part of itself.
+    cut_to: Option<u64>,
 }
 
 impl FileWriter {
     /// Opens `path` for appending, creating it and its parent directories.
+    /// With `sync`, the directory is synced too, so that a new file's name
+    /// survives a crash.
     pub(crate) fn open(path: &Path, rotation: Option<Rotation>, sync: bool) -> io::Result<Self> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent)?;
         }
+        let existed = path.exists();
         let file = open_append(path)?;
         let size = file.metadata()?.len();
-        Ok(Self {
+        let writer = Self {
             path: path.to_owned(),
             file,
             size,
             rotation,
             sync,
             last_backup: None,
-        })
+            rotation_failures: 0,
+            cut_to: None,
+        };
+        if sync && !existed {
+            writer.sync_dir()?;
+        }
+        Ok(writer)
     }
 
-    /// Appends `bytes` in one write (rotating first if they would not fit),
-    /// then fsyncs if asked to.
+    /// Appends `bytes` (whole lines) in one write, rotating first if they
+    /// would not fit, then fsyncs if asked to.
+    ///
+    /// All or nothing: when the write or its sync fails, the file is cut
+    /// back to its length before the write, so a retry never follows a torn
+    /// line and no line is left half-written. (If even the cut fails, the
+    /// next write tries it again first and refuses to append until it
+    /// succeeds.)
     pub(crate) fn write_batch(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.repair()?;
         if let Some(rotation) = self.rotation
             && self.size > 0
             && self.size.saturating_add(bytes.len() as u64) > rotation.max_bytes
         {
-            self.rotate(rotation)?;
+            self.rotate(rotation);
         }
-        if let Err(e) = self.file.write_all(bytes) {
-            // Part of the batch may be in the file: learn the real size.
-            self.size = self.file.metadata().map_or(self.size, |m| m.len());
-            return Err(e);
+        let before = self.size;
+        let written = self.file.write_all(bytes).and_then(|()| {
+            if self.sync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match written {
+            Ok(()) => {
+                self.size += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Part of the batch may be in the file (a full disk takes
+                // what fits): take it out again.
+                self.size = self.file.metadata().map_or(u64::MAX, |m| m.len());
+                if self.size != before {
+                    self.size = u64::MAX;
+                    self.cut_to = Some(before);
+                    let _ = self.repair();
+                }
+                Err(e)
+            }
         }
-        self.size += bytes.len() as u64;
-        if self.sync {
-            self.file.sync_data()?;
-        }
+    }
+
+    /// Cuts the file back to where the last failed write began, if that is
+    /// still to do.
+    fn repair(&mut self) -> io::Result<()> {
+        let Some(length) = self.cut_to else {
+            return Ok(());
+        };
+        self.file
+            .set_len(length)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot cut the file back to {length} bytes after a failed write: {e}"),
+                )
+            })?;
+        self.size = length;
+        self.cut_to = None;
         Ok(())
     }
 
@@ -73,14 +128,90 @@ impl FileWriter {
         self.file.sync_data()
     }
 
-    fn rotate(&mut self, rotation: Rotation) -> io::Result<()> {
+    fn sync_dir(&self) -> io::Result<()> {
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(dir)?.sync_all()
+    }
+
+    /// Moves the file aside as a backup and continues in a fresh one.
+    ///
+    /// Atomic from the writer's point of view: the fresh file is created
+    /// first (under a temporary name), so when that is impossible (no file
+    /// handles, no inodes, no space) nothing moves and writing goes on in
+    /// the current file, past `max_bytes`, until a later rotation succeeds.
+    /// Writes never go to a backup.
+    fn rotate(&mut self, rotation: Rotation) {
+        match self.try_rotate() {
+            Ok(()) => {
+                if self.rotation_failures > 0 {
+                    tracing::info!(path = %self.path.display(), failures = self.rotation_failures, "rotation works again");
+                }
+                self.rotation_failures = 0;
+                if let Err(e) = self.prune(rotation.max_backups) {
+                    // Too many backups is not worth failing a write for.
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot delete old rotated files");
+                }
+            }
+            Err(e) => {
+                self.rotation_failures += 1;
+                if self.rotation_failures == 1 || self.rotation_failures.is_multiple_of(100) {
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        error = %e,
+                        failures = self.rotation_failures,
+                        "cannot rotate: writing on in the current file past max_megabytes until rotation succeeds"
+                    );
+                }
+            }
+        }
+    }
+
+    fn try_rotate(&mut self) -> io::Result<()> {
+        let fresh_path = self.path.with_file_name(format!(
+            ".{}.rotating",
+            self.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        // A leftover of a rotation interrupted by a crash is emptied: its
+        // name was never the file's, so nothing was acknowledged in it.
+        let fresh = open_append(&fresh_path)
+            .and_then(|f| f.set_len(0).map(|()| f))
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot create {}: {e}", fresh_path.display()),
+                )
+            })?;
         let backup = self.free_backup_path();
-        std::fs::rename(&self.path, &backup)?;
-        self.file = open_append(&self.path)?;
+        if let Err(e) = std::fs::rename(&self.path, &backup) {
+            let _ = std::fs::remove_file(&fresh_path);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot rename {} to {}: {e}", self.path.display(), backup.display()),
+            ));
+        }
+        if let Err(e) = std::fs::rename(&fresh_path, &self.path) {
+            // Put the file back: the current handle writes to it again.
+            let _ = std::fs::rename(&backup, &self.path);
+            let _ = std::fs::remove_file(&fresh_path);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot rename {} to {}: {e}", fresh_path.display(), self.path.display()),
+            ));
+        }
+        // The backup's data is complete (every write was whole); make it durable.
+        if self.sync {
+            self.file.sync_data()?;
+        }
+        self.file = fresh;
         self.size = 0;
-        if let Err(e) = self.prune(rotation.max_backups) {
-            // Too many backups is not worth failing a write for.
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot delete old rotated files");
+        if self.sync {
+            self.sync_dir()?;
         }
         Ok(())
     }
@@ -288,5 +419,46 @@ mod tests {
         w.write_batch(b"next\n").unwrap();
         assert_eq!(read(&path), "next\n");
         assert_eq!(w.backups().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn when_the_new_file_cannot_be_created_writing_goes_on_in_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let rotation = Rotation {
+            max_bytes: 4,
+            max_backups: 0,
+        };
+        let mut w = FileWriter::open(&path, Some(rotation), true).unwrap();
+        w.write_batch(b"a1\n").unwrap();
+        // The fresh file's name is taken by a directory: creating it fails,
+        // as it would without file handles or inodes.
+        let blocker = dir.path().join(".audit.jsonl.rotating");
+        std::fs::create_dir(&blocker).unwrap();
+        w.write_batch(b"a2\n").unwrap();
+        w.write_batch(b"a3\n").unwrap();
+        assert_eq!(read(&path), "a1\na2\na3\n", "nothing moved, nothing lost");
+        assert!(w.backups().unwrap().is_empty());
+        // The resource comes back: the next write rotates by itself.
+        std::fs::remove_dir(&blocker).unwrap();
+        w.write_batch(b"a4\n").unwrap();
+        assert_eq!(read(&path), "a4\n");
+        let backups = w.backups().unwrap();
+        assert_eq!(backups.len(), 1);
+        assert_eq!(read(&backups[0]), "a1\na2\na3\n");
+        assert!(!dir.path().join(".audit.jsonl.rotating").exists());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_part_of_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut w = FileWriter::open(&path, None, false).unwrap();
+        w.write_batch(b"one\n").unwrap();
+        // What a full disk leaves: part of a batch, then an error.
+        w.file.write_all(b"{\"version\":").unwrap();
+        w.cut_to = Some(w.size);
+        w.write_batch(b"two\n").unwrap();
+        assert_eq!(read(&path), "one\ntwo\n");
     }
 }

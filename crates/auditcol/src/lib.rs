@@ -47,6 +47,14 @@ pub fn read_config(path: Option<&Path>) -> anyhow::Result<String> {
 /// Runs the collector until SIGINT or SIGTERM, then shuts down within
 /// `shutdown_timeout`.
 pub async fn run(text: &str, shutdown_timeout: Duration) -> anyhow::Result<()> {
+    // A file that reaches the file-size limit (RLIMIT_FSIZE) must be a
+    // failed write, retried and reported, not the end of the process:
+    // SIGXFSZ is caught (and ignored) so the write returns EFBIG instead.
+    #[cfg(unix)]
+    let _file_size_limit = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(
+        libc::SIGXFSZ,
+    ))
+    .context("cannot handle SIGXFSZ")?;
     let service = build(text)?;
     for warning in service.warnings() {
         tracing::warn!("{warning}");
