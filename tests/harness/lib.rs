@@ -62,7 +62,10 @@ pub struct Collector {
     pub components: HashMap<String, SocketAddr>,
     stdout: Receiver<String>,
     stderr: Arc<Mutex<String>>,
-    dir: tempfile::TempDir,
+    /// The directory `{DIR}` stands for.
+    root: PathBuf,
+    /// Removed when the collector is dropped, unless the test owns it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Collector {
@@ -76,9 +79,41 @@ impl Collector {
         Self::spawn(dir, &["--config", path.to_str().unwrap()])
     }
 
+    /// Starts auditcol with `config` in `dir`, which the test keeps across
+    /// restarts (a persistent queue, an output file), run through `wrapper`
+    /// (e.g. `["prlimit", "--fsize=20000:"]`) when not empty.
+    pub fn start_in(dir: &Path, config: &str, wrapper: &[&str]) -> Collector {
+        let config = config.replace("{DIR}", dir.to_str().unwrap());
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, config).unwrap();
+        Self::launch(
+            dir.to_owned(),
+            None,
+            wrapper,
+            &["--config", path.to_str().unwrap()],
+        )
+    }
+
     /// Starts auditcol with the given arguments.
     pub fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Collector {
-        let mut child = Command::new(binary())
+        Self::launch(dir.path().to_owned(), Some(dir), &[], args)
+    }
+
+    fn launch(
+        root: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        wrapper: &[&str],
+        args: &[&str],
+    ) -> Collector {
+        let mut command = match wrapper.split_first() {
+            None => Command::new(binary()),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary());
+                c
+            }
+        };
+        let mut child = command
             .args(args)
             // The receiver logs each request at debug level: tests await those lines.
             .env(
@@ -141,7 +176,8 @@ impl Collector {
             components,
             stdout,
             stderr,
-            dir,
+            root,
+            _dir: dir,
         }
     }
 
@@ -163,7 +199,7 @@ impl Collector {
 
     /// A path inside the collector's temporary directory.
     pub fn path(&self, relative: &str) -> PathBuf {
-        self.dir.path().join(relative)
+        self.root.join(relative)
     }
 
     /// Everything the collector logged so far.
@@ -220,11 +256,119 @@ impl Collector {
     }
 }
 
+impl Collector {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process with SIGKILL (a crash: nothing is flushed) and
+    /// waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Collector {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `tests/python/webhook_sink.py` process and the file it writes.
+pub struct WebhookSink {
+    child: Child,
+    /// Where requests go.
+    pub url: String,
+    out: PathBuf,
+}
+
+impl WebhookSink {
+    /// Starts one on a port the OS chooses.
+    pub fn start(dir: &Path, name: &str, secret: &str, header: &str) -> WebhookSink {
+        Self::start_on(dir, name, secret, header, 0)
+    }
+
+    /// Starts one on `port` (0: the OS chooses); requests go to
+    /// `http://127.0.0.1:<port>/<name>` and are written to `<dir>/<name>.jsonl`.
+    pub fn start_on(dir: &Path, name: &str, secret: &str, header: &str, port: u16) -> WebhookSink {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/webhook_sink.py");
+        let out = dir.join(format!("{name}.jsonl"));
+        let mut child = Command::new(python())
+            .args([
+                script.as_os_str(),
+                secret.as_ref(),
+                header.as_ref(),
+                out.as_os_str(),
+            ])
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot run Python");
+        let mut bound = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut bound)
+            .unwrap();
+        let url = format!("http://127.0.0.1:{}/{name}", bound.trim());
+        WebhookSink { child, url, out }
+    }
+
+    /// The requests received so far: (signature valid, body as JSON).
+    pub fn requests(&self) -> Vec<(bool, serde_json::Value)> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+                let body = serde_json::from_str(entry["body"].as_str().unwrap()).unwrap();
+                (entry["valid"].as_bool().unwrap(), body)
+            })
+            .collect()
+    }
+
+    /// The events received so far (arrays flattened), with their verdicts.
+    pub fn events(&self) -> Vec<(bool, serde_json::Value)> {
+        let mut events = Vec::new();
+        for (valid, body) in self.requests() {
+            match body {
+                serde_json::Value::Array(list) => {
+                    events.extend(list.into_iter().map(|e| (valid, e)))
+                }
+                one => events.push((valid, one)),
+            }
+        }
+        events
+    }
+
+    pub fn wait_for_events(&self, n: usize) -> Vec<(bool, serde_json::Value)> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let events = self.events();
+            if events.len() >= n || Instant::now() > deadline {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for WebhookSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago, for a server a test
+/// starts later (an endpoint that is down first, then comes up).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `key=value` or `key="value"` from a log line.

@@ -1,10 +1,10 @@
 """A webhook endpoint that checks every request's signature the way
 Flagsmith's documentation shows ("Validating Signature").
 
-Usage: webhook_sink.py SECRET HEADER OUT
+Usage: webhook_sink.py SECRET HEADER OUT [PORT]
 
-Listens on 127.0.0.1 with a port the OS chooses and prints that port on
-stdout. For each POST it appends one JSON line to OUT:
+Listens on 127.0.0.1, on PORT or a port the OS chooses, and prints that
+port on stdout. For each POST it appends one JSON line to OUT:
 {"valid": <the snippet's verdict>, "body": <the body as text>}, and answers
 200 when the signature is valid, 401 otherwise. The lines between the
 markers are the documentation's snippet, unchanged but for indentation;
@@ -55,6 +55,16 @@ class Sink(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A sender killed mid-request (the crash tests do that) is not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+port = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+server = Server(("127.0.0.1", port), Sink)
 print(server.server_address[1], flush=True)
 server.serve_forever()

@@ -192,7 +192,11 @@ impl FileWriter {
             let _ = std::fs::remove_file(&fresh_path);
             return Err(io::Error::new(
                 e.kind(),
-                format!("cannot rename {} to {}: {e}", self.path.display(), backup.display()),
+                format!(
+                    "cannot rename {} to {}: {e}",
+                    self.path.display(),
+                    backup.display()
+                ),
             ));
         }
         if let Err(e) = std::fs::rename(&fresh_path, &self.path) {
@@ -201,7 +205,11 @@ impl FileWriter {
             let _ = std::fs::remove_file(&fresh_path);
             return Err(io::Error::new(
                 e.kind(),
-                format!("cannot rename {} to {}: {e}", fresh_path.display(), self.path.display()),
+                format!(
+                    "cannot rename {} to {}: {e}",
+                    fresh_path.display(),
+                    self.path.display()
+                ),
             ));
         }
         // The backup's data is complete (every write was whole); make it durable.

@@ -51,10 +51,9 @@ pub async fn run(text: &str, shutdown_timeout: Duration) -> anyhow::Result<()> {
     // failed write, retried and reported, not the end of the process:
     // SIGXFSZ is caught (and ignored) so the write returns EFBIG instead.
     #[cfg(unix)]
-    let _file_size_limit = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(
-        libc::SIGXFSZ,
-    ))
-    .context("cannot handle SIGXFSZ")?;
+    let _file_size_limit =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
+            .context("cannot handle SIGXFSZ")?;
     let service = build(text)?;
     for warning in service.warnings() {
         tracing::warn!("{warning}");
