@@ -144,6 +144,8 @@ struct Inner {
     state: AtomicU8,
     /// Created at start: a persistent storage opens its files there.
     queue: OnceLock<Arc<dyn QueueStorage>>,
+    /// The same queue when it is persistent, for its figures.
+    persistent: OnceLock<Arc<PersistentQueue>>,
     /// Callers waiting for the outcome of their queued batch, by ticket.
     waiters: Mutex<HashMap<Ticket, oneshot::Sender<Outcome>>>,
     next_ticket: AtomicU64,
@@ -244,6 +246,7 @@ impl ExporterHelper {
                 sender,
                 state: AtomicU8::new(NOT_STARTED),
                 queue: OnceLock::new(),
+                persistent: OnceLock::new(),
                 waiters: Mutex::new(HashMap::new()),
                 next_ticket: AtomicU64::new(0),
                 workers: Mutex::new(Vec::new()),
@@ -578,7 +581,11 @@ impl Component for ExporterHelper {
         if queue_settings.enabled {
             let queue: Arc<dyn QueueStorage> = match &queue_settings.storage {
                 None => Arc::new(MemoryQueue::new(queue_settings.queue_size)),
-                Some(storage) => Arc::new(inner.open_persistent(storage).await?),
+                Some(storage) => {
+                    let queue = Arc::new(inner.open_persistent(storage).await?);
+                    let _ = inner.persistent.set(queue.clone());
+                    queue
+                }
             };
             let _ = inner.queue.set(queue.clone());
             let mut workers = inner.workers.lock().unwrap_or_else(|e| e.into_inner());
@@ -647,6 +654,16 @@ impl Component for ExporterHelper {
         }
         if let Some(queue) = inner.queue.get() {
             queue.sync().await;
+        }
+        if let Some(queue) = inner.persistent.get() {
+            tracing::info!(
+                exporter = %inner.id,
+                queue = %queue.dir().display(),
+                batches_left = queue.len(),
+                disk_bytes = queue.disk_bytes(),
+                fsyncs = queue.fsyncs(),
+                "persistent queue closed"
+            );
         }
         inner.sender.shutdown().await;
     }
