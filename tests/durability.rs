@@ -14,23 +14,55 @@ use auditcol_e2e::{Collector, WebhookSink, binary, flipt_event, free_port};
 const SECRET: &str = "durability secret";
 const HEADER: &str = "X-Auditcol-Signature";
 
-/// A POST that reports failure instead of panicking (the collector may be
-/// killed mid-request): `Some(status)` or `None` when no answer came.
-fn try_post(addr: SocketAddr, body: &[u8]) -> Option<u16> {
+/// A JSON POST to `path` that reports failure instead of panicking (the
+/// collector may be killed mid-request): `Some((status, answer))` or `None`
+/// when no answer came.
+fn post_json(addr: SocketAddr, path: &str, body: &[u8]) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .ok()?;
     let head = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).ok()?;
     stream.write_all(body).ok()?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).ok()?;
-    let line = String::from_utf8_lossy(&answer);
-    line.split_whitespace().nth(1)?.parse().ok()
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text))
+}
+
+/// A webhook (Flipt JSON) POST: the status, or `None` when no answer came.
+fn try_post(addr: SocketAddr, body: &[u8]) -> Option<u16> {
+    post_json(addr, "/", body).map(|(status, _)| status)
+}
+
+/// Events numbered `first..first + n` as an OTLP/JSON logs request, as an
+/// OpenTelemetry SDK sends them: `audit.*` attributes, the payload
+/// `{"key": "ev-<number>"}` as the body.
+fn otlp_numbered(first: usize, n: usize) -> Vec<u8> {
+    let records: Vec<_> = (first..first + n)
+        .map(|i| {
+            let noun = ["flag", "segment", "variant"][i % 3];
+            serde_json::json!({
+                "timeUnixNano": "1714557600000000000",
+                "attributes": [
+                    {"key": "audit.type", "value": {"stringValue": noun}},
+                    {"key": "audit.action", "value": {"stringValue": "updated"}},
+                ],
+                "body": {"kvlistValue": {"values": [
+                    {"key": "key", "value": {"stringValue": format!("ev-{i}")}},
+                ]}},
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]
+    }))
+    .unwrap()
 }
 
 /// Events numbered `first..first + n`: payload key `ev-<number>`.
@@ -109,6 +141,9 @@ receivers:
   webhook:
     endpoint: "127.0.0.1:0"
     format: audit
+  otlp:
+    protocols:
+      http: {endpoint: "127.0.0.1:0"}
 exporters:
   file:
     path: "{DIR}/audit.jsonl"
@@ -128,7 +163,7 @@ exporters:
 service:
   pipelines:
     logs:
-      receivers: [webhook]
+      receivers: [webhook, otlp]
       exporters: [file, webhook/sink]
 "#;
 
@@ -145,7 +180,7 @@ fn acknowledged_events_survive_kill_9_at_random_moments() {
     let mut next = 0;
     for cycle in 0..=cycles {
         let mut collector = Collector::start_in(dir.path(), &config, &[]);
-        let addr = collector.component_endpoint("webhook");
+        let addr = collector.component_endpoint("otlp");
         // Send for a while; the last cycle runs to the end, the others are
         // killed from another thread at a moment that differs from cycle to
         // cycle, in the middle of requests.
@@ -159,7 +194,7 @@ fn acknowledged_events_survive_kill_9_at_random_moments() {
         });
         let started = Instant::now();
         loop {
-            match try_post(addr, &numbered(next, 5)) {
+            match post_json(addr, "/v1/logs", &otlp_numbered(next, 5)).map(|(s, _)| s) {
                 Some(200) => acked.extend(next..next + 5),
                 None if killer.is_some() && started.elapsed() >= run_for => {
                     // Killed mid-request: neither acknowledged nor refused.
@@ -344,6 +379,175 @@ service:
     }
     collector.wait_for_log("writing works again");
     let counts = file_counts(&file);
+    let missing: Vec<_> = acked.iter().filter(|n| !counts.contains_key(n)).collect();
+    assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
+    assert_eq!(duplicates(&counts), 0);
+}
+
+#[test]
+fn a_queue_that_cannot_be_written_is_backpressure_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(dir.path(), "sink", SECRET, HEADER);
+    let config = r#"
+receivers:
+  webhook:
+    endpoint: "127.0.0.1:0"
+    format: audit
+exporters:
+  webhook/sink:
+    endpoint: "{SINK}"
+    signing_secret: "durability secret"
+    sending_queue:
+      storage: "{DIR}/queue"
+service:
+  pipelines:
+    logs: {receivers: [webhook], exporters: [webhook/sink]}
+"#
+    .replace("{SINK}", &sink.url);
+    // The queue's files may not grow past 30 kB: its disk is full.
+    let collector = Collector::start_in(dir.path(), &config, &["prlimit", "--fsize=30000:"]);
+    let addr = collector.component_endpoint("webhook");
+    let mut acked = BTreeSet::new();
+    let mut refusal = None;
+    for request in 0..500 {
+        let first = request * 5;
+        match post_json(addr, "/", &numbered(first, 5)) {
+            Some((200, _)) => acked.extend(first..first + 5),
+            Some((status, text)) => {
+                refusal = Some((status, text, first));
+                break;
+            }
+            None => panic!("no answer: the collector died?\n{}", collector.log()),
+        }
+    }
+    let (status, text, first) = refusal.expect("the queue never filled");
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("persistent queue"), "{text}");
+    assert!(text.to_lowercase().contains("retry-after"), "{text}");
+    collector.wait_for_log("persistent queue write failed");
+
+    // Room again: the same request is taken, and everything arrives.
+    let raised = Command::new("prlimit")
+        .args(["--pid", &collector.pid().to_string(), "--fsize=unlimited:"])
+        .status()
+        .unwrap();
+    assert!(raised.success());
+    assert_eq!(try_post(addr, &numbered(first, 5)), Some(200));
+    acked.extend(first..first + 5);
+    wait_for_all(&acked, "webhook sink", || sink_counts(&sink));
+}
+
+/// One keep-alive HTTP/1.1 connection for many requests (when the collector
+/// is out of file handles, a new connection would not be accepted).
+struct KeepAlive {
+    stream: TcpStream,
+    addr: SocketAddr,
+}
+
+impl KeepAlive {
+    fn open(addr: SocketAddr) -> KeepAlive {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        KeepAlive { stream, addr }
+    }
+
+    /// POSTs Flipt events to `/` and returns the status.
+    fn post(&mut self, body: &[u8]) -> u16 {
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        self.stream.write_all(head.as_bytes()).unwrap();
+        self.stream.write_all(body).unwrap();
+        // Read the head, then exactly Content-Length bytes of body.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            self.stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let mut body = vec![0u8; length];
+        self.stream.read_exact(&mut body).unwrap();
+        head.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+#[test]
+fn rotation_without_file_handles_writes_on_and_rotates_once_they_are_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+receivers:
+  webhook:
+    endpoint: "127.0.0.1:0"
+    format: audit
+exporters:
+  file:
+    path: "{DIR}/audit.jsonl"
+    format: json
+    rotation: {max_megabytes: 1, max_backups: 0}
+service:
+  pipelines:
+    logs: {receivers: [webhook], exporters: [file]}
+"#;
+    let collector = Collector::start_in(dir.path(), config, &["prlimit", "--nofile=64:64"]);
+    let addr = collector.component_endpoint("webhook");
+    let file = collector.path("audit.jsonl");
+    let mut client = KeepAlive::open(addr);
+    let mut next = 0;
+    let mut acked = BTreeSet::new();
+    let mut send = |client: &mut KeepAlive, next: &mut usize| {
+        assert_eq!(client.post(&numbered(*next, 20)), 200);
+        acked.extend(*next..*next + 20);
+        *next += 20;
+    };
+    // Almost 1 MiB: the next batches will need a rotation.
+    while std::fs::metadata(&file).map_or(0, |m| m.len()) < 1_000_000 {
+        send(&mut client, &mut next);
+    }
+    // Take every file handle the collector has left.
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        idle.push(TcpStream::connect(addr).unwrap());
+    }
+    collector.wait_for_log("cannot accept a connection");
+    for _ in 0..10 {
+        send(&mut client, &mut next);
+    }
+    collector.wait_for_log("cannot rotate");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("audit-")),
+        "no backup while rotation fails"
+    );
+    // Handles come back: the next write rotates by itself.
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(1500));
+    send(&mut client, &mut next);
+    collector.wait_for_log("rotation works again");
+    let mut counts: HashMap<usize, usize> = HashMap::new();
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("audit") && name.ends_with(".jsonl") {
+            files += 1;
+            for (n, c) in file_counts(&path) {
+                *counts.entry(n).or_default() += c;
+            }
+        }
+    }
+    assert_eq!(files, 2, "the file and one backup");
     let missing: Vec<_> = acked.iter().filter(|n| !counts.contains_key(n)).collect();
     assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
     assert_eq!(duplicates(&counts), 0);

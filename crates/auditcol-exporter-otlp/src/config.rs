@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn helper_settings_are_validated_with_their_path() {
-        let json = serde_json::json!({"endpoint": "h:1", "sending_queue": {"storage": "db"}});
-        assert_eq!(parse(json).unwrap_err().path, "sending_queue.storage");
+        let json = serde_json::json!({"endpoint": "h:1", "sending_queue": {"max_size_mib": 3}});
+        assert_eq!(parse(json).unwrap_err().path, "sending_queue.max_size_mib");
     }
 }
