@@ -26,6 +26,7 @@ pub fn registry() -> Registry {
         .exporter(auditcol_exporter_otlp::OtlpExporterFactory)
         .exporter(auditcol_exporter_otlphttp::OtlpHttpExporterFactory)
         .exporter(auditcol_exporter_webhook::WebhookExporterFactory)
+        .exporter(auditcol_exporter_debug::DebugExporterFactory)
 }
 
 /// Parses `text` and builds (without starting) every pipeline in it.
