@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use auditcol_core::config::ConfigDuration;
 use clap::{Parser, Subcommand};
 
+mod graph;
 mod send;
 
 // The hot path allocates per record (OTLP decode owns every string); glibc's
@@ -36,6 +37,12 @@ struct Cli {
 enum Command {
     /// Check a config without starting anything: prints `OK` (exit 0) or the error (exit 1).
     Validate,
+    /// Draw how the config wires receivers → processors → exporters, per pipeline.
+    Graph {
+        /// `mermaid` (renders in Markdown on GitHub) or `dot` (Graphviz).
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: graph::GraphFormat,
+    },
     /// Send audit events to a collector (or any OTLP endpoint) and report whether they arrived.
     ///
     /// One event from flags:
@@ -55,6 +62,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Validate) => validate(&cli),
+        Some(Command::Graph { format }) => draw(&cli, format),
         Some(Command::Send(args)) => {
             if cli.config.is_some() {
                 eprintln!("error: --config is for running or validating a collector, not for send");
@@ -63,6 +71,27 @@ fn main() -> ExitCode {
             send::run(*args)
         }
         None => serve(&cli),
+    }
+}
+
+/// `auditcol graph`: the config is checked as `validate` does, then drawn.
+fn draw(cli: &Cli, format: graph::GraphFormat) -> ExitCode {
+    let drawn = auditcol::read_config(cli.config.as_deref()).and_then(|text| {
+        auditcol::build(&text)?;
+        let config = auditcol_core::config::CollectorConfig::from_yaml(&text, &|name| {
+            std::env::var(name).ok()
+        })?;
+        Ok(graph::render(&config, format))
+    });
+    match drawn {
+        Ok(picture) => {
+            print!("{picture}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
