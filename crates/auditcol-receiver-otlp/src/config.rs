@@ -8,6 +8,12 @@
 //!     max_recv_msg_size_mib: 4
 //!     max_concurrent_streams: 100
 //!     max_connections: 1024
+//!     keepalive:
+//!       server_parameters:
+//!         time: 1m               # ping a connection idle this long...
+//!         timeout: 20s           # ...and close it if the ping is not answered
+//!         max_connection_age: 0s # 0 = no limit; else GOAWAY after this long
+//!         max_connection_age_grace: 0s
 //!   http:
 //!     endpoint: 127.0.0.1:4318
 //!     max_request_body_size: 4194304
@@ -97,6 +103,49 @@ pub struct GrpcConfig {
     pub max_concurrent_streams: u32,
     /// Most connections open at once; more are closed as they come.
     pub max_connections: usize,
+    /// HTTP/2 keepalive and connection age, in the Collector's shape.
+    pub keepalive: KeepaliveConfig,
+}
+
+/// `protocols.grpc.keepalive`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveConfig {
+    /// What the server does to its connections.
+    pub server_parameters: KeepaliveServerParameters,
+}
+
+/// `protocols.grpc.keepalive.server_parameters`.
+///
+/// The server pings a connection it has heard nothing from for `time` and
+/// closes it when the ping goes unanswered for `timeout`: a client that
+/// vanished (power loss, a dropped NAT entry) gives back its place among
+/// `max_connections` instead of holding it forever. Any live HTTP/2 client
+/// answers pings by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveServerParameters {
+    /// Ping after this long without a frame from the client; 0 = never.
+    pub time: ConfigDuration,
+    /// Close when a ping is not answered within this.
+    pub timeout: ConfigDuration,
+    /// Send GOAWAY to a connection this old (clients reconnect, so load
+    /// spreads again behind a balancer); 0 = no limit.
+    pub max_connection_age: ConfigDuration,
+    /// After GOAWAY, how long requests in flight may take before the
+    /// connection is closed; 0 = as long as they need.
+    pub max_connection_age_grace: ConfigDuration,
+}
+
+impl Default for KeepaliveServerParameters {
+    fn default() -> Self {
+        Self {
+            time: ConfigDuration::from_secs(60),
+            timeout: ConfigDuration::from_secs(20),
+            max_connection_age: ConfigDuration::from_secs(0),
+            max_connection_age_grace: ConfigDuration::from_secs(0),
+        }
+    }
 }
 
 /// `protocols.http`.
@@ -121,6 +170,7 @@ impl Default for GrpcConfig {
             max_recv_msg_size_mib: DEFAULT_MAX_RECV_MSG_SIZE_MIB,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            keepalive: KeepaliveConfig::default(),
         }
     }
 }
@@ -203,6 +253,21 @@ impl Validate for GrpcConfig {
             return Err(ConfigError::at(
                 "max_concurrent_streams",
                 format!("must be at least 1; the default is {DEFAULT_MAX_CONCURRENT_STREAMS}"),
+            ));
+        }
+        let keepalive = &self.keepalive.server_parameters;
+        if !keepalive.time.0.is_zero() && keepalive.timeout.0.is_zero() {
+            return Err(ConfigError::at(
+                "keepalive.server_parameters.timeout",
+                "must be more than 0 when `time` is set: how long a ping may go unanswered",
+            ));
+        }
+        if keepalive.max_connection_age.0.is_zero()
+            && !keepalive.max_connection_age_grace.0.is_zero()
+        {
+            return Err(ConfigError::at(
+                "keepalive.server_parameters.max_connection_age_grace",
+                "applies with `max_connection_age` only",
             ));
         }
         Ok(())

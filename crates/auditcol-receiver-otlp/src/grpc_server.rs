@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 
 use auditcol_core::LogBatch;
 use auditcol_core::PipelineError;
+use auditcol_core::config::ConfigDuration;
 use auditcol_core::receiverhelper::{ConnectionLimit, admitted_incoming};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
@@ -29,6 +30,7 @@ use tonic::server::NamedService;
 use tonic::{Code, Status};
 
 use crate::compression::{GunzipError, gunzip};
+use crate::config::KeepaliveServerParameters;
 use crate::ingest::{Ingest, Rejection, RetryInfo, RpcStatus};
 
 /// The gRPC service name of OTLP log export.
@@ -40,6 +42,9 @@ const PREFIX_LEN: usize = 5;
 /// Frames of one message kept apart before they are joined.
 const MAX_CHUNKS: usize = 64;
 
+/// Largest header list of one request, in bytes.
+const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+
 /// What one gRPC listener allows.
 pub(crate) struct Limits {
     /// Largest message, in bytes, as received and decompressed.
@@ -48,6 +53,8 @@ pub(crate) struct Limits {
     pub(crate) max_concurrent_streams: u32,
     /// Most connections open at once.
     pub(crate) connections: ConnectionLimit,
+    /// Pings, and the age at which a connection is sent away.
+    pub(crate) keepalive: KeepaliveServerParameters,
 }
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled, then lets
@@ -58,8 +65,22 @@ pub(crate) async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let keepalive = &limits.keepalive;
+    let nonzero = |d: ConfigDuration| (!d.0.is_zero()).then_some(d.0);
+    let mut server = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)
+        // Headers are small in OTLP: a client may not make the server hold
+        // more than this per request (h2's default is 16 MiB).
+        .http2_max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .http2_keepalive_interval(nonzero(keepalive.time))
+        .http2_keepalive_timeout(nonzero(keepalive.timeout));
+    if let Some(age) = nonzero(keepalive.max_connection_age) {
+        server = server.max_connection_age(age);
+        if let Some(grace) = nonzero(keepalive.max_connection_age_grace) {
+            server = server.max_connection_age_grace(grace);
+        }
+    }
+    server
         .add_service(LogsGrpc {
             ingest,
             max_recv_msg_size: limits.max_recv_msg_size,

@@ -181,6 +181,7 @@ impl Component for OtlpReceiver {
                         c.max_connections,
                         format!("{} grpc", self.id),
                     ),
+                    keepalive: c.keepalive.server_parameters.clone(),
                 },
                 shutdown.clone(),
             );

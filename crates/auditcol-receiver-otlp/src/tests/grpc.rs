@@ -482,3 +482,111 @@ async fn grpc_connections_past_max_connections_are_closed_at_once() {
     body.send_data(bytes::Bytes::from(frame), true).unwrap();
     assert_eq!(response.await.unwrap().status(), 200);
 }
+
+/// Reads HTTP/2 frames from a client that never answers: returns the types
+/// of the frames seen until the server closes the connection, or `None` if
+/// it is still open after `wait`.
+async fn frames_until_closed(tcp: &mut tokio::net::TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let mut header = [0u8; 9];
+        match tokio::time::timeout_at(deadline, tcp.read_exact(&mut header)).await {
+            Err(_) => return None,
+            Ok(Err(_)) => return Some(seen),
+            Ok(Ok(_)) => {}
+        }
+        let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        seen.push(header[3]);
+        let mut payload = vec![0u8; len];
+        if tcp.read_exact(&mut payload).await.is_err() {
+            return Some(seen);
+        }
+    }
+}
+
+/// Opens a TCP connection and says the HTTP/2 preface with empty SETTINGS,
+/// then goes silent (never acknowledges anything).
+async fn silent_h2_client(running: &Running) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(running.addr("grpc"))
+        .await
+        .unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    tcp
+}
+
+const PING: u8 = 6;
+
+#[tokio::test]
+async fn a_client_that_does_not_answer_pings_is_closed() {
+    let running = start(json!({"grpc": {"keepalive": {"server_parameters": {
+        "time": "200ms", "timeout": "200ms"}}}}))
+    .await;
+    let mut tcp = silent_h2_client(&running).await;
+    let frames = frames_until_closed(&mut tcp, Duration::from_secs(5))
+        .await
+        .expect("the silent connection was not closed");
+    assert!(frames.contains(&PING), "no ping before closing: {frames:?}");
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn without_keepalive_a_silent_connection_stays() {
+    let running =
+        start(json!({"grpc": {"keepalive": {"server_parameters": {"time": "0s"}}}})).await;
+    let mut tcp = silent_h2_client(&running).await;
+    assert_eq!(
+        frames_until_closed(&mut tcp, Duration::from_millis(800)).await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn connections_older_than_max_connection_age_are_sent_away() {
+    let running = start(json!({"grpc": {"keepalive": {"server_parameters": {
+        "max_connection_age": "300ms", "max_connection_age_grace": "200ms"}}}}))
+    .await;
+    // A real client hears GOAWAY and its connection ends cleanly.
+    let tcp = tokio::net::TcpStream::connect(running.addr("grpc"))
+        .await
+        .unwrap();
+    let begin = tokio::time::Instant::now();
+    let (_client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the old connection was not sent away")
+        .expect("GOAWAY is a clean end, not an error");
+    assert!(begin.elapsed() >= Duration::from_millis(300));
+    // One that never answers is closed all the same.
+    let mut tcp = silent_h2_client(&running).await;
+    let frames = frames_until_closed(&mut tcp, Duration::from_secs(5)).await;
+    assert!(frames.is_some(), "the silent old connection stayed open");
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn keepalive_settings_are_checked() {
+    for (json, path) in [
+        (
+            json!({"protocols": {"grpc": {"keepalive": {"server_parameters": {"timeout": "0s"}}}}}),
+            "protocols.grpc.keepalive.server_parameters.timeout",
+        ),
+        (
+            json!({"protocols": {"grpc": {"keepalive": {"server_parameters": {"max_connection_age_grace": "1s"}}}}}),
+            "protocols.grpc.keepalive.server_parameters.max_connection_age_grace",
+        ),
+        (
+            json!({"protocols": {"grpc": {"keepalive": {"enforcement_policy": {}}}}}),
+            "protocols.grpc.keepalive.enforcement_policy",
+        ),
+    ] {
+        let err = auditcol_core::config::parse_component_config::<crate::OtlpReceiverConfig>(&json)
+            .unwrap_err();
+        assert_eq!(err.path, path);
+    }
+}
