@@ -242,6 +242,16 @@ impl HttpRefusal {
 /// keep-alive connections left idle that long.
 pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// HTTP/2 connections silent this long are pinged...
+#[cfg(feature = "axum")]
+const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// ...and closed when the ping is not answered within this.
+#[cfg(feature = "axum")]
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest header list of one HTTP/2 request, in bytes (h2's default is 16 MiB).
+#[cfg(feature = "axum")]
+const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+
 /// Serves `router` on the connections of `listener` admitted under `limit`
 /// until `shutdown` is cancelled, then lets requests in flight finish.
 ///
@@ -264,7 +274,14 @@ pub async fn serve_http(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(read_header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // HTTP/2 (h2c) has no header timer per request: ping silent
+    // connections instead, and close those whose client has vanished.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_KEEPALIVE_INTERVAL))
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (connection, _) = tokio::select! {
