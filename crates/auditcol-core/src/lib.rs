@@ -28,7 +28,7 @@ pub mod rpc_status;
 pub mod signature;
 
 pub use auditcol_model as model;
-pub use batch::{DecodeError, Decoded, LogBatch, RecordError, RecordRef};
+pub use batch::{DecodeError, Decoded, LogBatch, RecordEdit, RecordError, RecordRef};
 pub use component::{
     BuildContext, Component, ComponentId, ComponentKind, Exporter, ExporterFactory, Processor,
     ProcessorFactory, Receiver, ReceiverFactory, Registry,

@@ -22,6 +22,7 @@ pub fn registry() -> Registry {
         .receiver(auditcol_receiver_webhook::WebhookReceiverFactory)
         .processor(auditcol_processor_filter::FilterProcessorFactory)
         .processor(auditcol_processor_batch::BatchProcessorFactory)
+        .processor(auditcol_processor_redaction::RedactionProcessorFactory)
         .exporter(auditcol_exporter_file::FileExporterFactory)
         .exporter(auditcol_exporter_otlp::OtlpExporterFactory)
         .exporter(auditcol_exporter_otlphttp::OtlpHttpExporterFactory)

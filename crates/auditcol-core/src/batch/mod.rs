@@ -23,6 +23,7 @@
 //! Components use only this API (count, iterate, read audit fields, retain,
 //! split, merge, encode), so the representation stays free to change.
 
+mod edit;
 mod events;
 mod ingest;
 mod otlp_json;
@@ -41,6 +42,7 @@ use auditcol_model::wire::{WireValue, fields};
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+pub use edit::RecordEdit;
 pub use protobuf::Decoded;
 
 /// A batch of OTLP log records.

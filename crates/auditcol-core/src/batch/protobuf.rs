@@ -331,7 +331,7 @@ fn check_resource(bytes: &[u8]) -> Result<(), CheckError> {
 }
 
 /// Checks one record and indexes it; the error's path is relative to the record.
-fn decode_record(source: &Bytes, bytes: &[u8]) -> Result<Record, CheckError> {
+pub(super) fn decode_record(source: &Bytes, bytes: &[u8]) -> Result<Record, CheckError> {
     if u32::try_from(bytes.len()).is_err() {
         return Err(CheckError::from_reason("the record is larger than 4 GiB"));
     }
