@@ -72,7 +72,7 @@ pub enum Summary {
 
 impl Validate for RedactionConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        for (pattern, _) in &self.attributes {
+        for pattern in self.attributes.keys() {
             let glob = Glob::new(pattern)
                 .map_err(|e| ConfigError::at(format!("attributes.{pattern}"), e))?;
             if let Some(key) = PROTECTED.iter().find(|k| glob.matches(k)) {
@@ -84,7 +84,7 @@ impl Validate for RedactionConfig {
                 ));
             }
         }
-        for (path, _) in &self.body {
+        for path in self.body.keys() {
             for segment in path.split('.') {
                 Glob::new(segment).map_err(|e| {
                     ConfigError::at(format!("body.{path}"), format!("segment `{segment}`: {e}"))
