@@ -143,10 +143,8 @@ impl Redactor {
                     self.redact_value(item, path, changes);
                 }
             }
-            Value::String(_) => {
-                if self.block(value) {
-                    changes.push(format!("payload.{}:blocked", path.join(".")));
-                }
+            Value::String(_) if self.block(value) => {
+                changes.push(format!("payload.{}:blocked", path.join(".")));
             }
             _ => {}
         }
