@@ -143,8 +143,11 @@ impl Redactor {
                     self.redact_value(item, path, changes);
                 }
             }
-            Value::String(_) if self.block(value) => {
-                changes.push(format!("payload.{}:blocked", path.join(".")));
+            Value::String(text) => {
+                let blocked = self.block_text(text);
+                if blocked {
+                    changes.push(format!("payload.{}:blocked", path.join(".")));
+                }
             }
             _ => {}
         }
@@ -177,11 +180,15 @@ impl Redactor {
             .collect()
     }
 
-    /// Masks what `blocked_values` match inside a string; true if any did.
+    /// Masks what `blocked_values` match inside a string value; true if any did.
     fn block(&self, value: &mut Value) -> bool {
-        let Value::String(text) = value else {
-            return false;
-        };
+        match value {
+            Value::String(text) => self.block_text(text),
+            _ => false,
+        }
+    }
+
+    fn block_text(&self, text: &mut String) -> bool {
         let mut changed = false;
         for regex in &self.blocked {
             if regex.is_match(text) {
