@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::component::{Component, ComponentId, Exporter, StartError};
+use crate::component::{Component, ComponentId, Connectivity, Exporter, StartError};
 use crate::{LogBatch, LogsConsumer, PipelineError};
 
 use retry::Backoff;
@@ -66,6 +66,12 @@ pub trait BatchSender: Send + Sync + 'static {
 
     /// Lets go of resources; called after the last `send`.
     async fn shutdown(&self) {}
+
+    /// What [`Component::check_connectivity`] answers for the exporter:
+    /// whether the destination answers. Called without `start`.
+    async fn check_connectivity(&self) -> Connectivity {
+        Connectivity::NotApplicable
+    }
 }
 
 /// Counts of log records by outcome, for the metrics to come.
@@ -532,6 +538,10 @@ impl Component for ExporterHelper {
             tracing::warn!(exporter = %inner.id, "shutdown deadline reached: sends in progress were abandoned");
         }
         inner.sender.shutdown().await;
+    }
+
+    async fn check_connectivity(&self) -> Connectivity {
+        self.inner.sender.check_connectivity().await
     }
 }
 
