@@ -30,8 +30,9 @@ pub const DEFAULT_CLIENT_ID: &str = "auditcol";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaClientSettings {
-    /// The bootstrap brokers, `host:port` each.
-    #[serde(default)]
+    /// The bootstrap brokers, `host:port` each: a list, or one string of
+    /// comma-separated brokers (handy with `${env:KAFKA_BROKERS}`).
+    #[serde(default, deserialize_with = "brokers")]
     pub brokers: Vec<String>,
     /// The client id the brokers see (logs, quotas).
     #[serde(default = "default_client_id")]
@@ -45,6 +46,30 @@ pub struct KafkaClientSettings {
     /// Any other librdkafka property, e.g. `socket.keepalive.enable: true`.
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyValue>,
+}
+
+fn brokers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Brokers {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(
+        match Brokers::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a list of host:port, or one string of comma-separated host:port",
+            )
+        })? {
+            Brokers::List(list) => list,
+            Brokers::Text(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        },
+    )
 }
 
 fn default_client_id() -> String {
@@ -457,6 +482,9 @@ mod tests {
             assert_eq!(err.path, "brokers[1]", "{bad}");
         }
         assert!(parse(json!({"brokers": ["[::1]:9092", "10.0.0.1:9092"]})).is_ok());
+        let (client, _) = parse(json!({"brokers": "k1:9092, k2:9092"})).unwrap();
+        assert_eq!(client.brokers, ["k1:9092", "k2:9092"]);
+        assert_eq!(parse(json!({"brokers": 9092})).unwrap_err().path, "brokers");
     }
 
     #[test]

@@ -619,3 +619,29 @@ async fn dead_letter(
         Some(e) => (failed, Err(PipelineError::retryable(e.message()))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(topic: &str, partition: i32, offset: i64) -> Received {
+        Received {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            decoded: Ok(LogBatch::new()),
+            raw: None,
+        }
+    }
+
+    #[test]
+    fn offsets_are_named_as_ranges_per_partition() {
+        let messages = [
+            received("audit", 1, 7),
+            received("audit", 0, 3),
+            received("audit", 0, 5),
+            received("other", 0, 0),
+        ];
+        assert_eq!(offsets_text(&messages), "audit/0@3-5,audit/1@7,other/0@0");
+    }
+}

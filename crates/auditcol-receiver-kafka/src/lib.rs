@@ -244,13 +244,15 @@ impl Component for KafkaReceiver {
         .await
         {
             Ok(()) => Connectivity::Reachable(format!(
-                "brokers {} answer; {} exist",
+                "brokers {} answer; {} {} exist{}",
                 client.bootstrap_servers(),
+                if topics.len() == 1 { "topic" } else { "topics" },
                 topics
                     .iter()
-                    .map(|t| format!("topic `{t}`"))
+                    .map(|t| format!("`{t}`"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                if topics.len() == 1 { "s" } else { "" },
             )),
             Err(e) => Connectivity::Unreachable(e.to_string()),
         }

@@ -57,7 +57,7 @@ pub async fn check_connectivity(service: &Service) -> bool {
             Connectivity::Reachable(what) => println!("{component}: reachable: {what}"),
             Connectivity::Unreachable(why) => {
                 ok = false;
-                println!("{component}: UNREACHABLE: {why}");
+                println!("{component}: FAILED: {why}");
             }
         }
     }
