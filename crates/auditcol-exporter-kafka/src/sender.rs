@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use auditcol_core::component::{Connectivity, StartError};
 use auditcol_core::exporterhelper::{BatchSender, PartialFailure, SendError};
+use auditcol_core::model::conventions::AUDIT_SOURCE;
 use auditcol_core::{LogBatch, PipelineError, RecordRef};
 use auditcol_kafka::delivery::delivery_error;
 use auditcol_kafka::encoding::{HEADER_AUDIT_ID, HEADER_AUDIT_SOURCE};
@@ -154,6 +155,23 @@ impl KafkaSender {
         }
     }
 
+    /// Record `index` refused for good before it was sent, because `why`.
+    fn refusal(
+        &self,
+        record: &RecordRef<'_>,
+        index: usize,
+        why: &str,
+    ) -> (Vec<usize>, PipelineError) {
+        (
+            vec![index],
+            PipelineError::permanent(format!(
+                "exporter {}: {} cannot be sent: {why}",
+                self.id,
+                Self::event_name(record, index)
+            )),
+        )
+    }
+
     fn plan(&self, batch: &LogBatch) -> Plan {
         if self.encoding.per_event() {
             self.plan_events(batch)
@@ -168,14 +186,7 @@ impl KafkaSender {
         for (index, record) in batch.records().enumerate() {
             let mut value = Vec::with_capacity(512);
             let refuse = |plan: &mut Plan, why: String| {
-                plan.refused.push((
-                    vec![index],
-                    PipelineError::permanent(format!(
-                        "exporter {}: {} cannot be sent: {why}",
-                        self.id,
-                        Self::event_name(&record, index)
-                    )),
-                ));
+                plan.refused.push(self.refusal(&record, index, &why))
             };
             match self.encoding.write_event(&record, &mut value) {
                 Ok(true) => {}
@@ -210,7 +221,7 @@ impl KafkaSender {
                 key: self.key_of(&record).map(str::to_owned),
                 value,
                 id: record.audit_id().map(str::to_owned),
-                source: record.attribute(HEADER_AUDIT_SOURCE).map(str::to_owned),
+                source: record.attribute(AUDIT_SOURCE).map(str::to_owned),
                 records: vec![index],
             });
         }
@@ -227,14 +238,7 @@ impl KafkaSender {
             let topic = match self.topic_of(&record) {
                 Ok(topic) => topic.to_owned(),
                 Err(why) => {
-                    plan.refused.push((
-                        vec![index],
-                        PipelineError::permanent(format!(
-                            "exporter {}: {} cannot be sent: {why}",
-                            self.id,
-                            Self::event_name(&record, index)
-                        )),
-                    ));
+                    plan.refused.push(self.refusal(&record, index, &why));
                     continue;
                 }
             };
@@ -281,22 +285,14 @@ impl KafkaSender {
             });
             return;
         }
-        if records.len() == 1 {
-            let index = records[0];
-            let name = part.records().next().map_or_else(
-                || format!("record {index}"),
-                |r| Self::event_name(&r, index),
+        if let ([index], Some(record)) = (records.as_slice(), part.records().next()) {
+            let why = format!(
+                "alone it is {} bytes as {}, more than max_message_bytes ({})",
+                value.len(),
+                self.encoding,
+                self.max_message_bytes
             );
-            plan.refused.push((
-                records,
-                PipelineError::permanent(format!(
-                    "exporter {}: {name} cannot be sent: alone it is {} bytes as {}, more than max_message_bytes ({})",
-                    self.id,
-                    value.len(),
-                    self.encoding,
-                    self.max_message_bytes
-                )),
-            ));
+            plan.refused.push(self.refusal(&record, *index, &why));
             return;
         }
         let mut first = records;
@@ -451,16 +447,6 @@ impl KafkaSender {
             }
         }
     }
-
-    fn ids(batch: &LogBatch, records: &[usize]) -> String {
-        let mut ids = Vec::with_capacity(records.len());
-        for (index, record) in batch.records().enumerate() {
-            if records.contains(&index) {
-                ids.push(record.audit_id().unwrap_or("-").to_owned());
-            }
-        }
-        ids.join(",")
-    }
 }
 
 /// How a message's records are named: `event <id>` or `a message of N records`.
@@ -472,18 +458,14 @@ fn record_names(message: &Message) -> String {
     }
 }
 
-/// The records of `batch` at `indices` (ascending), as a batch.
+/// The records of `batch` at `indices`, as a batch.
 fn subset(batch: &LogBatch, indices: &[usize]) -> LogBatch {
     let mut keep = vec![false; batch.len()];
     for &i in indices {
         keep[i] = true;
     }
     let mut part = batch.clone();
-    let mut index = 0;
-    part.retain(|_| {
-        index += 1;
-        keep[index - 1]
-    });
+    part.retain_marked(&keep);
     part
 }
 
@@ -574,7 +556,7 @@ impl BatchSender for KafkaSender {
 
         let mut failure = PartialFailure::default();
         for (records, error) in plan.refused {
-            tracing::warn!(exporter = %self.id, events = %Self::ids(batch, &records), error = error.message(), "refused for good: not sent");
+            tracing::warn!(exporter = %self.id, events = %batch.audit_ids_at(&records), error = error.message(), "refused for good: not sent");
             failure.reject(records.len(), error);
         }
         let mut remaining = vec![false; batch.len()];
@@ -584,7 +566,7 @@ impl BatchSender for KafkaSender {
             match outcome {
                 None => delivered += message.records.len(),
                 Some(error) if error.is_permanent() => {
-                    tracing::warn!(exporter = %self.id, events = %Self::ids(batch, &message.records), error = error.message(), "the brokers refused for good: not sent again");
+                    tracing::warn!(exporter = %self.id, events = %batch.audit_ids_at(&message.records), error = error.message(), "the brokers refused for good: not sent again");
                     failure.reject(message.records.len(), error);
                 }
                 Some(error) => {
@@ -595,20 +577,7 @@ impl BatchSender for KafkaSender {
                 }
             }
         }
-        if let Some(error) = retry_error {
-            if delivered == 0 && failure.rejected == 0 {
-                // Nothing went through: the whole batch is tried again.
-                return Err(SendError::Batch(error));
-            }
-            let mut rest = batch.clone();
-            let mut index = 0;
-            rest.retain(|_| {
-                index += 1;
-                remaining[index - 1]
-            });
-            failure.retry(rest, error);
-        }
-        failure.into_result()
+        failure.finish(batch, &remaining, retry_error, delivered)
     }
 
     async fn shutdown(&self) {

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use auditcol_core::config::{ConfigError, Validate, parse_component_config};
+use auditcol_core::config::{
+    ConfigError, TlsFiles, Validate, check_tls_files, parse_component_config,
+};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -259,47 +261,18 @@ impl Validate for KafkaClientSettings {
             }
         }
         let tls = &self.tls;
-        for (key, file) in [
-            ("tls.ca_file", &tls.ca_file),
-            ("tls.cert_file", &tls.cert_file),
-            ("tls.key_file", &tls.key_file),
-        ] {
-            if let Some(file) = file {
-                if file.trim().is_empty() {
-                    return Err(ConfigError::at(
-                        key,
-                        "must not be empty: give a PEM file or remove the key",
-                    ));
-                }
-                if !tls.require_tls {
-                    return Err(ConfigError::at(
-                        key,
-                        "needs `tls.require_tls: true`: without it the connection is plain text",
-                    ));
-                }
-            }
-        }
+        let plain_text = "needs `tls.require_tls: true`: without it the connection is plain text";
         if tls.insecure_skip_tls && !tls.require_tls {
-            return Err(ConfigError::at(
-                "tls.insecure_skip_tls",
-                "needs `tls.require_tls: true`: without it the connection is plain text",
-            ));
+            return Err(ConfigError::at("tls.insecure_skip_tls", plain_text));
         }
-        match (&tls.cert_file, &tls.key_file) {
-            (Some(_), None) => {
-                return Err(ConfigError::at(
-                    "tls.key_file",
-                    "is required with `tls.cert_file`: the client certificate's private key",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::at(
-                    "tls.cert_file",
-                    "is required with `tls.key_file`: the client certificate",
-                ));
-            }
-            _ => {}
-        }
+        check_tls_files(
+            TlsFiles {
+                ca_file: tls.ca_file.as_deref(),
+                cert_file: tls.cert_file.as_deref(),
+                key_file: tls.key_file.as_deref(),
+            },
+            (!tls.require_tls).then_some(plain_text),
+        )?;
         for name in self.properties.keys() {
             if let Some((_, key)) = CONNECTION_PROPERTIES.iter().find(|(p, _)| p == name) {
                 return Err(ConfigError::at(

@@ -203,6 +203,13 @@ struct Job {
     failures: u32,
 }
 
+impl Job {
+    /// Nothing left to do: its offsets can be stored.
+    fn is_done(&self) -> bool {
+        self.dead_letters.is_empty() && self.batch.is_none()
+    }
+}
+
 /// What one attempt did.
 enum Step {
     DeadLettered(Vec<usize>, Result<(), PipelineError>),
@@ -260,16 +267,16 @@ impl ConsumerLoop {
             }
             if attempt.is_none()
                 && retry_at.is_none()
-                && !stopping
                 && let Some(current) = &job
             {
-                match self.attempt(current) {
-                    Some(future) => attempt = Some(future),
-                    None => {
-                        self.finish(current);
-                        job = None;
-                        continue;
-                    }
+                if current.is_done() {
+                    // Even while stopping: what the pipeline accepted is committed.
+                    self.finish(current);
+                    job = None;
+                    continue;
+                }
+                if !stopping {
+                    attempt = self.attempt(current);
                 }
             }
             if stopping && attempt.is_none() {
@@ -393,7 +400,7 @@ impl ConsumerLoop {
         }
     }
 
-    /// The next thing to do for `job`, or `None` when it is done.
+    /// The next thing to do for `job`; `None` only when it is done.
     fn attempt(&self, job: &Job) -> Option<BoxFuture<'static, Step>> {
         if !job.dead_letters.is_empty() {
             let dead_letters = self.dead_letters.clone()?;

@@ -123,6 +123,12 @@ async fn produce(mock: &Mock, topic: &str, values: &[Vec<u8>]) {
     }
 }
 
+/// Produces the events `k0`… `k<n-1>` to `audit-events`.
+async fn produce_keys(mock: &Mock, n: usize) {
+    let values: Vec<Vec<u8>> = keys(n).iter().map(|k| event_json(k)).collect();
+    produce(mock, "audit-events", &values).await;
+}
+
 async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !condition() {
@@ -169,8 +175,7 @@ fn deadline() -> tokio::time::Instant {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_reach_the_pipeline_and_their_offsets_are_committed_after_it_acknowledged() {
     let mock = mock(&[("audit-events", 1)]);
-    let values: Vec<Vec<u8>> = keys(5).iter().map(|k| event_json(k)).collect();
-    produce(&mock, "audit-events", &values).await;
+    produce_keys(&mock, 5).await;
     let pipeline = Pipeline::answering([]);
     let receiver = receiver(&mock, "g1", json!({}), pipeline.clone());
     receiver.start().await.unwrap();
@@ -255,12 +260,7 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_with_where_it_came_from(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_the_pipeline_refuses_for_now_is_sent_again_and_committed_only_once_accepted() {
     let mock = mock(&[("audit-events", 1)]);
-    produce(
-        &mock,
-        "audit-events",
-        &keys(3).iter().map(|k| event_json(k)).collect::<Vec<_>>(),
-    )
-    .await;
+    produce_keys(&mock, 3).await;
     let pipeline = Pipeline::answering([
         Err(PipelineError::retryable("exporter down")),
         Err(PipelineError::backpressure(
@@ -309,8 +309,7 @@ async fn records_refused_for_good_are_skipped_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_pipeline_pauses_reading_instead_of_buffering_and_nothing_is_lost() {
     let mock = mock(&[("audit-events", 1)]);
-    let values: Vec<Vec<u8>> = keys(200).iter().map(|k| event_json(k)).collect();
-    produce(&mock, "audit-events", &values).await;
+    produce_keys(&mock, 200).await;
     let pipeline = Pipeline::gated();
     let receiver = receiver(
         &mock,
@@ -337,14 +336,39 @@ async fn a_busy_pipeline_pauses_reading_instead_of_buffering_and_nothing_is_lost
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_accepted_while_the_receiver_stops_is_committed() {
+    let mock = mock(&[("audit-events", 1)]);
+    produce_keys(&mock, 3).await;
+    let pipeline = Pipeline::gated();
+    let receiver = Arc::new(receiver(&mock, "g10", json!({}), pipeline.clone()));
+    receiver.start().await.unwrap();
+    eventually("a batch in the pipeline", || {
+        !pipeline.attempts().is_empty()
+    })
+    .await;
+    let stopping = tokio::spawn({
+        let receiver = receiver.clone();
+        async move { receiver.shutdown(deadline()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !stopping.is_finished(),
+        "stopped without waiting for the batch in the pipeline"
+    );
+    pipeline.gate.as_ref().unwrap().add_permits(100);
+    stopping.await.unwrap();
+    let accepted = pipeline.accepted().len() as i64;
+    assert!(accepted >= 1);
+    assert_eq!(
+        committed(&mock, "g10", "audit-events").await,
+        Some(accepted)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_stopped_mid_batch_leaves_it_for_the_next_member_of_the_group() {
     let mock = mock(&[("audit-events", 1)]);
-    produce(
-        &mock,
-        "audit-events",
-        &keys(3).iter().map(|k| event_json(k)).collect::<Vec<_>>(),
-    )
-    .await;
+    produce_keys(&mock, 3).await;
     // The first member's pipeline never answers: it is stopped mid-batch.
     let stuck = Pipeline::gated();
     let first = receiver(&mock, "g7", json!({}), stuck.clone());
