@@ -215,6 +215,41 @@ service:
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_topic_creates_the_topic_at_start_and_topics_from_attributes_on_first_use() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    let collector = Collector::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:0"}}
+exporters:
+  kafka:
+    brokers: ["{brokers}"]
+    topic: made-at-start
+    topic_from_attribute: tenant.topic
+    create_topic: {{partitions: 3}}
+service:
+  pipelines:
+    logs: {{receivers: [otlp], exporters: [kafka]}}
+"#
+    ));
+    collector.wait_for_log("created the topic (create_topic)");
+    let mut records = records_with_ids(0, 2);
+    records[1]
+        .attributes
+        .push(string_kv("tenant.topic", "made-on-first-use"));
+    send(&collector, records).await;
+    let at_start = kafka_consume(&brokers, "made-at-start", 1, "json");
+    assert_eq!(at_start.len(), 1, "{at_start:?}");
+    assert_eq!(at_start[0]["headers"]["audit.id"], "id-0");
+    let on_use = kafka_consume(&brokers, "made-on-first-use", 1, "json");
+    assert_eq!(on_use.len(), 1, "{on_use:?}");
+    assert_eq!(on_use[0]["headers"]["audit.id"], "id-1");
+}
+
 /// Waits until the OTLP/JSON lines of `path` hold `n` distinct audit ids;
 /// returns how many times each id was written.
 fn written_ids(path: &std::path::Path, n: usize, within: Duration) -> HashMap<String, usize> {

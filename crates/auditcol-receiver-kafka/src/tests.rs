@@ -258,6 +258,38 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_with_where_it_came_from(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_refused_for_good_go_to_the_dead_letter_topic_when_there_is_one() {
+    let mock = mock(&[("audit-events", 1), ("audit-dlq", 1)]);
+    produce_keys(&mock, 1).await;
+    let pipeline = Pipeline::answering([Err(PipelineError::permanent("rejected by the SIEM"))]);
+    let receiver = receiver(
+        &mock,
+        "g11",
+        json!({"dead_letter_topic": "audit-dlq"}),
+        pipeline.clone(),
+    );
+    receiver.start().await.unwrap();
+    eventually("one dead letter", || {
+        receiver.counters().dead_lettered_messages() == 1
+    })
+    .await;
+    receiver.shutdown(deadline()).await;
+    let letters = read_all(&mock, "audit-dlq", 1).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].payload(), Some(&event_json("k0")[..]));
+    let error = letters[0]
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == "auditcol.error"))
+        .and_then(|h| String::from_utf8(h.value?.to_vec()).ok())
+        .unwrap();
+    assert!(
+        error.contains("refused by the pipeline: rejected by the SIEM"),
+        "{error}"
+    );
+    assert_eq!(committed(&mock, "g11", "audit-events").await, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_the_pipeline_refuses_for_now_is_sent_again_and_committed_only_once_accepted() {
     let mock = mock(&[("audit-events", 1)]);
     produce_keys(&mock, 3).await;
