@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of auditcol. Installs what the tests need on a fresh machine
-# (a Python venv with the OpenTelemetry SDK) and skips what is already there.
+# (a Python venv with the OpenTelemetry SDK and confluent-kafka, the Tansu
+# Kafka broker) and skips what is already there.
 #
 #   scripts/test.sh              # everything
 #   scripts/test.sh -E 'test(/otlp/)'   # extra arguments go to cargo nextest
@@ -27,12 +28,23 @@ else
 fi
 export AUDITCOL_PYTHON="$VENV/bin/python"
 
-# 2. The binary the end-to-end tests start.
+# 2. Tansu, the Apache-Kafka-compatible broker of the Kafka tests, once per
+#    machine (a release build of ~8-15 minutes on 2 cores; `dynostore` brings
+#    the in-memory storage engine the tests use).
+if tansu --version >/dev/null 2>&1 || "$HOME/.cargo/bin/tansu" --version >/dev/null 2>&1; then
+  echo "==> Tansu already installed ($(tansu --version 2>/dev/null || "$HOME/.cargo/bin/tansu" --version))"
+else
+  echo "==> installing Tansu (cargo install tansu --locked --features dynostore; once per machine)"
+  # Built in cargo's temporary directory, not the workspace's target.
+  env -u CARGO_TARGET_DIR cargo install tansu --locked --features dynostore
+fi
+
+# 3. The binary the end-to-end tests start.
 echo "==> building auditcol"
 cargo build --quiet -p auditcol --bin auditcol
 export AUDITCOL_BIN="$CARGO_TARGET_DIR/debug/auditcol"
 
-# 3. Every test of the workspace.
+# 4. Every test of the workspace.
 echo "==> running tests"
 if cargo nextest --version >/dev/null 2>&1; then
   # Doc tests first: nextest does not run them, and its summary should close the output.

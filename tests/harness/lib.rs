@@ -38,6 +38,8 @@ pub fn binary() -> PathBuf {
     .clone()
 }
 
+pub mod kafka;
+
 /// The Python of the venv that `scripts/test.sh` installs.
 pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("AUDITCOL_PYTHON") {
@@ -91,12 +93,35 @@ impl Collector {
             None,
             wrapper,
             &["--config", path.to_str().unwrap()],
+            &[],
+        )
+    }
+
+    /// Like [`Collector::start`], with environment variables for the
+    /// config's `${env:…}` references; `{DIR}` in their values is the
+    /// collector's temporary directory too.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_text = dir.path().to_str().unwrap().to_owned();
+        let config = config.replace("{DIR}", &dir_text);
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.replace("{DIR}", &dir_text)))
+            .collect();
+        Self::launch(
+            dir.path().to_owned(),
+            Some(dir),
+            &[],
+            &["--config", path.to_str().unwrap()],
+            &env,
         )
     }
 
     /// Starts auditcol with the given arguments.
     pub fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Collector {
-        Self::launch(dir.path().to_owned(), Some(dir), &[], args)
+        Self::launch(dir.path().to_owned(), Some(dir), &[], args, &[])
     }
 
     fn launch(
@@ -104,6 +129,7 @@ impl Collector {
         dir: Option<tempfile::TempDir>,
         wrapper: &[&str],
         args: &[&str],
+        env: &[(String, String)],
     ) -> Collector {
         let mut command = match wrapper.split_first() {
             None => Command::new(binary()),
@@ -115,10 +141,11 @@ impl Collector {
         };
         let mut child = command
             .args(args)
-            // The receiver logs each request at debug level: tests await those lines.
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            // The receivers log each request at debug level: tests await those lines.
             .env(
                 "RUST_LOG",
-                "info,auditcol_receiver_otlp=debug,auditcol_receiver_webhook=debug",
+                "info,auditcol_receiver_otlp=debug,auditcol_receiver_webhook=debug,auditcol_receiver_kafka=debug",
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -209,7 +236,12 @@ impl Collector {
 
     /// Waits until the log has a line containing `text`.
     pub fn wait_for_log(&self, text: &str) {
-        let deadline = Instant::now() + TIMEOUT;
+        self.wait_for_log_within(text, TIMEOUT)
+    }
+
+    /// Waits up to `within` until the log has a line containing `text`.
+    pub fn wait_for_log_within(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
         while !self.log().contains(text) {
             assert!(
                 Instant::now() < deadline,
@@ -232,6 +264,12 @@ impl Collector {
                     })
             })
             .collect()
+    }
+
+    /// Kills the process (SIGKILL): no shutdown, nothing flushed or committed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the process to exit.
@@ -260,13 +298,6 @@ impl Collector {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// Kills the process with SIGKILL (a crash: nothing is flushed) and
-    /// waits for it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -112,6 +112,17 @@ pub struct BuildContext {
 #[error("{0}")]
 pub struct StartError(pub String);
 
+/// What `auditcol validate --check-connectivity` learned about one component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connectivity {
+    /// Nothing outside the process to check (a file, a listener).
+    NotApplicable,
+    /// What was checked, and found in order (`brokers k1:9092 answer; topic audit exists`).
+    Reachable(String),
+    /// What failed, and what to do.
+    Unreachable(String),
+}
+
 /// Lifecycle shared by every component.
 #[async_trait]
 pub trait Component: Send + Sync + 'static {
@@ -125,6 +136,14 @@ pub trait Component: Send + Sync + 'static {
     /// `deadline` is abandoned (a persistent queue keeps it for the next start).
     async fn shutdown(&self, deadline: Instant) {
         let _ = deadline;
+    }
+
+    /// Checks, without starting, that what the component needs outside the
+    /// process answers: a broker is reachable, a topic exists. Used by
+    /// `auditcol validate --check-connectivity`; components that depend on
+    /// nothing outside keep the default.
+    async fn check_connectivity(&self) -> Connectivity {
+        Connectivity::NotApplicable
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, TlsFiles, check_tls_files};
 use crate::rpc_status::RpcStatus;
 
 /// At most this many characters of an error answer go into a message.
@@ -37,28 +37,15 @@ impl TlsClientSettings {
     /// Checks the keys under `tls`: no empty file names, and a client
     /// certificate comes with its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (key, file) in [
-            ("tls.ca_file", &self.ca_file),
-            ("tls.cert_file", &self.cert_file),
-            ("tls.key_file", &self.key_file),
-        ] {
-            if file.as_deref().is_some_and(|f| f.trim().is_empty()) {
-                return Err(ConfigError::at(
-                    key,
-                    "must not be empty: give a PEM file or remove the key",
-                ));
-            }
-        }
-        match (&self.cert_file, &self.key_file) {
-            (Some(_), None) => Err(ConfigError::at(
-                "tls.key_file",
-                "is required with `tls.cert_file`: the client certificate's private key",
-            )),
-            (None, Some(_)) => Err(ConfigError::at(
-                "tls.cert_file",
-                "is required with `tls.key_file`: the client certificate",
-            )),
-            _ => Ok(()),
+        check_tls_files(self.files(), None)
+    }
+
+    /// The PEM files, for [`check_tls_files`].
+    pub fn files(&self) -> TlsFiles<'_> {
+        TlsFiles {
+            ca_file: self.ca_file.as_deref(),
+            cert_file: self.cert_file.as_deref(),
+            key_file: self.key_file.as_deref(),
         }
     }
 }

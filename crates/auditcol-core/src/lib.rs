@@ -30,8 +30,8 @@ pub mod signature;
 pub use auditcol_model as model;
 pub use batch::{DecodeError, Decoded, LogBatch, RecordEdit, RecordError, RecordRef};
 pub use component::{
-    BuildContext, Component, ComponentId, ComponentKind, Exporter, ExporterFactory, Processor,
-    ProcessorFactory, Receiver, ReceiverFactory, Registry,
+    BuildContext, Component, ComponentId, ComponentKind, Connectivity, Exporter, ExporterFactory,
+    Processor, ProcessorFactory, Receiver, ReceiverFactory, Registry,
 };
 pub use consumer::{FanOut, LogsConsumer, SharedConsumer};
 pub use error::PipelineError;

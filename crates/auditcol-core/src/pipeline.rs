@@ -15,7 +15,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::component::{
-    BuildContext, Component, ComponentId, ComponentKind, Exporter, Processor, Receiver, Registry,
+    BuildContext, Component, ComponentId, ComponentKind, Connectivity, Exporter, Processor,
+    Receiver, Registry,
 };
 use crate::config::{CollectorConfig, ConfigError, LoadError};
 use crate::consumer::{FanOut, SharedConsumer};
@@ -266,6 +267,32 @@ impl Service {
     /// Warnings found while building (components used in no pipeline).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Runs every component's connectivity check (exporters, processors,
+    /// receivers), concurrently, without starting anything. Returns the
+    /// components that have something to check, as `section::id` with the
+    /// outcome.
+    pub async fn check_connectivity(&self) -> Vec<(String, Connectivity)> {
+        let components =
+            self.exporters
+                .iter()
+                .map(|(id, c)| (format!("exporters::{id}"), c.clone() as Arc<dyn Component>))
+                .chain(self.processors.iter().map(|(_, id, c)| {
+                    (format!("processors::{id}"), c.clone() as Arc<dyn Component>)
+                }))
+                .chain(
+                    self.receivers.iter().map(|(id, c)| {
+                        (format!("receivers::{id}"), c.clone() as Arc<dyn Component>)
+                    }),
+                );
+        let checks = components
+            .map(|(name, component)| async move { (name, component.check_connectivity().await) });
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .filter(|(_, outcome)| *outcome != Connectivity::NotApplicable)
+            .collect()
     }
 
     /// Starts exporters, then processors (last stage first), then receivers.

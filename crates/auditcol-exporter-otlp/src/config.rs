@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
+use auditcol_core::config::{ConfigDuration, ConfigError, TlsFiles, Validate, check_tls_files};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
@@ -161,40 +161,16 @@ impl Validate for OtlpExporterConfig {
                 "contradicts the https:// endpoint: remove one of them",
             ));
         }
-        for (key, file) in [
-            ("tls.ca_file", &self.tls.ca_file),
-            ("tls.cert_file", &self.tls.cert_file),
-            ("tls.key_file", &self.tls.key_file),
-        ] {
-            let Some(file) = file else { continue };
-            if file.trim().is_empty() {
-                return Err(ConfigError::at(
-                    key,
-                    "must not be empty: give a PEM file or remove the key",
-                ));
-            }
-            if !self.uses_tls() {
-                return Err(ConfigError::at(
-                    key,
-                    "is unused: the connection is plain text (`tls.insecure` or an http:// endpoint)",
-                ));
-            }
-        }
-        match (&self.tls.cert_file, &self.tls.key_file) {
-            (Some(_), None) => {
-                return Err(ConfigError::at(
-                    "tls.key_file",
-                    "is required with `tls.cert_file`: the client certificate's private key",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::at(
-                    "tls.cert_file",
-                    "is required with `tls.key_file`: the client certificate",
-                ));
-            }
-            _ => {}
-        }
+        check_tls_files(
+            TlsFiles {
+                ca_file: self.tls.ca_file.as_deref(),
+                cert_file: self.tls.cert_file.as_deref(),
+                key_file: self.tls.key_file.as_deref(),
+            },
+            (!self.uses_tls()).then_some(
+                "is unused: the connection is plain text (`tls.insecure` or an http:// endpoint)",
+            ),
+        )?;
         self.helper_settings().validate()
     }
 }

@@ -290,17 +290,6 @@ impl WebhookSender {
         }
         outcome
     }
-
-    /// The audit ids of `records`, for a log line.
-    fn ids(batch: &LogBatch, records: &[usize]) -> String {
-        let mut ids = Vec::with_capacity(records.len());
-        for (index, record) in batch.records().enumerate() {
-            if records.binary_search(&index).is_ok() {
-                ids.push(record.audit_id().unwrap_or("-").to_owned());
-            }
-        }
-        ids.join(",")
-    }
 }
 
 /// A template's view of one event: its Flipt JSON fields plus `id` and `source`.
@@ -373,7 +362,7 @@ impl BatchSender for WebhookSender {
         let mut retry_error = None;
         let mut delivered = 0;
         for (records, error) in plan.unrenderable {
-            let ids = Self::ids(batch, &records);
+            let ids = batch.audit_ids_at(&records);
             tracing::warn!(exporter = %self.id, events = %ids, error = %error, "cannot render template.body: the events are not sent");
             failure.reject(
                 records.len(),
@@ -389,7 +378,7 @@ impl BatchSender for WebhookSender {
                 let records = &lane[n].records;
                 tracing::warn!(
                     exporter = %self.id,
-                    events = %Self::ids(batch, records),
+                    events = %batch.audit_ids_at(records),
                     error = error.message(),
                     "the endpoint refused events for good: they are not sent again"
                 );
@@ -404,20 +393,7 @@ impl BatchSender for WebhookSender {
                 retry_error.get_or_insert(error);
             }
         }
-        if let Some(error) = retry_error {
-            if delivered == 0 && failure.rejected == 0 {
-                // Nothing went through: the whole batch is tried again.
-                return Err(SendError::Batch(error));
-            }
-            let mut rest = batch.clone();
-            let mut index = 0;
-            rest.retain(|_| {
-                index += 1;
-                remaining[index - 1]
-            });
-            failure.retry(rest, error);
-        }
-        failure.into_result()
+        failure.finish(batch, &remaining, retry_error, delivered)
     }
 }
 

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use auditcol_core::Registry;
 use auditcol_core::config::CollectorConfig;
 use auditcol_core::pipeline::Service;
+use auditcol_core::{Connectivity, Registry};
 
 /// The config used when `auditcol` runs without `--config`: OTLP gRPC and
 /// HTTP in, a `*:*` filter, console lines on stdout. Same text as
@@ -20,6 +20,7 @@ pub fn registry() -> Registry {
     Registry::new()
         .receiver(auditcol_receiver_otlp::OtlpReceiverFactory)
         .receiver(auditcol_receiver_webhook::WebhookReceiverFactory)
+        .receiver(auditcol_receiver_kafka::KafkaReceiverFactory)
         .processor(auditcol_processor_filter::FilterProcessorFactory)
         .processor(auditcol_processor_batch::BatchProcessorFactory)
         .processor(auditcol_processor_redaction::RedactionProcessorFactory)
@@ -28,6 +29,7 @@ pub fn registry() -> Registry {
         .exporter(auditcol_exporter_otlphttp::OtlpHttpExporterFactory)
         .exporter(auditcol_exporter_webhook::WebhookExporterFactory)
         .exporter(auditcol_exporter_debug::DebugExporterFactory)
+        .exporter(auditcol_exporter_kafka::KafkaExporterFactory)
 }
 
 /// Parses `text` and builds (without starting) every pipeline in it.
@@ -44,6 +46,24 @@ pub fn read_config(path: Option<&Path>) -> anyhow::Result<String> {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display())),
     }
+}
+
+/// `auditcol validate --check-connectivity`: runs every component's check
+/// (brokers reachable, topics exist) and prints one line per component that
+/// has something to check. True when all of them are reachable.
+pub async fn check_connectivity(service: &Service) -> bool {
+    let mut ok = true;
+    for (component, outcome) in service.check_connectivity().await {
+        match outcome {
+            Connectivity::NotApplicable => {}
+            Connectivity::Reachable(what) => println!("{component}: reachable: {what}"),
+            Connectivity::Unreachable(why) => {
+                ok = false;
+                println!("{component}: FAILED: {why}");
+            }
+        }
+    }
+    ok
 }
 
 /// Runs the collector until SIGINT or SIGTERM, then shuts down within

@@ -36,7 +36,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check a config without starting anything: prints `OK` (exit 0) or the error (exit 1).
-    Validate,
+    Validate {
+        /// Also check that what components connect to answers (Kafka brokers
+        /// reachable, topics exist): one line per component, exit 1 if one fails.
+        #[arg(long)]
+        check_connectivity: bool,
+    },
     /// Draw how the config wires receivers → processors → exporters, per pipeline.
     Graph {
         /// `mermaid` (renders in Markdown on GitHub) or `dot` (Graphviz).
@@ -61,7 +66,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Validate) => validate(&cli),
+        Some(Command::Validate { check_connectivity }) => validate(&cli, check_connectivity),
         Some(Command::Graph { format }) => draw(&cli, format),
         Some(Command::Send(args)) => {
             if cli.config.is_some() {
@@ -95,13 +100,25 @@ fn draw(cli: &Cli, format: graph::GraphFormat) -> ExitCode {
     }
 }
 
-fn validate(cli: &Cli) -> ExitCode {
+fn validate(cli: &Cli, check_connectivity: bool) -> ExitCode {
     let result =
         auditcol::read_config(cli.config.as_deref()).and_then(|text| auditcol::build(&text));
     match result {
         Ok(service) => {
             for warning in service.warnings() {
                 eprintln!("warning: {warning}");
+            }
+            if check_connectivity {
+                let reachable = tokio::runtime::Runtime::new()
+                    .map(|rt| rt.block_on(auditcol::check_connectivity(&service)));
+                match reachable {
+                    Ok(true) => {}
+                    Ok(false) => return ExitCode::FAILURE,
+                    Err(e) => {
+                        eprintln!("error: cannot start the async runtime: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
             }
             println!("OK");
             ExitCode::SUCCESS

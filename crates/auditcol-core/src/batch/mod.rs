@@ -419,6 +419,30 @@ impl LogBatch {
         inner.len = len;
     }
 
+    /// Keeps the records whose flag in `marked` is set, one flag per record
+    /// in batch order (records beyond `marked` are dropped): what a sender
+    /// that tracked records by their place needs to build "the records that
+    /// remain".
+    pub fn retain_marked(&mut self, marked: &[bool]) {
+        let mut index = 0;
+        self.retain(|_| {
+            index += 1;
+            marked.get(index - 1).copied().unwrap_or(false)
+        });
+    }
+
+    /// The `audit.id`s of the records at `indices` (`-` for a record with
+    /// none), comma-separated: for log lines about those records.
+    pub fn audit_ids_at(&self, indices: &[usize]) -> String {
+        let mut ids = Vec::with_capacity(indices.len());
+        for (index, record) in self.records().enumerate() {
+            if indices.contains(&index) {
+                ids.push(record.audit_id().unwrap_or("-"));
+            }
+        }
+        ids.join(",")
+    }
+
     /// Moves all records of `other` into this batch.
     pub fn merge(&mut self, other: LogBatch) {
         if other.is_empty() {

@@ -28,6 +28,20 @@ fn retain_drops_records_and_empty_containers() {
 }
 
 #[test]
+fn retain_marked_keeps_the_records_flagged_by_position() {
+    let batch = LogBatch::sample_audit(4);
+    let mut kept = batch.clone();
+    // Records beyond the flags are dropped.
+    kept.retain_marked(&[false, true, true]);
+    let keys: Vec<_> = kept
+        .records()
+        .map(|r| r.body_json()["key"].clone())
+        .collect();
+    assert_eq!(keys, ["flag-1", "flag-2"]);
+    assert_eq!(batch.len(), 4, "the original is untouched");
+}
+
+#[test]
 fn split_front_keeps_order_and_context() {
     let mut a = LogBatch::sample_audit(3);
     a.merge(LogBatch::sample_audit(3));

@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::component::{Component, ComponentId, Exporter, StartError};
+use crate::component::{Component, ComponentId, Connectivity, Exporter, StartError};
 use crate::config::ConfigDuration;
 use crate::{LogBatch, LogsConsumer, PipelineError};
 
@@ -94,6 +94,12 @@ pub trait BatchSender: Send + Sync + 'static {
 
     /// Lets go of resources; called after the last `send`.
     async fn shutdown(&self) {}
+
+    /// What [`Component::check_connectivity`] answers for the exporter:
+    /// whether the destination answers. Called without `start`.
+    async fn check_connectivity(&self) -> Connectivity {
+        Connectivity::NotApplicable
+    }
 }
 
 /// Counts of log records by outcome, for the metrics to come.
@@ -666,6 +672,10 @@ impl Component for ExporterHelper {
             );
         }
         inner.sender.shutdown().await;
+    }
+
+    async fn check_connectivity(&self) -> Connectivity {
+        self.inner.sender.check_connectivity().await
     }
 }
 

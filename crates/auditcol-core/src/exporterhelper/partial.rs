@@ -69,6 +69,30 @@ impl PartialFailure {
         self.rejection.get_or_insert(error);
     }
 
+    /// The result of a send that tracked the records of `batch` by their
+    /// place: `remaining` flags those that failed with `error` (retryable)
+    /// and are to be sent again, `delivered` counts those that went through,
+    /// and this failure already holds the refusals. When nothing was
+    /// delivered or refused, the whole batch's error ([`SendError::Batch`]:
+    /// the helper sends it again as it is, no copy); else only what remains.
+    pub fn finish(
+        mut self,
+        batch: &LogBatch,
+        remaining: &[bool],
+        error: Option<PipelineError>,
+        delivered: usize,
+    ) -> Result<(), SendError> {
+        if let Some(error) = error {
+            if delivered == 0 && self.rejected == 0 {
+                return Err(SendError::Batch(error));
+            }
+            let mut rest = batch.clone();
+            rest.retain_marked(remaining);
+            self.retry(rest, error);
+        }
+        self.into_result()
+    }
+
     /// True when every record was delivered.
     pub fn is_complete(&self) -> bool {
         self.remaining.is_empty() && self.rejected == 0
@@ -108,6 +132,25 @@ mod tests {
         assert_eq!(p.error.as_ref().unwrap().message(), "a");
         assert_eq!(p.rejected, 4);
         assert_eq!(p.rejection.as_ref().unwrap().message(), "c");
+    }
+
+    #[test]
+    fn finish_retries_the_marked_records_or_the_whole_batch_when_nothing_went_through() {
+        let batch = LogBatch::sample_audit(3);
+        let retry = || Some(PipelineError::retryable("down"));
+        let Err(SendError::Partial(p)) =
+            PartialFailure::default().finish(&batch, &[false, true, false], retry(), 2)
+        else {
+            panic!("a partial failure");
+        };
+        assert_eq!(p.remaining.len(), 1);
+        let whole = PartialFailure::default().finish(&batch, &[true, true, true], retry(), 0);
+        assert!(matches!(whole, Err(SendError::Batch(_))));
+        assert!(
+            PartialFailure::default()
+                .finish(&batch, &[], None, 3)
+                .is_ok()
+        );
     }
 
     #[test]
