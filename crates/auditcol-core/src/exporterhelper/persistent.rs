@@ -22,7 +22,7 @@
 //! write, or — if even that fails — abandoned for a new one, so that no
 //! good record ever follows a torn one.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use async_trait::async_trait;
 use tokio::sync::{Notify, oneshot};
 
-use super::queue::{PushError, QueueId, QueueStorage, QueuedBatch, Ticket};
+use super::queue::{Pending, PushError, QueueId, QueueStorage, QueuedBatch, Ticket, pop_pending};
 use crate::LogBatch;
 
 /// A segment is closed for appends once it is this large (or a quarter of
@@ -100,13 +100,10 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    waiting: VecDeque<(QueuedBatch, usize)>,
-    in_flight: HashMap<QueueId, usize>,
-    used: usize,
+    pending: Pending,
     /// Bytes of appends not yet written.
     reserved_bytes: u64,
     next_id: QueueId,
-    closed: bool,
 }
 
 enum Op {
@@ -316,8 +313,8 @@ impl PersistentQueue {
             *live.entry(segment).or_default() += 1;
             location.insert(id, segment);
             let size = size_of(&batch);
-            state.used += size;
-            state.waiting.push_back((
+            state.pending.used += size;
+            state.pending.waiting.push_back((
                 QueuedBatch {
                     id,
                     batch,
@@ -432,13 +429,13 @@ impl QueueStorage for PersistentQueue {
         }
         let id = {
             let mut state = self.shared.state();
-            if state.closed {
+            if state.pending.closed {
                 return Err(PushError::Closed);
             }
-            if state.used + size > self.capacity {
+            if state.pending.used + size > self.capacity {
                 return Err(PushError::Full {
                     size,
-                    used: state.used,
+                    used: state.pending.used,
                     capacity: self.capacity,
                 });
             }
@@ -450,7 +447,7 @@ impl QueueStorage for PersistentQueue {
                     max: self.max_bytes,
                 });
             }
-            state.used += size;
+            state.pending.used += size;
             state.reserved_bytes += bytes;
             let id = state.next_id;
             state.next_id += 1;
@@ -467,7 +464,7 @@ impl QueueStorage for PersistentQueue {
         };
         if !self.send(op) {
             let mut state = self.shared.state();
-            state.used -= size;
+            state.pending.used -= size;
             state.reserved_bytes -= bytes;
             return Err(PushError::Closed);
         }
@@ -482,40 +479,16 @@ impl QueueStorage for PersistentQueue {
 
     async fn pop(&self) -> Option<QueuedBatch> {
         let shared = &self.shared;
-        loop {
-            let notified = shared.available.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut state = shared.state();
-                if let Some((item, size)) = state.waiting.pop_front() {
-                    state.in_flight.insert(item.id, size);
-                    let more = !state.waiting.is_empty();
-                    drop(state);
-                    if more {
-                        shared.available.notify_one();
-                    }
-                    return Some(item);
-                }
-                if state.closed {
-                    return None;
-                }
-            }
-            notified.await;
-        }
+        pop_pending(&shared.state, &shared.available, |s| &mut s.pending).await
     }
 
     fn ack(&self, id: QueueId) {
-        let mut state = self.shared.state();
-        if let Some(size) = state.in_flight.remove(&id) {
-            state.used -= size;
-        }
-        drop(state);
+        self.shared.state().pending.ack(id);
         self.send(Op::Ack(id));
     }
 
     fn close(&self) {
-        self.shared.state().closed = true;
+        self.shared.state().pending.closed = true;
         self.shared.available.notify_waiters();
     }
 
@@ -527,11 +500,11 @@ impl QueueStorage for PersistentQueue {
     }
 
     fn len(&self) -> usize {
-        self.shared.state().waiting.len()
+        self.shared.state().pending.waiting.len()
     }
 
     fn size(&self) -> usize {
-        self.shared.state().used
+        self.shared.state().pending.used
     }
 
     fn capacity(&self) -> usize {
@@ -608,6 +581,7 @@ impl Writer {
                         *self.live.entry(segment).or_default() += 1;
                         self.location.insert(id, segment);
                         state
+                            .pending
                             .waiting
                             .push_back((QueuedBatch { id, batch, ticket }, size));
                         let _ = done.send(Ok(()));
@@ -635,7 +609,7 @@ impl Writer {
                     let mut state = self.shared.state();
                     state.reserved_bytes -= reserved;
                     for (_, _, _, _, size, done) in appends {
-                        state.used -= size;
+                        state.pending.used -= size;
                         let _ = done.send(Err(message.clone()));
                     }
                     self.pending_acks = acks;

@@ -126,12 +126,66 @@ pub struct MemoryQueue {
 
 #[derive(Default)]
 struct MemoryState {
-    waiting: VecDeque<(QueuedBatch, usize)>,
-    /// Sizes of popped, unacknowledged batches.
-    in_flight: HashMap<QueueId, usize>,
-    used: usize,
+    pending: Pending,
     next_id: QueueId,
-    closed: bool,
+}
+
+/// What every storage keeps in memory between push and ack: the batches
+/// waiting, the batches being sent, and the room they use.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) waiting: VecDeque<(QueuedBatch, usize)>,
+    /// Sizes of popped, unacknowledged batches.
+    pub(crate) in_flight: HashMap<QueueId, usize>,
+    pub(crate) used: usize,
+    pub(crate) closed: bool,
+}
+
+impl Pending {
+    /// Frees the room of batch `id`, once it is done with.
+    pub(crate) fn ack(&mut self, id: QueueId) {
+        if let Some(size) = self.in_flight.remove(&id) {
+            self.used -= size;
+        }
+    }
+}
+
+/// Waits for the next batch in the [`Pending`] that `pending` reaches
+/// under `lock`; `None` once closed and empty. `available` is told of
+/// every push and of the close.
+pub(crate) async fn pop_pending<S>(
+    lock: &Mutex<S>,
+    available: &Notify,
+    pending: impl Fn(&mut S) -> &mut Pending,
+) -> Option<QueuedBatch> {
+    loop {
+        // Register interest before looking, so a push or close between
+        // the look and the wait is not missed.
+        let notified = available.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            // A panic while holding this lock leaves the state consistent
+            // (every update is a single step): a poisoned lock is usable.
+            let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let state = pending(&mut guard);
+            if let Some((item, size)) = state.waiting.pop_front() {
+                state.in_flight.insert(item.id, size);
+                let more = !state.waiting.is_empty();
+                drop(guard);
+                if more {
+                    // One notify_one may have stood for several pushes:
+                    // pass the wake-up on to another worker.
+                    available.notify_one();
+                }
+                return Some(item);
+            }
+            if state.closed {
+                return None;
+            }
+        }
+        notified.await;
+    }
 }
 
 impl MemoryQueue {
@@ -160,7 +214,7 @@ impl QueueStorage for MemoryQueue {
         ticket: Option<Ticket>,
     ) -> Result<QueueId, PushError> {
         let mut state = self.state();
-        if state.closed {
+        if state.pending.closed {
             return Err(PushError::Closed);
         }
         if size > self.capacity {
@@ -169,17 +223,18 @@ impl QueueStorage for MemoryQueue {
                 capacity: self.capacity,
             });
         }
-        if state.used + size > self.capacity {
+        if state.pending.used + size > self.capacity {
             return Err(PushError::Full {
                 size,
-                used: state.used,
+                used: state.pending.used,
                 capacity: self.capacity,
             });
         }
         let id = state.next_id;
         state.next_id += 1;
-        state.used += size;
+        state.pending.used += size;
         state
+            .pending
             .waiting
             .push_back((QueuedBatch { id, batch, ticket }, size));
         drop(state);
@@ -188,51 +243,24 @@ impl QueueStorage for MemoryQueue {
     }
 
     async fn pop(&self) -> Option<QueuedBatch> {
-        loop {
-            // Register interest before looking, so a push or close between
-            // the look and the wait is not missed.
-            let notified = self.available.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut state = self.state();
-                if let Some((item, size)) = state.waiting.pop_front() {
-                    state.in_flight.insert(item.id, size);
-                    let more = !state.waiting.is_empty();
-                    drop(state);
-                    if more {
-                        // One notify_one may have stood for several pushes:
-                        // pass the wake-up on to another worker.
-                        self.available.notify_one();
-                    }
-                    return Some(item);
-                }
-                if state.closed {
-                    return None;
-                }
-            }
-            notified.await;
-        }
+        pop_pending(&self.state, &self.available, |s| &mut s.pending).await
     }
 
     fn ack(&self, id: QueueId) {
-        let mut state = self.state();
-        if let Some(size) = state.in_flight.remove(&id) {
-            state.used -= size;
-        }
+        self.state().pending.ack(id);
     }
 
     fn close(&self) {
-        self.state().closed = true;
+        self.state().pending.closed = true;
         self.available.notify_waiters();
     }
 
     fn len(&self) -> usize {
-        self.state().waiting.len()
+        self.state().pending.waiting.len()
     }
 
     fn size(&self) -> usize {
-        self.state().used
+        self.state().pending.used
     }
 
     fn capacity(&self) -> usize {

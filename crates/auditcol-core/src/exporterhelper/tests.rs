@@ -99,7 +99,7 @@ fn settings(change: impl FnOnce(&mut ExporterHelperSettings)) -> ExporterHelperS
 
 async fn started(
     settings: ExporterHelperSettings,
-    sender: Arc<ScriptedSender>,
+    sender: Arc<impl BatchSender>,
 ) -> Arc<ExporterHelper> {
     let helper = Arc::new(ExporterHelper::new(
         ComponentId::new("test", None),
@@ -681,26 +681,13 @@ impl BatchSender for RecordSender {
     }
 }
 
-async fn started_with(
-    settings: ExporterHelperSettings,
-    sender: Arc<RecordSender>,
-) -> Arc<ExporterHelper> {
-    let helper = Arc::new(ExporterHelper::new(
-        ComponentId::new("test", None),
-        settings,
-        sender,
-    ));
-    helper.start().await.unwrap();
-    helper
-}
-
 #[tokio::test(start_paused = true)]
 async fn after_a_partial_failure_only_the_remaining_records_are_sent_again() {
     // Records 1 and 3 fail at the first attempt; all succeed after.
     let sender = RecordSender::new(|attempt, n| {
         (attempt == 0 && n % 2 == 1).then(|| PipelineError::retryable("busy"))
     });
-    let helper = started_with(settings(|_| {}), sender.clone()).await;
+    let helper = started(settings(|_| {}), sender.clone()).await;
     helper.consume(LogBatch::sample_audit(5)).await.unwrap();
     assert_eq!(*sender.attempted.lock().unwrap(), vec![5, 2]);
     assert_eq!(sender.delivered(), vec![0, 2, 4, 1, 3], "each record once");
@@ -716,7 +703,7 @@ async fn a_partial_failure_honours_the_retry_after_of_what_remains() {
             retry_after: Some(Duration::from_secs(9)),
         })
     });
-    let helper = started_with(settings(|_| {}), sender.clone()).await;
+    let helper = started(settings(|_| {}), sender.clone()).await;
     let begin = Instant::now();
     helper.consume(LogBatch::sample_audit(3)).await.unwrap();
     assert!(
@@ -735,7 +722,7 @@ async fn records_refused_for_good_fail_the_batch_but_are_not_sent_again() {
         2 if attempt == 0 => Some(PipelineError::retryable("busy")),
         _ => None,
     });
-    let helper = started_with(settings(|_| {}), sender.clone()).await;
+    let helper = started(settings(|_| {}), sender.clone()).await;
     let err = helper.consume(LogBatch::sample_audit(4)).await.unwrap_err();
     assert!(err.is_permanent(), "{err:?}");
     assert_eq!(
@@ -752,7 +739,7 @@ async fn records_refused_for_good_fail_the_batch_but_are_not_sent_again() {
 #[tokio::test(start_paused = true)]
 async fn giving_up_on_what_remains_is_retryable_and_counts_only_it() {
     let sender = RecordSender::new(|_, n| (n == 0).then(|| PipelineError::retryable("down")));
-    let helper = started_with(
+    let helper = started(
         settings(|s| s.retry_on_failure.max_elapsed_time = Some(ConfigDuration::from_secs(5))),
         sender.clone(),
     )
@@ -776,7 +763,7 @@ async fn the_final_error_names_what_remains_and_what_was_refused() {
         1 => Some(PipelineError::retryable("busy")),
         _ => None,
     });
-    let helper = started_with(
+    let helper = started(
         settings(|s| s.retry_on_failure.max_elapsed_time = Some(ConfigDuration::from_secs(5))),
         sender.clone(),
     )
