@@ -219,3 +219,40 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_logged() {
         assert!(line.contains(&format!("open_files={hard}")), "{line}");
     }
 }
+
+#[test]
+fn graph_draws_the_pipelines_and_refuses_a_bad_config() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = root.join("collector-config/security-review.yaml");
+    let run = |args: &[&str]| {
+        let out = Command::new(binary()).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, mermaid, _) = run(&["graph", "--config", config.to_str().unwrap()]);
+    assert!(ok);
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    assert!(
+        mermaid.contains("subgraph pipeline1[\"logs/trail\"]"),
+        "{mermaid}"
+    );
+    let (ok, dot, _) = run(&[
+        "graph",
+        "--format",
+        "dot",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(ok);
+    assert!(dot.starts_with("digraph auditcol {"), "{dot}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "receivers: {}\nservice: {pipelines: {}}\n").unwrap();
+    let (ok, out, err) = run(&["graph", "--config", bad.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(err.starts_with("error: "), "{err}");
+}
