@@ -4,7 +4,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use auditcol_integrity::{Reason, sidecar_path};
 use time::{Duration, OffsetDateTime};
+
+use crate::trail::{PreparedFile, Trail, TrailOptions, file_name};
 
 /// When to rotate and how many backups to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,32 +32,62 @@ pub(crate) struct FileWriter {
     rotation_failures: u64,
     /// Where to cut the file back to: a failed write left part of itself.
     cut_to: Option<u64>,
+    /// The integrity trail's sidecar and chain, with `integrity`.
+    trail: Option<Trail>,
+    /// A rotation committed by its sealing checkpoint but not finished
+    /// (a rename failed): nothing is written until it is.
+    pending: Option<PendingRotation>,
+}
+
+/// The renames left to do of a rotation of a file with a trail.
+struct PendingRotation {
+    /// Renames done so far (of the four in [`FileWriter::finish_rotation`]).
+    done: u8,
+    backup: PathBuf,
+    fresh_path: PathBuf,
+    fresh: File,
+    next: PreparedFile,
 }
 
 impl FileWriter {
     /// Opens `path` for appending, creating it and its parent directories.
     /// With `sync`, the directory is synced too, so that a new file's name
-    /// survives a crash.
-    pub(crate) fn open(path: &Path, rotation: Option<Rotation>, sync: bool) -> io::Result<Self> {
+    /// survives a crash. With `trail`, the trail is opened too (see
+    /// [`Trail::open`]), after finishing a rotation a crash interrupted.
+    pub(crate) fn open(
+        path: &Path,
+        rotation: Option<Rotation>,
+        sync: bool,
+        trail: Option<&TrailOptions>,
+    ) -> io::Result<Self> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent)?;
         }
+        if let Some(options) = trail {
+            crate::trail::finish_interrupted_rotation(path, options)?;
+        }
         let existed = path.exists();
         let file = open_append(path)?;
-        let size = file.metadata()?.len();
-        let writer = Self {
+        let mut writer = Self {
             path: path.to_owned(),
             file,
-            size,
+            size: 0,
             rotation,
             sync,
             last_backup: None,
             rotation_failures: 0,
             cut_to: None,
+            trail: None,
+            pending: None,
         };
-        if sync && !existed {
+        if let Some(options) = trail {
+            let backups = writer.backups()?;
+            writer.trail = Some(Trail::open(path, &writer.file, options, &backups)?);
+        }
+        writer.size = writer.file.metadata()?.len();
+        if (sync || trail.is_some()) && !existed {
             writer.sync_dir()?;
         }
         Ok(writer)
@@ -68,13 +101,23 @@ impl FileWriter {
     /// line and no line is left half-written. (If even the cut fails, the
     /// next write tries it again first and refuses to append until it
     /// succeeds.)
+    ///
+    /// With a trail, the lines are hashed into the chain once written, and
+    /// with `sync` a checkpoint of them is appended to the sidecar and
+    /// fsynced too (after the data): when that fails, the batch is cut back
+    /// out of the file as for a failed write.
     pub(crate) fn write_batch(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.repair()?;
-        if let Some(rotation) = self.rotation
-            && self.size > 0
-            && self.size.saturating_add(bytes.len() as u64) > rotation.max_bytes
-        {
-            self.rotate(rotation);
+        if let Some(trail) = &mut self.trail {
+            trail.repair()?;
+        }
+        self.finish_rotation()?;
+        if self.rotation.is_some_and(|r| {
+            self.size > 0 && self.size.saturating_add(bytes.len() as u64) > r.max_bytes
+        }) {
+            self.rotate();
+            // A rotation committed but not finished: no write in the sealed file.
+            self.finish_rotation()?;
         }
         let before = self.size;
         let written = self.file.write_all(bytes).and_then(|()| {
@@ -84,6 +127,20 @@ impl FileWriter {
                 Ok(())
             }
         });
+        let written = match (written, &mut self.trail) {
+            (Ok(()), Some(trail)) if self.sync => {
+                let snapshot = trail.snapshot();
+                trail.feed(bytes);
+                trail
+                    .checkpoint(Reason::Batch)
+                    .inspect_err(|_| trail.restore(snapshot))
+            }
+            (Ok(()), Some(trail)) => {
+                trail.feed(bytes);
+                Ok(())
+            }
+            (written, _) => written,
+        };
         match written {
             Ok(()) => {
                 self.size += bytes.len() as u64;
@@ -128,6 +185,30 @@ impl FileWriter {
         self.file.sync_data()
     }
 
+    /// With a trail: a checkpoint of the lines written since the last one,
+    /// if any, after syncing them to disk.
+    pub(crate) fn checkpoint(&mut self, reason: Reason) -> io::Result<()> {
+        self.repair()?;
+        if let Some(trail) = &mut self.trail {
+            trail.repair()?;
+        }
+        self.finish_rotation()?;
+        match &mut self.trail {
+            Some(trail) if trail.is_dirty() => {
+                // A checkpoint never covers data that is not on disk.
+                self.file.sync_data()?;
+                trail.checkpoint(reason)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// At shutdown: a last checkpoint, and the data on disk whatever `sync` says.
+    pub(crate) fn close(mut self) -> io::Result<()> {
+        self.checkpoint(Reason::Shutdown)?;
+        self.sync()
+    }
+
     fn sync_dir(&self) -> io::Result<()> {
         let dir = match self.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -143,17 +224,17 @@ impl FileWriter {
     /// handles, no inodes, no space) nothing moves and writing goes on in
     /// the current file, past `max_bytes`, until a later rotation succeeds.
     /// Writes never go to a backup.
-    fn rotate(&mut self, rotation: Rotation) {
-        match self.try_rotate() {
-            Ok(()) => {
-                if self.rotation_failures > 0 {
-                    tracing::info!(path = %self.path.display(), failures = self.rotation_failures, "rotation works again");
-                }
-                self.rotation_failures = 0;
-                if let Err(e) = self.prune(rotation.max_backups) {
-                    // Too many backups is not worth failing a write for.
-                    tracing::warn!(path = %self.path.display(), error = %e, "cannot delete old rotated files");
-                }
+    fn rotate(&mut self) {
+        let rotated = if self.trail.is_some() {
+            self.try_rotate_with_trail()
+        } else {
+            self.try_rotate()
+        };
+        match rotated {
+            Ok(()) => {}
+            Err(e) if self.pending.is_some() => {
+                // Committed: finish_rotation retries before the next write.
+                tracing::error!(path = %self.path.display(), error = %e, "cannot finish rotating: writes wait until the renames succeed");
             }
             Err(e) => {
                 self.rotation_failures += 1;
@@ -170,23 +251,7 @@ impl FileWriter {
     }
 
     fn try_rotate(&mut self) -> io::Result<()> {
-        let fresh_path = self.path.with_file_name(format!(
-            ".{}.rotating",
-            self.path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ));
-        // A leftover of a rotation interrupted by a crash is emptied: its
-        // name was never the file's, so nothing was acknowledged in it.
-        let fresh = open_append(&fresh_path)
-            .and_then(|f| f.set_len(0).map(|()| f))
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot create {}: {e}", fresh_path.display()),
-                )
-            })?;
+        let (fresh_path, fresh) = self.create_fresh()?;
         let backup = self.free_backup_path();
         if let Err(e) = std::fs::rename(&self.path, &backup) {
             let _ = std::fs::remove_file(&fresh_path);
@@ -221,6 +286,115 @@ impl FileWriter {
         if self.sync {
             self.sync_dir()?;
         }
+        self.rotated();
+        Ok(())
+    }
+
+    /// After a rotation: the failures are over, old backups go.
+    fn rotated(&mut self) {
+        if self.rotation_failures > 0 {
+            tracing::info!(path = %self.path.display(), failures = self.rotation_failures, "rotation works again");
+        }
+        self.rotation_failures = 0;
+        let max_backups = self.rotation.map_or(0, |r| r.max_backups);
+        if let Err(e) = self.prune(max_backups) {
+            // Too many backups is not worth failing a write for.
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot delete old rotated files");
+        }
+    }
+
+    /// The fresh file of a rotation, under its temporary name, emptied.
+    fn create_fresh(&self) -> io::Result<(PathBuf, File)> {
+        let fresh_path = self
+            .path
+            .with_file_name(format!(".{}.rotating", file_name(&self.path)));
+        // A leftover of a rotation interrupted by a crash is emptied: its
+        // name was never the file's, so nothing was acknowledged in it.
+        let fresh = open_append(&fresh_path)
+            .and_then(|f| f.set_len(0).map(|()| f))
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot create {}: {e}", fresh_path.display()),
+                )
+            })?;
+        Ok((fresh_path, fresh))
+    }
+
+    /// Rotation with a trail. Prepared first (the fresh file, the next
+    /// sidecar with its first checkpoint: when either is impossible nothing
+    /// changes and writing goes on in the current file), then committed by
+    /// the sealing checkpoint, then the four renames of
+    /// [`finish_rotation`](Self::finish_rotation). A crash at any point is
+    /// recovered at start: before the seal the rotation never happened,
+    /// after it the start finishes it.
+    fn try_rotate_with_trail(&mut self) -> io::Result<()> {
+        let (fresh_path, fresh) = self.create_fresh()?;
+        let backup = self.free_backup_path();
+        let Some(trail) = &mut self.trail else {
+            let _ = std::fs::remove_file(&fresh_path);
+            return Ok(());
+        };
+        let prepared = trail.prepare_next(&self.path, &file_name(&backup));
+        let (sealed, next) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_file(&fresh_path);
+                return Err(e);
+            }
+        };
+        let committed = self.file.sync_data().and_then(|()| trail.seal(&sealed));
+        if let Err(e) = committed {
+            let _ = std::fs::remove_file(&fresh_path);
+            let _ = std::fs::remove_file(&next.temp_path);
+            return Err(e);
+        }
+        self.pending = Some(PendingRotation {
+            done: 0,
+            backup,
+            fresh_path,
+            fresh,
+            next,
+        });
+        self.finish_rotation()
+    }
+
+    /// The renames of a committed rotation, from where they stopped:
+    /// file → backup, sidecar → backup's sidecar, fresh file → file, next
+    /// sidecar → sidecar. In this order a crash leaves a state the start
+    /// recognises (a sealed sidecar at the live name, or none).
+    fn finish_rotation(&mut self) -> io::Result<()> {
+        let Some(pending) = &mut self.pending else {
+            return Ok(());
+        };
+        let Some(trail) = &mut self.trail else {
+            return Ok(());
+        };
+        let sidecar = trail.sidecar_path().to_owned();
+        let renames = [
+            (self.path.clone(), pending.backup.clone()),
+            (sidecar.clone(), sidecar_path(&pending.backup)),
+            (pending.fresh_path.clone(), self.path.clone()),
+            (pending.next.temp_path.clone(), sidecar),
+        ];
+        for (from, to) in &renames[usize::from(pending.done)..] {
+            std::fs::rename(from, to).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot rename {} to {}: {e}", from.display(), to.display()),
+                )
+            })?;
+            pending.done += 1;
+        }
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        self.file = pending.fresh;
+        self.size = 0;
+        trail.switch_to(pending.next);
+        // The renames are the rotation's commit on disk: make them durable.
+        self.sync_dir()?;
+        self.rotated();
         Ok(())
     }
 
@@ -290,6 +464,11 @@ impl FileWriter {
         let excess = backups.len().saturating_sub(max_backups);
         for old in &backups[..excess] {
             std::fs::remove_file(old)?;
+            // A rotated file's trail goes with it.
+            match std::fs::remove_file(sidecar_path(old)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -334,7 +513,7 @@ mod tests {
     fn parent_directories_are_created() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/audit.jsonl");
-        let mut w = FileWriter::open(&path, None, false).unwrap();
+        let mut w = FileWriter::open(&path, None, false, None).unwrap();
         w.write_batch(b"one\n").unwrap();
         assert_eq!(read(&path), "one\n");
     }
@@ -344,7 +523,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         std::fs::write(&path, "old\n").unwrap();
-        let mut w = FileWriter::open(&path, None, true).unwrap();
+        let mut w = FileWriter::open(&path, None, true, None).unwrap();
         w.write_batch(b"new\n").unwrap();
         assert_eq!(read(&path), "old\nnew\n");
     }
@@ -357,7 +536,7 @@ mod tests {
             max_bytes: 10,
             max_backups: 5,
         };
-        let mut w = FileWriter::open(&path, Some(rotation), false).unwrap();
+        let mut w = FileWriter::open(&path, Some(rotation), false, None).unwrap();
         w.write_batch(b"12345\n").unwrap();
         w.write_batch(b"67890\n").unwrap();
         assert_eq!(read(&path), "67890\n");
@@ -386,7 +565,7 @@ mod tests {
             max_bytes: 4,
             max_backups: 2,
         };
-        let mut w = FileWriter::open(&path, Some(rotation), false).unwrap();
+        let mut w = FileWriter::open(&path, Some(rotation), false, None).unwrap();
         for line in ["a1\n", "a2\n", "a3\n", "a4\n", "a5\n"] {
             w.write_batch(line.as_bytes()).unwrap();
         }
@@ -405,7 +584,7 @@ mod tests {
             max_bytes: 1,
             max_backups: 1,
         };
-        let mut w = FileWriter::open(&path, Some(rotation), false).unwrap();
+        let mut w = FileWriter::open(&path, Some(rotation), false, None).unwrap();
         for line in ["x\n", "y\n", "z\n"] {
             w.write_batch(line.as_bytes()).unwrap();
         }
@@ -421,7 +600,7 @@ mod tests {
             max_bytes: 2,
             max_backups: 0,
         };
-        let mut w = FileWriter::open(&path, Some(rotation), false).unwrap();
+        let mut w = FileWriter::open(&path, Some(rotation), false, None).unwrap();
         w.write_batch(b"longer than two\n").unwrap();
         assert_eq!(read(&path), "longer than two\n");
         w.write_batch(b"next\n").unwrap();
@@ -437,7 +616,7 @@ mod tests {
             max_bytes: 4,
             max_backups: 0,
         };
-        let mut w = FileWriter::open(&path, Some(rotation), true).unwrap();
+        let mut w = FileWriter::open(&path, Some(rotation), true, None).unwrap();
         w.write_batch(b"a1\n").unwrap();
         // The fresh file's name is taken by a directory: creating it fails,
         // as it would without file handles or inodes.
@@ -461,12 +640,336 @@ mod tests {
     fn a_failed_write_leaves_no_part_of_itself() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let mut w = FileWriter::open(&path, None, false).unwrap();
+        let mut w = FileWriter::open(&path, None, false, None).unwrap();
         w.write_batch(b"one\n").unwrap();
         // What a full disk leaves: part of a batch, then an error.
         w.file.write_all(b"{\"version\":").unwrap();
         w.cut_to = Some(w.size);
         w.write_batch(b"two\n").unwrap();
         assert_eq!(read(&path), "one\ntwo\n");
+    }
+
+    mod integrity {
+        use super::*;
+        use auditcol_integrity::verify::{NoProgress, ProblemKind, Report};
+        use auditcol_integrity::{TrailSigner, VerifyOptions, verify_paths};
+        use std::sync::Arc;
+
+        fn signer() -> Arc<TrailSigner> {
+            Arc::new(TrailSigner::hmac(b"the writer tests' secret"))
+        }
+
+        fn options() -> TrailOptions {
+            TrailOptions {
+                exporter: "file/test".into(),
+                signer: signer(),
+            }
+        }
+
+        fn open(path: &Path, rotation: Option<Rotation>, sync: bool) -> FileWriter {
+            FileWriter::open(path, rotation, sync, Some(&options())).unwrap()
+        }
+
+        fn verify(paths: &[&Path], strict: bool) -> Report {
+            let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
+            verify_paths(
+                &paths,
+                &signer().verifier(),
+                VerifyOptions { strict },
+                &NoProgress,
+            )
+        }
+
+        fn assert_ok(report: &Report) {
+            assert!(report.ok, "{report:#?}");
+            assert_eq!(report.trails.len(), 1, "{report:#?}");
+        }
+
+        fn sidecar_lines(path: &Path) -> Vec<String> {
+            read(&sidecar_path(path))
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+
+        fn line(i: usize) -> Vec<u8> {
+            format!("{{\"n\":{i}}}\n").into_bytes()
+        }
+
+        fn small_rotation() -> Rotation {
+            Rotation {
+                max_bytes: 40,
+                max_backups: 0,
+            }
+        }
+
+        #[test]
+        fn with_sync_every_batch_is_checkpointed_before_it_returns() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let mut w = open(&path, None, true);
+            w.write_batch(&[line(1), line(2)].concat()).unwrap();
+            w.write_batch(&line(3)).unwrap();
+            // The start, then one per batch; verified while still open.
+            assert_eq!(sidecar_lines(&path).len(), 3);
+            assert_ok(&verify(&[&path], true));
+            assert_eq!(
+                read(&path),
+                "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n",
+                "lines as written"
+            );
+        }
+
+        #[test]
+        fn without_sync_lines_are_checkpointed_when_asked_and_at_close() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let mut w = open(&path, None, false);
+            w.write_batch(&line(1)).unwrap();
+            let report = verify(&[&path], false);
+            assert_ok(&report);
+            assert_eq!(report.trails[0].unverified.as_ref().unwrap().lines, 1);
+            w.checkpoint(Reason::Interval).unwrap();
+            w.checkpoint(Reason::Interval).unwrap();
+            assert_eq!(sidecar_lines(&path).len(), 2, "nothing new, no checkpoint");
+            w.write_batch(&line(2)).unwrap();
+            w.close().unwrap();
+            assert_eq!(sidecar_lines(&path).len(), 3);
+            assert_ok(&verify(&[&path], true));
+        }
+
+        #[test]
+        fn the_chain_runs_across_rotations_and_pruning_takes_sidecars_along() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let rotation = Rotation {
+                max_bytes: 40,
+                max_backups: 2,
+            };
+            let mut w = open(&path, Some(rotation), true);
+            for i in 0..20 {
+                w.write_batch(&line(i)).unwrap();
+            }
+            w.close().unwrap();
+            let backups = FileWriter::open(&path, None, false, None)
+                .unwrap()
+                .backups()
+                .unwrap();
+            assert_eq!(backups.len(), 2);
+            for backup in &backups {
+                let last = sidecar_lines(backup).pop().unwrap();
+                assert!(last.contains("\"sealed\":true"), "{last}");
+            }
+            let chains = std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".chain")
+                })
+                .count();
+            assert_eq!(chains, 3, "the pruned files' sidecars went with them");
+            let report = verify(&[dir.path()], false);
+            assert_ok(&report);
+            assert!(
+                report.trails[0].notes[0].contains("pruned"),
+                "{:?}",
+                report.trails[0].notes
+            );
+            assert_eq!(report.trails[0].files.len(), 3);
+        }
+
+        #[test]
+        fn a_restart_goes_on_with_the_same_trail() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let mut w = open(&path, Some(small_rotation()), false);
+            for i in 0..8 {
+                w.write_batch(&line(i)).unwrap();
+            }
+            w.close().unwrap();
+            let mut w = open(&path, Some(small_rotation()), false);
+            for i in 8..16 {
+                w.write_batch(&line(i)).unwrap();
+            }
+            w.close().unwrap();
+            let report = verify(&[dir.path()], true);
+            assert_ok(&report);
+            assert_eq!(report.trails[0].lines, 16);
+        }
+
+        #[test]
+        fn lines_after_the_last_checkpoint_before_a_crash_are_rehashed_at_start() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let mut w = open(&path, None, false);
+            w.write_batch(&line(1)).unwrap();
+            w.checkpoint(Reason::Interval).unwrap();
+            w.write_batch(&[line(2), line(3)].concat()).unwrap();
+            // A crash: no close, and half of a line that was being written.
+            drop(w);
+            let mut raw = OpenOptions::new().append(true).open(&path).unwrap();
+            raw.write_all(b"{\"n\":").unwrap();
+            let mut w = open(&path, None, false);
+            let last = sidecar_lines(&path).pop().unwrap();
+            assert!(
+                last.contains("\"reason\":\"recovery\"")
+                    && last.contains("\"first_line\":2,\"last_line\":3"),
+                "{last}"
+            );
+            assert_eq!(
+                read(&path),
+                "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n",
+                "the torn line is cut off"
+            );
+            w.write_batch(&line(4)).unwrap();
+            w.close().unwrap();
+            assert_ok(&verify(&[&path], true));
+        }
+
+        #[test]
+        fn a_torn_checkpoint_is_cut_off_at_start() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let mut w = open(&path, None, true);
+            w.write_batch(&line(1)).unwrap();
+            drop(w);
+            let mut sidecar = OpenOptions::new()
+                .append(true)
+                .open(sidecar_path(&path))
+                .unwrap();
+            sidecar.write_all(b"{\"v\":1,\"trail\":").unwrap();
+            let mut w = open(&path, None, true);
+            w.write_batch(&line(2)).unwrap();
+            assert!(read(&sidecar_path(&path)).ends_with("}\n"));
+            assert_ok(&verify(&[&path], true));
+        }
+
+        #[test]
+        fn lines_already_in_the_file_are_adopted_by_a_new_trail() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            std::fs::write(&path, [line(1), line(2)].concat()).unwrap();
+            let mut w = open(&path, None, true);
+            let lines = sidecar_lines(&path);
+            assert!(lines[0].contains("\"reason\":\"start\""));
+            assert!(lines[1].contains("\"reason\":\"adopted\""));
+            w.write_batch(&line(3)).unwrap();
+            assert_ok(&verify(&[&path], true));
+        }
+
+        /// Rotates once with a trail, then puts the files back as a crash
+        /// after `renames_done` of the four renames would have left them.
+        fn crash_during_rotation(renames_done: u8) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let mut w = open(&path, Some(small_rotation()), true);
+            for i in 0..6 {
+                w.write_batch(&line(i)).unwrap();
+            }
+            let backups = w.backups().unwrap();
+            drop(w);
+            let backup = backups.last().unwrap();
+            let (live, live_chain) = (path.clone(), sidecar_path(&path));
+            let (old, old_chain) = (backup.clone(), sidecar_path(backup));
+            // The live files of the last rotation hold lines already: start
+            // from a rotation that has just happened.
+            assert!(read(&live).len() < 40);
+            std::fs::remove_file(&live).unwrap();
+            std::fs::remove_file(&live_chain).unwrap();
+            if renames_done < 1 {
+                std::fs::rename(&old, &live).unwrap();
+            }
+            if renames_done < 2 {
+                std::fs::rename(&old_chain, &live_chain).unwrap();
+            }
+            if renames_done >= 3 {
+                std::fs::write(&live, "").unwrap();
+            }
+            let mut w = open(&path, Some(small_rotation()), true);
+            for i in 100..104 {
+                w.write_batch(&line(i)).unwrap();
+            }
+            w.close().unwrap();
+            let report = verify(&[dir.path()], true);
+            assert_ok(&report);
+            assert_eq!(report.trails[0].files.len(), 2, "{report:#?}");
+        }
+
+        #[test]
+        fn a_crash_after_sealing_before_any_rename_is_finished_at_start() {
+            crash_during_rotation(0);
+        }
+
+        #[test]
+        fn a_crash_after_moving_the_file_is_finished_at_start() {
+            crash_during_rotation(1);
+        }
+
+        #[test]
+        fn a_crash_after_moving_file_and_sidecar_is_finished_at_start() {
+            crash_during_rotation(2);
+        }
+
+        #[test]
+        fn a_crash_before_the_new_sidecar_is_in_place_is_finished_at_start() {
+            crash_during_rotation(3);
+        }
+
+        #[test]
+        fn another_key_refuses_to_start_and_says_why() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            open(&path, None, true).write_batch(&line(1)).unwrap();
+            let other = TrailOptions {
+                exporter: "file/test".into(),
+                signer: Arc::new(TrailSigner::hmac(b"a different secret")),
+            };
+            let err = FileWriter::open(&path, None, true, Some(&other))
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("another key"), "{err}");
+        }
+
+        #[test]
+        fn a_file_cut_below_its_checkpoint_refuses_to_start() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let mut w = open(&path, None, true);
+            w.write_batch(&[line(1), line(2)].concat()).unwrap();
+            drop(w);
+            std::fs::write(&path, line(1)).unwrap();
+            let err = FileWriter::open(&path, None, true, Some(&options()))
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("auditcol verify"), "{err}");
+            let report = verify(&[&path], false);
+            assert_eq!(
+                report.trails[0].problem.as_ref().unwrap().kind,
+                ProblemKind::Truncated
+            );
+        }
+
+        #[test]
+        fn a_failed_checkpoint_takes_its_batch_back_out() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let mut w = open(&path, None, true);
+            w.write_batch(&line(1)).unwrap();
+            // A sidecar that refuses writes.
+            let broken = File::open(dir.path()).unwrap();
+            let sidecar = w.trail.as_mut().unwrap().replace_sidecar(broken);
+            assert!(w.write_batch(&line(2)).is_err());
+            assert_eq!(
+                read(&path),
+                "{\"n\":1}\n",
+                "the batch is not left in the file"
+            );
+            w.trail.as_mut().unwrap().replace_sidecar(sidecar);
+            w.write_batch(&line(2)).unwrap();
+            assert_ok(&verify(&[&path], true));
+        }
     }
 }
