@@ -12,6 +12,11 @@ use crate::hex;
 /// verifier can name the first line that differs within a checkpoint.
 pub const LINE_HEAD_PREFIX: usize = 4;
 
+/// Head prefixes kept at most between two checkpoints (4 Mi lines): past
+/// that a checkpoint goes without `line_heads`, so that memory stays bounded
+/// when checkpoints cannot be written.
+pub const MAX_LINE_HEADS: usize = 16 << 20;
+
 /// Domain separation of the first head: no other SHA-256 input of auditcol
 /// starts with these bytes.
 const GENESIS_DOMAIN: &[u8] = b"auditcol-trail-v1";
@@ -105,7 +110,8 @@ pub struct ChainHasher {
     partial: Option<Sha256>,
     partial_len: u64,
     /// The first [`LINE_HEAD_PREFIX`] bytes of the head after each line,
-    /// since the last [`take_line_heads`](Self::take_line_heads).
+    /// since the last [`take_line_heads`](Self::take_line_heads), up to
+    /// [`MAX_LINE_HEADS`] bytes.
     line_heads: Vec<u8>,
 }
 
@@ -201,8 +207,10 @@ impl ChainHasher {
                 }
                 None => next_head(&self.head, line),
             };
-            self.line_heads
-                .extend_from_slice(&self.head.0[..LINE_HEAD_PREFIX]);
+            if self.line_heads.len() < MAX_LINE_HEADS {
+                self.line_heads
+                    .extend_from_slice(&self.head.0[..LINE_HEAD_PREFIX]);
+            }
             self.lines += 1;
             self.bytes += self.partial_len + line.len() as u64;
             self.partial_len = 0;

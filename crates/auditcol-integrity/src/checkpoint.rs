@@ -95,7 +95,9 @@ pub struct Checkpoint {
     pub key_id: String,
     /// The first [`LINE_HEAD_PREFIX`] bytes of the chain head after each
     /// line `first_line..=last_line`, concatenated; base64 (standard, padded)
-    /// in JSON. Not needed to detect a change, only to name its line.
+    /// in JSON; or empty when the writer kept too many lines to record them
+    /// (see `chain::MAX_LINE_HEADS`). Not needed to detect a change, only to
+    /// name its line.
     pub line_heads: LineHeads,
     /// The signature of [`signed_message`](Self::signed_message), hex.
     pub sig: String,
@@ -246,10 +248,10 @@ impl Checkpoint {
             return Err("`sig` is not hexadecimal".into());
         }
         let lines = self.last_line + 1 - self.first_line;
-        if self.line_heads.0.len() as u64 != lines.saturating_mul(LINE_HEAD_PREFIX as u64) {
+        let heads = self.line_heads.0.len() as u64;
+        if heads != 0 && heads != lines.saturating_mul(LINE_HEAD_PREFIX as u64) {
             return Err(format!(
-                "`line_heads` holds {} bytes, not {LINE_HEAD_PREFIX} for each of its {lines} lines",
-                self.line_heads.0.len()
+                "`line_heads` holds {heads} bytes, not {LINE_HEAD_PREFIX} for each of its {lines} lines (nor none)"
             ));
         }
         Ok(())

@@ -4,7 +4,7 @@
 
 use time::OffsetDateTime;
 
-use crate::chain::{ChainHasher, Head, genesis};
+use crate::chain::{ChainHasher, Head, LINE_HEAD_PREFIX, genesis};
 use crate::checkpoint::{Checkpoint, FORMAT_VERSION, LineHeads, Reason, format_time};
 use crate::keys::{Algorithm, TrailSigner};
 
@@ -171,11 +171,23 @@ impl TrailState {
             sealed,
             alg: Algorithm::Ed25519,
             key_id: String::new(),
-            line_heads: LineHeads(self.chain.line_heads().to_vec()),
+            line_heads: LineHeads(self.line_heads()),
             sig: String::new(),
         };
         checkpoint.sign(signer);
         checkpoint
+    }
+
+    /// The head prefixes of the lines since the last checkpoint; empty if
+    /// there were too many to keep.
+    fn line_heads(&self) -> Vec<u8> {
+        let heads = self.chain.line_heads();
+        let lines = self.chain.lines() - self.checkpointed.unwrap_or(0);
+        if heads.len() as u64 == lines * LINE_HEAD_PREFIX as u64 {
+            heads.to_vec()
+        } else {
+            Vec::new()
+        }
     }
 
     /// Records that `checkpoint` (made by [`checkpoint`](Self::checkpoint)

@@ -689,13 +689,16 @@ fn check_sidecar(
         let mut p = Problem::new(ProblemKind::BadSignature, problem.to_string())
             .sidecar(sidecar, Some(line));
         if let Some(c) = covered {
+            let lines = if c.first_line > c.last_line {
+                "covering no line yet".to_owned()
+            } else {
+                format!("lines {}-{}", c.first_line, c.last_line)
+            };
             p.message = format!(
-                "{} (checkpoint {} of {}, lines {}-{})",
+                "{} (checkpoint {} of {}, {lines})",
                 p.message,
                 c.seq,
                 file.found.data.display(),
-                c.first_line,
-                c.last_line
             );
         }
         return Err(p.into());
@@ -947,6 +950,9 @@ fn compare(
 /// The first line since the last checkpoint whose head differs from the
 /// prefix `c` recorded for it.
 fn first_differing_line(chain: &ChainHasher, c: &Checkpoint) -> Option<u64> {
+    if c.line_heads.0.is_empty() {
+        return None;
+    }
     chain
         .line_heads()
         .chunks_exact(LINE_HEAD_PREFIX)

@@ -319,6 +319,30 @@ fn a_file_rewritten_with_a_chain_signed_by_another_key_is_refused() {
 }
 
 #[test]
+fn without_line_heads_a_change_is_named_by_its_checkpoints_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = three_files(dir.path(), 4);
+    // Rewrite the sidecar with checkpoints that carry no line heads, as the
+    // writer does past 4 Mi lines, re-signed with the trail's key.
+    let sidecar = sidecar_path(&paths[0]);
+    let mut text = String::new();
+    for line in std::fs::read_to_string(&sidecar).unwrap().lines() {
+        let mut c = auditcol_integrity::Checkpoint::parse(line.as_bytes()).unwrap();
+        c.line_heads.0.clear();
+        c.sign(&signer());
+        text.push_str(std::str::from_utf8(&c.to_line()).unwrap());
+    }
+    std::fs::write(&sidecar, text).unwrap();
+    assert!(verify_dir(dir.path()).ok);
+    edit_lines(&paths[0], |l| l[5].push(' '));
+    let p = problem(&verify_dir(dir.path()));
+    assert_eq!(
+        (p.kind, p.line, p.last_line),
+        (ProblemKind::LineMismatch, Some(5), Some(8))
+    );
+}
+
+#[test]
 fn a_changed_checkpoint_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let paths = three_files(dir.path(), 3);
