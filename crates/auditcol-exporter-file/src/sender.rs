@@ -55,8 +55,10 @@ pub struct FileSender {
 struct BufferPool(Mutex<Vec<Vec<u8>>>);
 
 impl BufferPool {
-    /// Buffers kept at most; more are freed.
-    const KEEP: usize = 4;
+    /// Buffers kept at most; more are freed. With `integrity` a buffer
+    /// comes back only once the trail's thread has hashed it, so as many as
+    /// the sending workers and that thread's queue may be out at once.
+    const KEEP: usize = 32;
     /// A buffer above this capacity is freed rather than kept.
     const MAX_KEPT_CAPACITY: usize = 16 << 20;
 
@@ -69,7 +71,7 @@ impl BufferPool {
     }
 
     fn give_back(&self, mut buffer: Vec<u8>) {
-        if buffer.capacity() > Self::MAX_KEPT_CAPACITY {
+        if buffer.capacity() == 0 || buffer.capacity() > Self::MAX_KEPT_CAPACITY {
             return;
         }
         buffer.clear();
@@ -143,12 +145,15 @@ impl FileSender {
         let buffers = self.buffers.clone();
         let to_file = matches!(self.target, Target::File { .. });
         let written = tokio::task::spawn_blocking(move || {
+            let mut bytes = bytes;
             let written = if !to_file {
-                write_stdout(&bytes)
+                write_stdout(&bytes).map(|()| None)
             } else {
                 let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
                 match guard.as_mut() {
-                    Some(writer) => writer.write_batch(&bytes),
+                    // With a trail, the writer hands the buffer on to the
+                    // trail's thread, which gives it back to the pool.
+                    Some(writer) => writer.write_lines(&mut bytes),
                     None => Err(std::io::Error::other("the file is not open")),
                 }
             };
@@ -156,6 +161,22 @@ impl FileSender {
             written
         })
         .await;
+        let written = match written {
+            Ok(Ok(Some(sync))) => {
+                // Write-behind for the trail: not waited for.
+                let file = self.file.clone();
+                tokio::task::spawn_blocking(move || {
+                    let synced = sync.run();
+                    if let Some(writer) = file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                        writer.note_synced(synced);
+                    }
+                });
+                Ok(Ok(()))
+            }
+            Ok(Ok(None)) => Ok(Ok(())),
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(e) => Err(e),
+        };
         match written {
             Ok(Ok(())) => {
                 let failures = self.write_failures.swap(0, Ordering::Relaxed);
@@ -204,12 +225,14 @@ impl BatchSender for FileSender {
         };
         let id = self.id.clone();
         let settings = integrity.clone();
+        let buffers = self.buffers.clone();
         let opened = tokio::task::spawn_blocking(move || {
             let trail = match &settings {
                 None => None,
                 Some(settings) => Some(TrailOptions {
                     exporter: id.clone(),
                     signer: Arc::new(load_signer(&id, settings)?),
+                    recycle: Arc::new(move |buffer| buffers.give_back(buffer)),
                 }),
             };
             FileWriter::open(&path, rotation, sync, trail.as_ref()).map_err(|e| {
@@ -296,10 +319,25 @@ async fn checkpoint_every(
         ticks.tick().await;
         let file = file.clone();
         let done = tokio::task::spawn_blocking(move || {
-            let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
-            guard
-                .as_mut()
-                .map(|writer| writer.checkpoint(Reason::Interval))
+            let lock = || file.lock().unwrap_or_else(|e| e.into_inner());
+            // The bulk of the data to sync is synced without holding the
+            // writer; the checkpoint then syncs what came since, and is
+            // signed and written by the trail's thread, waited for here.
+            let sync = lock().as_mut()?.background_sync();
+            if let Some(sync) = sync {
+                let synced = sync.run();
+                lock().as_mut()?.note_synced(synced);
+            }
+            let asked = lock().as_mut()?.checkpoint(Reason::Interval);
+            Some(match asked {
+                Ok(Some(answer)) => answer.recv().unwrap_or_else(|_| {
+                    Err(std::io::Error::other(
+                        "the integrity trail's thread has stopped",
+                    ))
+                }),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            })
         })
         .await;
         match done {

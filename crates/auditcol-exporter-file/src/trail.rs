@@ -8,10 +8,16 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use auditcol_integrity::checkpoint::new_trail_id;
 use auditcol_integrity::sidecar::read_sidecar_end;
 use auditcol_integrity::{Checkpoint, Reason, TrailSigner, TrailState, sidecar_path};
+
+/// Takes back a buffer of lines once they are hashed (the sender's pool).
+pub(crate) type Recycle = Arc<dyn Fn(Vec<u8>) + Send + Sync>;
 
 /// What a writer needs to keep a trail.
 #[derive(Clone)]
@@ -20,6 +26,8 @@ pub(crate) struct TrailOptions {
     pub exporter: String,
     /// Signs the checkpoints.
     pub signer: Arc<TrailSigner>,
+    /// Where hashed buffers go.
+    pub recycle: Recycle,
 }
 
 /// The trail of the file being written: its chain and its open sidecar.
@@ -372,7 +380,7 @@ impl Trail {
     }
 
     /// Cuts the sidecar back to before a failed append, if that is still to do.
-    pub(crate) fn repair(&mut self) -> io::Result<()> {
+    fn repair(&mut self) -> io::Result<()> {
         let Some(length) = self.cut_to else {
             return Ok(());
         };
@@ -444,11 +452,6 @@ impl Trail {
         self.append(sealed)
     }
 
-    /// The sidecar's path.
-    pub(crate) fn sidecar_path(&self) -> &Path {
-        &self.sidecar_path
-    }
-
     /// Last step: the trail goes on in the prepared file, now at the live name.
     pub(crate) fn switch_to(&mut self, next: PreparedFile) {
         self.state = next.state;
@@ -458,10 +461,214 @@ impl Trail {
     }
 }
 
-#[cfg(test)]
-impl Trail {
+/// Commands to the trail's thread, carried out in the order sent: lines are
+/// hashed in the order they were written, and a checkpoint covers exactly
+/// the lines sent before it.
+enum Command {
+    /// Lines just written.
+    Lines(Vec<u8>),
+    /// Lines just written and synced, and their checkpoint (`sync: true`);
+    /// when it fails they are taken back out of the chain.
+    Batch(Vec<u8>, SyncSender<io::Result<()>>),
+    /// A checkpoint of the lines so far (synced by the writer).
+    Checkpoint(Reason, SyncSender<io::Result<()>>),
+    /// Rotation: the next file's sidecar under its temporary name, then the
+    /// sealing checkpoint. Answers the temporary name.
+    Seal {
+        path: PathBuf,
+        backup_name: String,
+        reply: SyncSender<io::Result<PathBuf>>,
+    },
+    /// The renames are done: go on in the next file.
+    Switch,
+    /// Swaps the sidecar handle (tests: a sidecar that refuses writes).
+    #[cfg(test)]
+    ReplaceSidecar(File, SyncSender<File>),
+}
+
+/// Commands waiting at most: past this the writer waits for the hashing
+/// (backpressure) instead of queuing more buffers. Room for bursts: on a
+/// busy machine the thread is not always running, and a writer that waits
+/// for it holds up every other write.
+const QUEUED_COMMANDS: usize = 64;
+
+/// The trail, kept by a thread of its own: hashing the lines (SHA-256 of
+/// every line, the main cost of `integrity`) and signing and writing
+/// checkpoints happen there, not while the writer is held — without `sync`
+/// not even on the way to the acknowledgement.
+pub(crate) struct TrailWorker {
+    commands: Option<SyncSender<Command>>,
+    thread: Option<JoinHandle<()>>,
+    sidecar_path: PathBuf,
+    /// Lines were sent since the last checkpoint was asked for.
+    sent_since_checkpoint: bool,
+    /// The last checkpoint failed: the lines it was to cover are still due one.
+    failed: Arc<AtomicBool>,
+}
+
+fn gone() -> io::Error {
+    io::Error::other("the integrity trail's thread has stopped")
+}
+
+impl TrailWorker {
+    /// Hands `trail` to a thread of its own.
+    pub(crate) fn spawn(trail: Trail, recycle: Recycle) -> io::Result<TrailWorker> {
+        let (commands, inbox) = sync_channel(QUEUED_COMMANDS);
+        let sidecar_path = trail.sidecar_path.clone();
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = failed.clone();
+        let thread = std::thread::Builder::new()
+            .name("auditcol-trail".into())
+            .spawn(move || run(trail, inbox, recycle, flag))?;
+        Ok(TrailWorker {
+            commands: Some(commands),
+            thread: Some(thread),
+            sidecar_path,
+            sent_since_checkpoint: false,
+            failed,
+        })
+    }
+
+    fn send(&self, command: Command) -> io::Result<()> {
+        self.commands
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(command)
+            .map_err(|_| gone())
+    }
+
+    /// Lines just written: hashed in the background.
+    pub(crate) fn lines(&mut self, lines: Vec<u8>) -> io::Result<()> {
+        self.sent_since_checkpoint = true;
+        self.send(Command::Lines(lines))
+    }
+
+    /// Lines just written and synced, and their checkpoint, waited for.
+    pub(crate) fn batch(&mut self, lines: Vec<u8>) -> io::Result<()> {
+        let (reply, answer) = sync_channel(1);
+        self.send(Command::Batch(lines, reply))?;
+        answer.recv().map_err(|_| gone())?
+    }
+
+    /// Whether lines are due a checkpoint.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.sent_since_checkpoint || self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Asks for a checkpoint of the lines sent so far; the answer comes on
+    /// the receiver (wait for it without holding the writer).
+    pub(crate) fn checkpoint(&mut self, reason: Reason) -> io::Result<Receiver<io::Result<()>>> {
+        let (reply, answer) = sync_channel(1);
+        self.send(Command::Checkpoint(reason, reply))?;
+        self.sent_since_checkpoint = false;
+        Ok(answer)
+    }
+
+    /// Prepares the next file and seals this one; answers the next
+    /// sidecar's temporary name.
+    pub(crate) fn seal(&mut self, path: &Path, backup_name: &str) -> io::Result<PathBuf> {
+        let (reply, answer) = sync_channel(1);
+        self.send(Command::Seal {
+            path: path.to_owned(),
+            backup_name: backup_name.to_owned(),
+            reply,
+        })?;
+        let temp = answer.recv().map_err(|_| gone())??;
+        self.sent_since_checkpoint = false;
+        Ok(temp)
+    }
+
+    /// After the renames of a rotation.
+    pub(crate) fn switch(&mut self) -> io::Result<()> {
+        self.send(Command::Switch)
+    }
+
+    /// The sidecar's path.
+    pub(crate) fn sidecar_path(&self) -> &Path {
+        &self.sidecar_path
+    }
+
     /// Swaps the sidecar handle, to make appends fail.
+    #[cfg(test)]
     pub(crate) fn replace_sidecar(&mut self, file: File) -> File {
-        std::mem::replace(&mut self.sidecar, file)
+        let (reply, answer) = sync_channel(1);
+        self.send(Command::ReplaceSidecar(file, reply)).unwrap();
+        answer.recv().unwrap()
+    }
+}
+
+impl Drop for TrailWorker {
+    /// Lets the thread finish what was sent (hashing only: no checkpoint is
+    /// written unless asked for) and waits for it.
+    fn drop(&mut self) {
+        self.commands = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The trail's thread.
+fn run(mut trail: Trail, inbox: Receiver<Command>, recycle: Recycle, failed: Arc<AtomicBool>) {
+    let mut next: Option<PreparedFile> = None;
+    for command in inbox {
+        match command {
+            Command::Lines(lines) => {
+                trail.feed(&lines);
+                recycle(lines);
+            }
+            Command::Batch(lines, reply) => {
+                let snapshot = trail.snapshot();
+                trail.feed(&lines);
+                recycle(lines);
+                let done = trail.checkpoint(Reason::Batch);
+                if done.is_err() {
+                    trail.restore(snapshot);
+                }
+                let _ = reply.send(done);
+            }
+            Command::Checkpoint(reason, reply) => {
+                let done = if trail.is_dirty() {
+                    trail.checkpoint(reason)
+                } else {
+                    Ok(())
+                };
+                failed.store(done.is_err(), Ordering::Relaxed);
+                let _ = reply.send(done);
+            }
+            Command::Seal {
+                path,
+                backup_name,
+                reply,
+            } => {
+                let done = trail
+                    .prepare_next(&path, &backup_name)
+                    .and_then(|(sealed, prepared)| match trail.seal(&sealed) {
+                        Ok(()) => Ok(prepared),
+                        Err(e) => {
+                            let _ = std::fs::remove_file(&prepared.temp_path);
+                            Err(e)
+                        }
+                    })
+                    .map(|prepared| {
+                        let temp = prepared.temp_path.clone();
+                        next = Some(prepared);
+                        temp
+                    });
+                if done.is_ok() {
+                    failed.store(false, Ordering::Relaxed);
+                }
+                let _ = reply.send(done);
+            }
+            Command::Switch => {
+                if let Some(prepared) = next.take() {
+                    trail.switch_to(prepared);
+                }
+            }
+            #[cfg(test)]
+            Command::ReplaceSidecar(file, reply) => {
+                let _ = reply.send(std::mem::replace(&mut trail.sidecar, file));
+            }
+        }
     }
 }

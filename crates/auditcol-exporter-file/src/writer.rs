@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use auditcol_integrity::{Reason, sidecar_path};
 use time::{Duration, OffsetDateTime};
 
-use crate::trail::{PreparedFile, Trail, TrailOptions, file_name};
+use std::sync::mpsc::Receiver;
+
+use crate::trail::{Trail, TrailOptions, TrailWorker, file_name};
 
 /// When to rotate and how many backups to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +34,85 @@ pub(crate) struct FileWriter {
     rotation_failures: u64,
     /// Where to cut the file back to: a failed write left part of itself.
     cut_to: Option<u64>,
-    /// The integrity trail's sidecar and chain, with `integrity`.
-    trail: Option<Trail>,
+    /// The integrity trail's thread (chain and sidecar), with `integrity`.
+    trail: Option<TrailWorker>,
     /// A rotation committed by its sealing checkpoint but not finished
     /// (a rename failed): nothing is written until it is.
     pending: Option<PendingRotation>,
+    /// Bytes of the current file known to be on disk.
+    synced: u64,
+    /// Where the next write-behind starts: writeback was started up to here.
+    written_back: u64,
+    /// A [`BackgroundSync`] is running.
+    sync_in_flight: bool,
+    /// Counts the files written (rotations): a [`Synced`] of an earlier
+    /// file says nothing of the current one.
+    generation: u64,
 }
+
+/// With a trail and without `sync`: data written since writeback was last
+/// started past which it is started again in the background (write-behind,
+/// `sync_file_range` on Linux). Checkpoints and rotations then find most of
+/// the data on disk when they must make it durable. (A full `fdatasync`
+/// every few megabytes instead commits the journal each time, and writes
+/// to the file wait for those commits: a third of the throughput, measured.)
+const WRITE_BEHIND: u64 = 16 << 20;
+
+/// Disk work to do without holding the writer.
+pub(crate) struct BackgroundSync {
+    file: File,
+    kind: SyncKind,
+    generation: u64,
+}
+
+enum SyncKind {
+    /// Start writing `from..to` back, without waiting for it.
+    StartWriteback { from: u64, to: u64 },
+    /// `fdatasync`: the file's first `size` bytes are durable after it.
+    Durable { size: u64 },
+}
+
+/// What a [`BackgroundSync`] did.
+pub(crate) struct Synced {
+    /// The durable length, after a successful `fdatasync`.
+    durable: Option<u64>,
+    generation: u64,
+}
+
+impl BackgroundSync {
+    /// Does it.
+    pub(crate) fn run(self) -> Synced {
+        let durable = match self.kind {
+            SyncKind::StartWriteback { from, to } => {
+                start_writeback(&self.file, from, to);
+                None
+            }
+            SyncKind::Durable { size } => self.file.sync_data().is_ok().then_some(size),
+        };
+        Synced {
+            durable,
+            generation: self.generation,
+        }
+    }
+}
+
+/// Starts writing back `from..to` of `file` without waiting (and without a
+/// journal commit). Best effort: a failure only leaves more for the next sync.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, from: u64, to: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return;
+    };
+    // SAFETY: the descriptor is open for the duration of the call (borrowed
+    // from `file`); sync_file_range reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _from: u64, _to: u64) {}
 
 /// The renames left to do of a rotation of a file with a trail.
 struct PendingRotation {
@@ -46,7 +121,8 @@ struct PendingRotation {
     backup: PathBuf,
     fresh_path: PathBuf,
     fresh: File,
-    next: PreparedFile,
+    /// The next file's sidecar, under its temporary name.
+    next_sidecar: PathBuf,
 }
 
 impl FileWriter {
@@ -81,12 +157,21 @@ impl FileWriter {
             cut_to: None,
             trail: None,
             pending: None,
+            synced: 0,
+            written_back: 0,
+            sync_in_flight: false,
+            generation: 0,
         };
         if let Some(options) = trail {
             let backups = writer.backups()?;
-            writer.trail = Some(Trail::open(path, &writer.file, options, &backups)?);
+            let trail = Trail::open(path, &writer.file, options, &backups)?;
+            writer.trail = Some(TrailWorker::spawn(trail, options.recycle.clone())?);
         }
         writer.size = writer.file.metadata()?.len();
+        if writer.trail.is_some() {
+            // Opening a trail synced what it read back.
+            writer.synced = writer.size;
+        }
         if (sync || trail.is_some()) && !existed {
             writer.sync_dir()?;
         }
@@ -106,11 +191,16 @@ impl FileWriter {
     /// with `sync` a checkpoint of them is appended to the sidecar and
     /// fsynced too (after the data): when that fails, the batch is cut back
     /// out of the file as for a failed write.
-    pub(crate) fn write_batch(&mut self, bytes: &[u8]) -> io::Result<()> {
+    ///
+    /// With a trail and without `sync`, once more than [`WRITE_BEHIND`] is
+    /// written but not synced, the write hands back a [`BackgroundSync`] to
+    /// run without holding the writer. With a trail, `bytes` is handed to the
+    /// trail's thread (and left empty).
+    pub(crate) fn write_lines(
+        &mut self,
+        bytes: &mut Vec<u8>,
+    ) -> io::Result<Option<BackgroundSync>> {
         self.repair()?;
-        if let Some(trail) = &mut self.trail {
-            trail.repair()?;
-        }
         self.finish_rotation()?;
         if self.rotation.is_some_and(|r| {
             self.size > 0 && self.size.saturating_add(bytes.len() as u64) > r.max_bytes
@@ -120,31 +210,24 @@ impl FileWriter {
             self.finish_rotation()?;
         }
         let before = self.size;
+        let len = bytes.len() as u64;
         let written = self.file.write_all(bytes).and_then(|()| {
             if self.sync {
-                self.file.sync_data()
-            } else {
-                Ok(())
+                self.file.sync_data()?;
+                self.synced = before + len;
             }
+            Ok(())
         });
+        // The trail's thread takes the buffer: the lines are hashed there.
         let written = match (written, &mut self.trail) {
-            (Ok(()), Some(trail)) if self.sync => {
-                let snapshot = trail.snapshot();
-                trail.feed(bytes);
-                trail
-                    .checkpoint(Reason::Batch)
-                    .inspect_err(|_| trail.restore(snapshot))
-            }
-            (Ok(()), Some(trail)) => {
-                trail.feed(bytes);
-                Ok(())
-            }
+            (Ok(()), Some(trail)) if self.sync => trail.batch(std::mem::take(bytes)),
+            (Ok(()), Some(trail)) => trail.lines(std::mem::take(bytes)),
             (written, _) => written,
         };
         match written {
             Ok(()) => {
-                self.size += bytes.len() as u64;
-                Ok(())
+                self.size += len;
+                Ok(self.write_behind())
             }
             Err(e) => {
                 // Part of the batch may be in the file (a full disk takes
@@ -158,6 +241,73 @@ impl FileWriter {
                 Err(e)
             }
         }
+    }
+
+    /// [`write_lines`](Self::write_lines) of a copy of `bytes`.
+    #[cfg(test)]
+    pub(crate) fn write_batch(&mut self, bytes: &[u8]) -> io::Result<Option<BackgroundSync>> {
+        self.write_lines(&mut bytes.to_vec())
+    }
+
+    /// With a trail and without `sync`, when [`WRITE_BEHIND`] bytes were
+    /// written since writeback was last started: its start, to run without
+    /// holding the writer.
+    fn write_behind(&mut self) -> Option<BackgroundSync> {
+        if self.trail.is_none()
+            || self.sync
+            || self.sync_in_flight
+            || self.size.saturating_sub(self.written_back) <= WRITE_BEHIND
+        {
+            return None;
+        }
+        let file = self.file.try_clone().ok()?;
+        let from = self.written_back.max(self.synced);
+        self.written_back = self.size;
+        self.sync_in_flight = true;
+        Some(BackgroundSync {
+            file,
+            kind: SyncKind::StartWriteback {
+                from,
+                to: self.size,
+            },
+            generation: self.generation,
+        })
+    }
+
+    /// With a trail, when part of the file may not be on disk and no
+    /// background sync is running: an `fdatasync` to run without holding
+    /// the writer (before a checkpoint, which then syncs only what came since).
+    pub(crate) fn background_sync(&mut self) -> Option<BackgroundSync> {
+        if self.trail.is_none() || self.sync_in_flight || self.synced >= self.size {
+            return None;
+        }
+        let file = self.file.try_clone().ok()?;
+        self.sync_in_flight = true;
+        Some(BackgroundSync {
+            file,
+            kind: SyncKind::Durable { size: self.size },
+            generation: self.generation,
+        })
+    }
+
+    /// Records what a [`BackgroundSync`] did.
+    pub(crate) fn note_synced(&mut self, synced: Synced) {
+        self.sync_in_flight = false;
+        if let Some(size) = synced.durable
+            && synced.generation == self.generation
+        {
+            self.synced = self.synced.max(size);
+        }
+    }
+
+    /// Syncs the data file if part of it may not be on disk.
+    fn sync_written(&mut self) -> io::Result<()> {
+        if self.synced < self.size {
+            let size = self.size;
+            self.file.sync_data()?;
+            self.synced = size;
+        }
+        Ok(())
     }
 
     /// Cuts the file back to where the last failed write began, if that is
@@ -176,6 +326,8 @@ impl FileWriter {
                 )
             })?;
         self.size = length;
+        self.synced = self.synced.min(length);
+        self.written_back = self.written_back.min(length);
         self.cut_to = None;
         Ok(())
     }
@@ -185,27 +337,39 @@ impl FileWriter {
         self.file.sync_data()
     }
 
-    /// With a trail: a checkpoint of the lines written since the last one,
-    /// if any, after syncing them to disk.
-    pub(crate) fn checkpoint(&mut self, reason: Reason) -> io::Result<()> {
+    /// With a trail: asks for a checkpoint of the lines written since the
+    /// last one, if any, once they are synced to disk. The answer comes on
+    /// the receiver: wait for it without holding the writer.
+    pub(crate) fn checkpoint(
+        &mut self,
+        reason: Reason,
+    ) -> io::Result<Option<Receiver<io::Result<()>>>> {
         self.repair()?;
-        if let Some(trail) = &mut self.trail {
-            trail.repair()?;
-        }
         self.finish_rotation()?;
+        if !self.trail.as_ref().is_some_and(TrailWorker::is_dirty) {
+            return Ok(None);
+        }
+        // A checkpoint never covers data that is not on disk.
+        self.sync_written()?;
         match &mut self.trail {
-            Some(trail) if trail.is_dirty() => {
-                // A checkpoint never covers data that is not on disk.
-                self.file.sync_data()?;
-                trail.checkpoint(reason)
-            }
-            _ => Ok(()),
+            Some(trail) => trail.checkpoint(reason).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`checkpoint`](Self::checkpoint), waiting for it.
+    pub(crate) fn checkpoint_and_wait(&mut self, reason: Reason) -> io::Result<()> {
+        match self.checkpoint(reason)? {
+            Some(answer) => answer
+                .recv()
+                .map_err(|_| io::Error::other("the integrity trail's thread has stopped"))?,
+            None => Ok(()),
         }
     }
 
     /// At shutdown: a last checkpoint, and the data on disk whatever `sync` says.
     pub(crate) fn close(mut self) -> io::Result<()> {
-        self.checkpoint(Reason::Shutdown)?;
+        self.checkpoint_and_wait(Reason::Shutdown)?;
         self.sync()
     }
 
@@ -283,6 +447,9 @@ impl FileWriter {
         }
         self.file = fresh;
         self.size = 0;
+        self.synced = 0;
+        self.written_back = 0;
+        self.generation += 1;
         if self.sync {
             self.sync_dir()?;
         }
@@ -331,30 +498,23 @@ impl FileWriter {
     fn try_rotate_with_trail(&mut self) -> io::Result<()> {
         let (fresh_path, fresh) = self.create_fresh()?;
         let backup = self.free_backup_path();
-        let Some(trail) = &mut self.trail else {
-            let _ = std::fs::remove_file(&fresh_path);
-            return Ok(());
-        };
-        let prepared = trail.prepare_next(&self.path, &file_name(&backup));
-        let (sealed, next) = match prepared {
-            Ok(p) => p,
+        let sealed = self.sync_written().and_then(|()| match &mut self.trail {
+            Some(trail) => trail.seal(&self.path, &file_name(&backup)),
+            None => Err(io::Error::other("no trail")),
+        });
+        let next_sidecar = match sealed {
+            Ok(path) => path,
             Err(e) => {
                 let _ = std::fs::remove_file(&fresh_path);
                 return Err(e);
             }
         };
-        let committed = self.file.sync_data().and_then(|()| trail.seal(&sealed));
-        if let Err(e) = committed {
-            let _ = std::fs::remove_file(&fresh_path);
-            let _ = std::fs::remove_file(&next.temp_path);
-            return Err(e);
-        }
         self.pending = Some(PendingRotation {
             done: 0,
             backup,
             fresh_path,
             fresh,
-            next,
+            next_sidecar,
         });
         self.finish_rotation()
     }
@@ -375,7 +535,7 @@ impl FileWriter {
             (self.path.clone(), pending.backup.clone()),
             (sidecar.clone(), sidecar_path(&pending.backup)),
             (pending.fresh_path.clone(), self.path.clone()),
-            (pending.next.temp_path.clone(), sidecar),
+            (pending.next_sidecar.clone(), sidecar),
         ];
         for (from, to) in &renames[usize::from(pending.done)..] {
             std::fs::rename(from, to).map_err(|e| {
@@ -391,7 +551,10 @@ impl FileWriter {
         };
         self.file = pending.fresh;
         self.size = 0;
-        trail.switch_to(pending.next);
+        self.synced = 0;
+        self.written_back = 0;
+        self.generation += 1;
+        trail.switch()?;
         // The renames are the rotation's commit on disk: make them durable.
         self.sync_dir()?;
         self.rotated();
@@ -663,6 +826,7 @@ mod tests {
             TrailOptions {
                 exporter: "file/test".into(),
                 signer: signer(),
+                recycle: Arc::new(drop),
             }
         }
 
@@ -729,8 +893,8 @@ mod tests {
             let report = verify(&[&path], false);
             assert_ok(&report);
             assert_eq!(report.trails[0].unverified.as_ref().unwrap().lines, 1);
-            w.checkpoint(Reason::Interval).unwrap();
-            w.checkpoint(Reason::Interval).unwrap();
+            w.checkpoint_and_wait(Reason::Interval).unwrap();
+            w.checkpoint_and_wait(Reason::Interval).unwrap();
             assert_eq!(sidecar_lines(&path).len(), 2, "nothing new, no checkpoint");
             w.write_batch(&line(2)).unwrap();
             w.close().unwrap();
@@ -806,7 +970,7 @@ mod tests {
             let path = dir.path().join("audit.jsonl");
             let mut w = open(&path, None, false);
             w.write_batch(&line(1)).unwrap();
-            w.checkpoint(Reason::Interval).unwrap();
+            w.checkpoint_and_wait(Reason::Interval).unwrap();
             w.write_batch(&[line(2), line(3)].concat()).unwrap();
             // A crash: no close, and half of a line that was being written.
             drop(w);
@@ -926,6 +1090,7 @@ mod tests {
             let other = TrailOptions {
                 exporter: "file/test".into(),
                 signer: Arc::new(TrailSigner::hmac(b"a different secret")),
+                recycle: Arc::new(drop),
             };
             let err = FileWriter::open(&path, None, true, Some(&other))
                 .err()
@@ -949,6 +1114,38 @@ mod tests {
             assert_eq!(
                 report.trails[0].problem.as_ref().unwrap().kind,
                 ProblemKind::Truncated
+            );
+        }
+
+        #[test]
+        fn without_sync_writeback_starts_in_the_background_as_the_file_grows() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let mut w = open(&path, None, false);
+            let big = [vec![b'x'; 10 << 20], b"\n".to_vec()].concat();
+            assert!(w.write_batch(&big).unwrap().is_none(), "10 MiB may wait");
+            let start = w
+                .write_batch(&big)
+                .unwrap()
+                .expect("20 MiB: writeback starts");
+            assert!(w.write_batch(&big).unwrap().is_none(), "one at a time");
+            w.note_synced(start.run());
+            assert_eq!(w.synced, 0, "started, not durable");
+            let again = w
+                .write_batch(&big)
+                .unwrap()
+                .expect("20 MiB more since it started");
+            w.note_synced(again.run());
+            // Before a checkpoint: a durable sync of all of it.
+            let durable = w.background_sync().unwrap();
+            w.note_synced(durable.run());
+            assert_eq!(w.synced, 4 * big.len() as u64);
+            assert!(w.background_sync().is_none(), "all on disk");
+            let mut plain = FileWriter::open(&dir.path().join("plain"), None, false, None).unwrap();
+            assert!(
+                plain.write_batch(&big).unwrap().is_none()
+                    && plain.write_batch(&big).unwrap().is_none(),
+                "only with a trail"
             );
         }
 

@@ -81,12 +81,55 @@ pub fn genesis(exporter: &str, trail: &str) -> Head {
     Head(Sha256::digest(&input).into())
 }
 
+/// SHA-256's initial state (FIPS 180-4, 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
 /// `SHA-256(previous ‖ line)`: the head after `line` (its `\n` included).
+///
+/// The hot loop of writing and verifying, so it drives SHA-256's block
+/// function directly (runtime-detected SHA extensions, as `sha2` does):
+/// the blocks after the first are hashed in place from `line`, and only the
+/// first and the padded last are assembled. A property test holds it equal
+/// to `Sha256::digest(previous ‖ line)`.
 pub fn next_head(previous: &Head, line: &[u8]) -> Head {
-    let mut hasher = Sha256::new();
-    hasher.update(previous.0);
-    hasher.update(line);
-    Head(hasher.finalize().into())
+    let mut state = SHA256_IV;
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(&previous.0);
+    let bits = ((32 + line.len()) as u64).wrapping_mul(8);
+    let tail = if line.len() >= 32 {
+        block[32..].copy_from_slice(&line[..32]);
+        sha2::block_api::compress256(&mut state, &[block]);
+        let (blocks, tail) = line[32..].as_chunks::<64>();
+        sha2::block_api::compress256(&mut state, blocks);
+        block = [0u8; 64];
+        block[..tail.len()].copy_from_slice(tail);
+        tail.len()
+    } else {
+        block[32..32 + line.len()].copy_from_slice(line);
+        32 + line.len()
+    };
+    // Padding: 0x80, zeros, the length in bits as 8 bytes big-endian.
+    block[tail] = 0x80;
+    if tail >= 56 {
+        sha2::block_api::compress256(&mut state, &[block]);
+        block = [0u8; 64];
+    }
+    block[56..].copy_from_slice(&bits.to_be_bytes());
+    sha2::block_api::compress256(&mut state, &[block]);
+    let mut head = [0u8; 32];
+    for (out, word) in head.chunks_exact_mut(4).zip(state) {
+        out.copy_from_slice(&word.to_be_bytes());
+    }
+    Head(head)
 }
 
 /// Hashes a stream of bytes into the chain, line by line, in pieces of any
@@ -244,6 +287,30 @@ mod tests {
             next_head(&previous, b"line\n").0,
             <[u8; 32]>::from(Sha256::digest(&input))
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn next_head_is_sha256_of_the_previous_head_and_the_line(
+            previous in proptest::prelude::any::<[u8; 32]>(),
+            line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            let mut input = previous.to_vec();
+            input.extend_from_slice(&line);
+            let expected: [u8; 32] = Sha256::digest(&input).into();
+            proptest::prop_assert_eq!(next_head(&Head(previous), &line).0, expected);
+        }
+    }
+
+    #[test]
+    fn next_head_is_sha256_at_every_padding_boundary() {
+        for len in 0..200 {
+            let line = vec![b'x'; len];
+            let mut input = vec![9u8; 32];
+            input.extend_from_slice(&line);
+            let expected: [u8; 32] = Sha256::digest(&input).into();
+            assert_eq!(next_head(&Head([9; 32]), &line).0, expected, "length {len}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::chain::{Head, LINE_HEAD_PREFIX, put_str};
@@ -146,8 +147,9 @@ impl std::fmt::Display for SignatureProblem {
 impl Checkpoint {
     /// The bytes signed: `"auditcol-checkpoint-v1"`, then each field in
     /// order, strings as `u32be(len) ‖ UTF-8`, numbers as `u64be`, heads as
-    /// their 32 bytes, `sealed` as one byte 0 or 1; `v` and `sig` are not
-    /// part of it (`v` is implied by the domain string).
+    /// their 32 bytes, `sealed` as one byte 0 or 1, and last the SHA-256 of
+    /// the raw `line_heads`; `v` and `sig` are not part of it (`v` is
+    /// implied by the domain string).
     pub fn signed_message(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(SIGNED_DOMAIN);
@@ -166,9 +168,9 @@ impl Checkpoint {
         out.push(u8::from(self.sealed));
         put_str(&mut out, self.alg.name());
         put_str(&mut out, &self.key_id);
-        let len = u32::try_from(self.line_heads.0.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&self.line_heads.0);
+        // A digest, not the megabytes of a checkpoint of a million lines:
+        // Ed25519 hashes its message twice with SHA-512.
+        out.extend_from_slice(&Sha256::digest(&self.line_heads.0));
         out
     }
 
@@ -354,8 +356,7 @@ mod tests {
         expected.extend_from_slice(&[0, 0, 0, 7]);
         expected.extend_from_slice(b"ed25519");
         expected.extend_from_slice(&[0, 0, 0, 1, b'k']);
-        expected.extend_from_slice(&[0, 0, 0, 40]);
-        expected.extend((0..40).collect::<Vec<u8>>());
+        expected.extend_from_slice(&Sha256::digest((0..40).collect::<Vec<u8>>()));
         assert_eq!(m, expected);
     }
 
