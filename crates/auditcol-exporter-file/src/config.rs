@@ -1,6 +1,6 @@
 //! The `file` exporter's settings.
 
-use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
+use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
@@ -26,6 +26,10 @@ pub struct FileExporterConfig {
     /// fsync after each batch, before it is acknowledged.
     #[serde(default)]
     pub sync: bool,
+    /// A tamper-evident trail: a hash chain over the lines with signed
+    /// checkpoints in a sidecar file; absent = none.
+    #[serde(default)]
+    pub integrity: Option<IntegritySettings>,
     /// Per-attempt write timeout (exporter helper).
     #[serde(default = "default_timeout")]
     pub timeout: ConfigDuration,
@@ -44,6 +48,7 @@ impl Default for FileExporterConfig {
             format: Format::default(),
             rotation: None,
             sync: false,
+            integrity: None,
             timeout: default_timeout(),
             retry_on_failure: RetrySettings::default(),
             sending_queue: QueueSettings::default(),
@@ -89,7 +94,88 @@ impl Validate for FileExporterConfig {
                 ));
             }
         }
+        if let Some(integrity) = &self.integrity {
+            if self.file_path().is_none() {
+                return Err(ConfigError::at(
+                    "integrity",
+                    "needs `path`: the trail's checkpoints live in a file beside the output file, which standard output does not have",
+                ));
+            }
+            nested("integrity", integrity.validate())?;
+        }
         self.helper_settings().validate()
+    }
+}
+
+/// `integrity`: the hash chain and its signed checkpoints (see
+/// `auditcol_integrity` and ARCHITECTURE.md, "The integrity trail").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegritySettings {
+    /// An Ed25519 private key, PKCS#8 PEM (`auditcol keygen`); read at start.
+    #[serde(default)]
+    pub signing_key_file: Option<String>,
+    /// An HMAC-SHA256 secret instead of a key file (`${env:...}`).
+    #[serde(default)]
+    pub hmac_key: Option<Secret>,
+    /// How often lines not yet covered get a checkpoint (without `sync`).
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: ConfigDuration,
+}
+
+/// The shortest `hmac_key` accepted, in bytes.
+pub const MIN_HMAC_KEY_BYTES: usize = 16;
+
+fn default_checkpoint_interval() -> ConfigDuration {
+    ConfigDuration::from_secs(1)
+}
+
+impl Validate for IntegritySettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.signing_key_file, &self.hmac_key) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::at(
+                    "",
+                    "set one of `signing_key_file` and `hmac_key`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::at(
+                    "",
+                    "needs `signing_key_file` (an Ed25519 key from `auditcol keygen --out DIR`) or `hmac_key`",
+                ));
+            }
+            (Some(file), None) if file.trim().is_empty() => {
+                return Err(ConfigError::at("signing_key_file", "must not be empty"));
+            }
+            (None, Some(key)) if key.0.len() < MIN_HMAC_KEY_BYTES => {
+                return Err(ConfigError::at(
+                    "hmac_key",
+                    format!(
+                        "must be at least {MIN_HMAC_KEY_BYTES} bytes (e.g. `openssl rand -hex 32`); is the environment variable set?"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if self.checkpoint_interval.0.is_zero() {
+            return Err(ConfigError::at(
+                "checkpoint_interval",
+                "must be more than 0 (e.g. `1s`)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A secret setting: deserialised as a string, never printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
     }
 }
 
@@ -205,6 +291,77 @@ mod tests {
         assert_eq!(parse(json).unwrap_err().path, "sending_queue.max_size_mib");
         let json = serde_json::json!({"retry_on_failure": {"multiplier": 0}});
         assert_eq!(parse(json).unwrap_err().path, "retry_on_failure.multiplier");
+    }
+
+    #[test]
+    fn integrity_takes_a_key_file_and_defaults_to_a_checkpoint_a_second() {
+        let config = parse(
+            serde_json::json!({"path": "a.jsonl", "integrity": {"signing_key_file": "k.pem"}}),
+        )
+        .unwrap();
+        let integrity = config.integrity.unwrap();
+        assert_eq!(integrity.signing_key_file.as_deref(), Some("k.pem"));
+        assert_eq!(integrity.checkpoint_interval, ConfigDuration::from_secs(1));
+    }
+
+    #[test]
+    fn integrity_errors_name_their_key() {
+        let cases = [
+            (
+                serde_json::json!({"integrity": {"signing_key_file": "k.pem"}}),
+                "integrity",
+                "needs `path`",
+            ),
+            (
+                serde_json::json!({"path": "-", "integrity": {"signing_key_file": "k.pem"}}),
+                "integrity",
+                "needs `path`",
+            ),
+            (
+                serde_json::json!({"path": "a", "integrity": {}}),
+                "integrity",
+                "needs `signing_key_file`",
+            ),
+            (
+                serde_json::json!({"path": "a", "integrity": {"signing_key_file": "k", "hmac_key": "0123456789abcdef"}}),
+                "integrity",
+                "not both",
+            ),
+            (
+                serde_json::json!({"path": "a", "integrity": {"signing_key_file": " "}}),
+                "integrity.signing_key_file",
+                "empty",
+            ),
+            (
+                serde_json::json!({"path": "a", "integrity": {"hmac_key": "short"}}),
+                "integrity.hmac_key",
+                "at least 16 bytes",
+            ),
+            (
+                serde_json::json!({"path": "a", "integrity": {"hmac_key": "0123456789abcdef", "checkpoint_interval": "0"}}),
+                "integrity.checkpoint_interval",
+                "more than 0",
+            ),
+            (
+                serde_json::json!({"path": "a", "integrity": {"hmac_key": "0123456789abcdef", "every": "1s"}}),
+                "integrity.every",
+                "unknown field `every`",
+            ),
+        ];
+        for (json, path, message) in cases {
+            let err = parse(json.clone()).unwrap_err();
+            assert_eq!(err.path, path, "{json}: {err}");
+            assert!(err.message.contains(message), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_hmac_key_is_never_printed() {
+        let config = parse(
+            serde_json::json!({"path": "a", "integrity": {"hmac_key": "0123456789abcdef-secret"}}),
+        )
+        .unwrap();
+        assert!(!format!("{config:?}").contains("secret"));
     }
 
     #[test]

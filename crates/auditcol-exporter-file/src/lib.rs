@@ -23,9 +23,10 @@ use auditcol_core::exporterhelper::ExporterHelper;
 pub mod config;
 mod format;
 mod sender;
+mod trail;
 mod writer;
 
-pub use config::{FileExporterConfig, Format, RotationSettings};
+pub use config::{FileExporterConfig, Format, IntegritySettings, RotationSettings};
 pub use format::encode_batch;
 pub use sender::FileSender;
 
@@ -155,6 +156,74 @@ mod tests {
         let exporter = build(serde_json::json!({"path": blocker.join("audit.jsonl")}));
         let err = exporter.start().await.unwrap_err();
         assert!(err.0.contains("cannot open"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn with_integrity_the_trail_verifies_after_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let exporter = build(serde_json::json!({
+            "path": path,
+            "integrity": {"hmac_key": "a secret for the test trail"},
+        }));
+        exporter.start().await.unwrap();
+        exporter.consume(seed_batch()).await.unwrap();
+        exporter.consume(LogBatch::sample_audit(3)).await.unwrap();
+        exporter.shutdown(far()).await;
+        let key = auditcol_integrity::TrailVerifier::hmac(b"a secret for the test trail");
+        let report = auditcol_integrity::verify_paths(
+            std::slice::from_ref(&path),
+            &key,
+            auditcol_integrity::VerifyOptions { strict: true },
+            &auditcol_integrity::verify::NoProgress,
+        );
+        assert!(report.ok, "{report:#?}");
+        assert_eq!(report.trails[0].lines, 4);
+        assert_eq!(report.trails[0].exporter, "file/test");
+        assert!(
+            std::fs::read_to_string(&path).unwrap().starts_with(SEED),
+            "lines unchanged"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_sync_a_checkpoint_comes_every_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let exporter = build(serde_json::json!({
+            "path": path,
+            "integrity": {"hmac_key": "a secret for the test trail", "checkpoint_interval": "10s"},
+        }));
+        exporter.start().await.unwrap();
+        let sidecar = auditcol_integrity::sidecar_path(&path);
+        let checkpoints = || std::fs::read_to_string(&sidecar).unwrap().lines().count();
+        assert_eq!(checkpoints(), 1, "the trail's start");
+        exporter.consume(seed_batch()).await.unwrap();
+        assert_eq!(checkpoints(), 1);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while checkpoints() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint after the interval"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        exporter.shutdown(far()).await;
+        assert_eq!(checkpoints(), 2, "nothing new to checkpoint at shutdown");
+    }
+
+    #[tokio::test]
+    async fn a_missing_signing_key_fails_start_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let exporter = build(serde_json::json!({
+            "path": dir.path().join("audit.jsonl"),
+            "integrity": {"signing_key_file": dir.path().join("nope.pem")},
+        }));
+        let err = exporter.start().await.unwrap_err();
+        assert!(
+            err.0.contains("integrity.signing_key_file") && err.0.contains("nope.pem"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

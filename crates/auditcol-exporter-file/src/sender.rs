@@ -9,8 +9,12 @@ use auditcol_core::component::StartError;
 use auditcol_core::exporterhelper::{BatchSender, SendError};
 use auditcol_core::{LogBatch, PipelineError};
 
-use crate::config::{FileExporterConfig, Format};
+use auditcol_integrity::{Reason, TrailSigner};
+use tokio::task::JoinHandle;
+
+use crate::config::{FileExporterConfig, Format, IntegritySettings};
 use crate::format::{encode_batch, write_stdout};
+use crate::trail::TrailOptions;
 use crate::writer::{FileWriter, Rotation};
 
 /// Where the lines go.
@@ -21,6 +25,7 @@ enum Target {
         path: PathBuf,
         rotation: Option<Rotation>,
         sync: bool,
+        integrity: Option<IntegritySettings>,
     },
 }
 
@@ -41,6 +46,8 @@ pub struct FileSender {
     buffers: Arc<BufferPool>,
     /// Failed writes in a row: the first and every hundredth are logged.
     write_failures: AtomicU64,
+    /// With `integrity`: the task writing a checkpoint every `checkpoint_interval`.
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A few cleared `Vec<u8>`s, each kept only while not too large.
@@ -48,8 +55,10 @@ pub struct FileSender {
 struct BufferPool(Mutex<Vec<Vec<u8>>>);
 
 impl BufferPool {
-    /// Buffers kept at most; more are freed.
-    const KEEP: usize = 4;
+    /// Buffers kept at most; more are freed. With `integrity` a buffer
+    /// comes back only once the trail's thread has hashed it, so as many as
+    /// the sending workers and that thread's queue may be out at once.
+    const KEEP: usize = 32;
     /// A buffer above this capacity is freed rather than kept.
     const MAX_KEPT_CAPACITY: usize = 16 << 20;
 
@@ -62,7 +71,7 @@ impl BufferPool {
     }
 
     fn give_back(&self, mut buffer: Vec<u8>) {
-        if buffer.capacity() > Self::MAX_KEPT_CAPACITY {
+        if buffer.capacity() == 0 || buffer.capacity() > Self::MAX_KEPT_CAPACITY {
             return;
         }
         buffer.clear();
@@ -85,6 +94,7 @@ impl FileSender {
                     max_backups: r.max_backups,
                 }),
                 sync: config.sync,
+                integrity: config.integrity.clone(),
             },
         };
         Self {
@@ -94,6 +104,7 @@ impl FileSender {
             file: Arc::new(Mutex::new(None)),
             buffers: Arc::default(),
             write_failures: AtomicU64::new(0),
+            checkpointer: Mutex::new(None),
         }
     }
 
@@ -134,12 +145,15 @@ impl FileSender {
         let buffers = self.buffers.clone();
         let to_file = matches!(self.target, Target::File { .. });
         let written = tokio::task::spawn_blocking(move || {
+            let mut bytes = bytes;
             let written = if !to_file {
-                write_stdout(&bytes)
+                write_stdout(&bytes).map(|()| None)
             } else {
                 let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
                 match guard.as_mut() {
-                    Some(writer) => writer.write_batch(&bytes),
+                    // With a trail, the writer hands the buffer on to the
+                    // trail's thread, which gives it back to the pool.
+                    Some(writer) => writer.write_lines(&mut bytes),
                     None => Err(std::io::Error::other("the file is not open")),
                 }
             };
@@ -147,6 +161,22 @@ impl FileSender {
             written
         })
         .await;
+        let written = match written {
+            Ok(Ok(Some(sync))) => {
+                // Write-behind for the trail: not waited for.
+                let file = self.file.clone();
+                tokio::task::spawn_blocking(move || {
+                    let synced = sync.run();
+                    if let Some(writer) = file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                        writer.note_synced(synced);
+                    }
+                });
+                Ok(Ok(()))
+            }
+            Ok(Ok(None)) => Ok(Ok(())),
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(e) => Err(e),
+        };
         match written {
             Ok(Ok(())) => {
                 let failures = self.write_failures.swap(0, Ordering::Relaxed);
@@ -188,21 +218,42 @@ impl BatchSender for FileSender {
             path,
             rotation,
             sync,
+            integrity,
         } = self.target.clone()
         else {
             return Ok(());
         };
-        let opened = tokio::task::spawn_blocking(move || FileWriter::open(&path, rotation, sync))
-            .await
-            .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
-        let writer = opened.map_err(|e| {
-            StartError(format!(
-                "exporter {}: cannot open {} for writing: {e}",
-                self.id,
-                self.describe_target()
-            ))
-        })?;
+        let id = self.id.clone();
+        let settings = integrity.clone();
+        let buffers = self.buffers.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let trail = match &settings {
+                None => None,
+                Some(settings) => Some(TrailOptions {
+                    exporter: id.clone(),
+                    signer: Arc::new(load_signer(&id, settings)?),
+                    recycle: Arc::new(move |buffer| buffers.give_back(buffer)),
+                }),
+            };
+            FileWriter::open(&path, rotation, sync, trail.as_ref()).map_err(|e| {
+                format!(
+                    "exporter {id}: cannot open {} for writing: {e}",
+                    path.display()
+                )
+            })
+        })
+        .await
+        .map_err(|e| StartError(format!("exporter {}: {e}", self.id)))?;
+        let writer = opened.map_err(StartError)?;
         *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
+        if let Some(settings) = integrity {
+            let task = tokio::spawn(checkpoint_every(
+                settings.checkpoint_interval.0,
+                self.file.clone(),
+                self.id.clone(),
+            ));
+            *self.checkpointer.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        }
         Ok(())
     }
 
@@ -211,12 +262,97 @@ impl BatchSender for FileSender {
     }
 
     async fn shutdown(&self) {
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = checkpointer {
+            task.abort();
+        }
         let writer = self.file.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(writer) = writer {
-            // Whatever `sync` says, leave the data on disk when stopping.
-            let synced = tokio::task::spawn_blocking(move || writer.sync()).await;
-            if let Ok(Err(e)) = synced {
-                tracing::warn!(exporter = %self.id, error = %e, "cannot sync the file at shutdown");
+            // Whatever `sync` says, leave the data on disk when stopping,
+            // with a last checkpoint of the trail.
+            let closed = tokio::task::spawn_blocking(move || writer.close()).await;
+            if let Ok(Err(e)) = closed {
+                tracing::warn!(exporter = %self.id, error = %e, "cannot sync the file or checkpoint its trail at shutdown");
+            }
+        }
+    }
+}
+
+/// Reads the signing key of `integrity` (at start: factories have no side
+/// effects).
+fn load_signer(id: &str, settings: &IntegritySettings) -> Result<TrailSigner, String> {
+    match (&settings.signing_key_file, &settings.hmac_key) {
+        (Some(path), _) => {
+            let path = std::path::Path::new(path);
+            let signer = TrailSigner::from_pem_file(path)
+                .map_err(|e| format!("exporter {id}: integrity.signing_key_file: {e}"))?;
+            if auditcol_integrity::keys::readable_by_others(path) {
+                tracing::warn!(
+                    exporter = %id,
+                    key = %path.display(),
+                    "the signing key can be read by other users than its owner: whoever reads it can forge checkpoints (chmod 600 it)"
+                );
+            }
+            Ok(signer)
+        }
+        (None, Some(secret)) => Ok(TrailSigner::hmac(secret.0.as_bytes())),
+        (None, None) => Err(format!(
+            "exporter {id}: integrity needs `signing_key_file` or `hmac_key`"
+        )),
+    }
+}
+
+/// Every `interval`, a checkpoint of the lines written since the last one.
+async fn checkpoint_every(
+    interval: std::time::Duration,
+    file: Arc<Mutex<Option<FileWriter>>>,
+    id: String,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0u64;
+    loop {
+        ticks.tick().await;
+        let file = file.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let lock = || file.lock().unwrap_or_else(|e| e.into_inner());
+            // The bulk of the data to sync is synced without holding the
+            // writer; the checkpoint then syncs what came since, and is
+            // signed and written by the trail's thread, waited for here.
+            let sync = lock().as_mut()?.background_sync();
+            if let Some(sync) = sync {
+                let synced = sync.run();
+                lock().as_mut()?.note_synced(synced);
+            }
+            let asked = lock().as_mut()?.checkpoint(Reason::Interval);
+            Some(match asked {
+                Ok(Some(answer)) => answer.recv().unwrap_or_else(|_| {
+                    Err(std::io::Error::other(
+                        "the integrity trail's thread has stopped",
+                    ))
+                }),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            })
+        })
+        .await;
+        match done {
+            Ok(None) | Err(_) => return,
+            Ok(Some(Ok(()))) => {
+                if failures > 0 {
+                    tracing::info!(exporter = %id, failures, "checkpoints are written again");
+                }
+                failures = 0;
+            }
+            Ok(Some(Err(e))) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(100) {
+                    tracing::error!(exporter = %id, error = %e, failures, "cannot write a checkpoint: the lines since the last one stay unverified until one succeeds");
+                }
             }
         }
     }

@@ -7,6 +7,7 @@ use auditcol_core::config::ConfigDuration;
 use clap::{Parser, Subcommand};
 
 mod graph;
+mod integrity;
 mod send;
 
 // The hot path allocates per record (OTLP decode owns every string); glibc's
@@ -61,6 +62,26 @@ enum Command {
     /// 2 usage error.
     #[command(verbatim_doc_comment)]
     Send(Box<send::SendArgs>),
+    /// Create an Ed25519 key pair for the file exporter's `integrity` trail.
+    ///
+    ///   auditcol keygen --out /etc/auditcol/keys
+    ///
+    /// writes auditcol-signing.pem (private key, mode 0600; set it as
+    /// `integrity.signing_key_file`) and auditcol-signing.pub.pem (for
+    /// `auditcol verify --public-key`). Existing files are kept unless --force.
+    #[command(verbatim_doc_comment)]
+    Keygen(integrity::KeygenArgs),
+    /// Check that a trail written with `integrity` was not edited: signatures, the hash chain
+    /// over every line, the sequence of rotated files.
+    ///
+    ///   auditcol verify --public-key auditcol-signing.pub.pem /var/log/auditcol/
+    ///   auditcol verify --hmac-key-env AUDITCOL_TRAIL_KEY audit.jsonl
+    ///
+    /// Prints `OK: <N> lines in <F> files, trail <id>, last checkpoint <time>` per trail, or the
+    /// first problem with its file and line. Exit status: 0 OK; 1 a problem (or, with --strict,
+    /// lines no checkpoint covers yet); 2 it could not run (usage, key).
+    #[command(verbatim_doc_comment)]
+    Verify(integrity::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +95,24 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             send::run(*args)
+        }
+        Some(Command::Keygen(args)) => {
+            if cli.config.is_some() {
+                eprintln!(
+                    "error: --config is for running or validating a collector, not for keygen"
+                );
+                return ExitCode::from(2);
+            }
+            integrity::keygen(args)
+        }
+        Some(Command::Verify(args)) => {
+            if cli.config.is_some() {
+                eprintln!(
+                    "error: --config is for running or validating a collector, not for verify"
+                );
+                return ExitCode::from(2);
+            }
+            integrity::verify(args)
         }
         None => serve(&cli),
     }
