@@ -3,35 +3,14 @@
 //! test: every event whose request was answered OK reaches every sink.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use auditcol_e2e::{Collector, WebhookSink, binary, flipt_event, free_port};
+use auditcol_e2e::{Collector, WebhookSink, binary, flipt_event, free_port, try_post};
 
 const SECRET: &str = "durability secret";
 const HEADER: &str = "X-Auditcol-Signature";
-
-/// A POST that reports failure instead of panicking (the collector may be
-/// killed mid-request): `Some(status)` or `None` when no answer came.
-fn try_post(addr: SocketAddr, body: &[u8]) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .ok()?;
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(body).ok()?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).ok()?;
-    let line = String::from_utf8_lossy(&answer);
-    line.split_whitespace().nth(1)?.parse().ok()
-}
 
 /// Events numbered `first..first + n`: payload key `ev-<number>`.
 fn numbered(first: usize, n: usize) -> Vec<u8> {

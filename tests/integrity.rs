@@ -3,39 +3,21 @@
 //! of tampering with its file and line; kill -9 in the middle of writing,
 //! and the restart re-hashes what no checkpoint covered.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auditcol_e2e::{Collector, binary, flipt_event};
+use auditcol_e2e::{Collector, binary, flipt_event, try_post};
 use auditcol_integrity::sidecar::read_sidecar;
 use auditcol_integrity::{Reason, TrailSigner, TrailState, sidecar_path};
 
 /// A POST of `events` to the webhook receiver: `Some(status)`, or `None`
 /// when no answer came (the collector was killed).
 fn post(addr: SocketAddr, events: &serde_json::Value) -> Option<u16> {
-    let body = events.to_string();
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .ok()?;
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(body.as_bytes()).ok()?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).ok()?;
-    String::from_utf8_lossy(&answer)
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    try_post(addr, events.to_string().as_bytes())
 }
 
 /// Events `first..first + n`, each with a payload of about 8 KB so that a
@@ -113,6 +95,17 @@ fn public_key(dir: &Path) -> String {
     dir.join("keys/auditcol-signing.pub.pem")
         .display()
         .to_string()
+}
+
+/// `auditcol verify --strict` of the trail the collector in `dir` wrote.
+fn verify_strict(dir: &Path) -> (i32, String) {
+    let trail = dir.join("trail");
+    verify(&[
+        "--strict",
+        "--public-key",
+        &public_key(dir),
+        trail.to_str().unwrap(),
+    ])
 }
 
 /// The trail's files, oldest first (rotated files sort by their time, the
@@ -386,13 +379,7 @@ fn after_kill_9_the_restart_rehashes_the_unchecked_tail_and_the_trail_verifies()
         assert_eq!(post(addr, &events(request * 5, 5)), Some(200));
     }
     collector.terminate();
-    let trail = dir.path().join("trail");
-    let (code, out) = verify(&[
-        "--strict",
-        "--public-key",
-        &public_key(dir.path()),
-        trail.to_str().unwrap(),
-    ]);
+    let (code, out) = verify_strict(dir.path());
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("OK: 40 lines in 1 file, trail "), "{out}");
 }
@@ -441,12 +428,7 @@ fn kill_9_at_random_moments_of_writing_and_rotating_leaves_a_trail_that_verifies
         }
     }
     let trail = dir.path().join("trail");
-    let (code, out) = verify(&[
-        "--strict",
-        "--public-key",
-        &public_key(dir.path()),
-        trail.to_str().unwrap(),
-    ]);
+    let (code, out) = verify_strict(dir.path());
     assert_eq!(code, 0, "{out}");
     // Every acknowledged event is in the trail.
     let mut found = std::collections::HashSet::new();

@@ -7,12 +7,16 @@
 //!     format: json                           # json (default) | console | otlp_json
 //!     rotation: { max_megabytes: 100, max_backups: 100 }
 //!     sync: true                             # fsync each batch before acknowledging it
+//!     integrity:                             # hash chain + signed checkpoints in audit.jsonl.chain
+//!       signing_key_file: /etc/auditcol/keys/auditcol-signing.pem
 //! ```
 //!
 //! The exporter is an [`ExporterHelper`] around a [`FileSender`]: the helper
 //! queues, retries and times out; the sender encodes a whole batch into one
 //! buffer and appends it with a single write on a blocking thread, so lines
 //! of concurrent batches never interleave. A failed write is retryable.
+//! With `integrity`, `trail.rs` keeps the sidecar of checkpoints beside the
+//! file on a thread of its own (format: `auditcol_integrity`).
 
 use std::sync::Arc;
 
