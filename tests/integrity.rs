@@ -457,3 +457,41 @@ fn kill_9_at_random_moments_of_writing_and_rotating_leaves_a_trail_that_verifies
         trail_files(&trail).len(),
     );
 }
+
+#[test]
+fn an_hmac_trail_verifies_with_the_secret_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(true, "1s").replace(
+        r#"signing_key_file: "{DIR}/keys/auditcol-signing.pem""#,
+        r#"hmac_key: "the e2e trail's shared secret""#,
+    );
+    let mut collector = Collector::start_in(dir.path(), &config, &[]);
+    let addr = collector.component_endpoint("webhook");
+    assert_eq!(post(addr, &events(0, 5)), Some(200));
+    collector.terminate();
+    let trail = dir.path().join("trail");
+    let run = |secret: Option<&str>| {
+        let mut command = Command::new(binary());
+        command.args(["verify", "--hmac-key-env", "AUDITCOL_E2E_TRAIL_SECRET"]);
+        command.arg(&trail).env_remove("AUDITCOL_E2E_TRAIL_SECRET");
+        if let Some(secret) = secret {
+            command.env("AUDITCOL_E2E_TRAIL_SECRET", secret);
+        }
+        let out = command.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, out) = run(Some("the e2e trail's shared secret"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("OK: 5 lines in 1 file"), "{out}");
+    let (code, out) = run(Some("another secret altogether"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("signed by another key"), "{out}");
+    let (code, out) = run(None);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("AUDITCOL_E2E_TRAIL_SECRET is not set"),
+        "{out}"
+    );
+}

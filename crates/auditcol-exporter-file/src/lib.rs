@@ -163,6 +163,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_format_keeps_a_trail_of_its_own_lines() {
+        for (format, lines) in [("json", 4), ("console", 4), ("otlp_json", 2)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("out.log");
+            let exporter = build(serde_json::json!({
+                "path": path,
+                "format": format,
+                "integrity": {"hmac_key": "a secret for the test trail"},
+            }));
+            exporter.start().await.unwrap();
+            exporter.consume(seed_batch()).await.unwrap();
+            exporter.consume(LogBatch::sample_audit(3)).await.unwrap();
+            exporter.shutdown(far()).await;
+            let key = auditcol_integrity::TrailVerifier::hmac(b"a secret for the test trail");
+            let report = auditcol_integrity::verify_paths(
+                std::slice::from_ref(&path),
+                &key,
+                auditcol_integrity::VerifyOptions { strict: true },
+                &auditcol_integrity::verify::NoProgress,
+            );
+            assert!(report.ok, "{format}: {report:#?}");
+            assert_eq!(report.trails[0].lines, lines, "{format}");
+        }
+    }
+
+    #[tokio::test]
     async fn with_integrity_the_trail_verifies_after_shutdown() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
