@@ -65,14 +65,9 @@ sed '/^    integrity:$/,/signing_key_file:/d' "$ON" >"$OFF"
 grep -q '^ *integrity:' "$OFF" && die "could not remove the integrity block from $ON"
 [ -f "$DIR/keys/auditcol-signing.pem" ] || "$AUDITCOL" keygen --out "$DIR/keys" >/dev/null
 
-cpu_ticks() {
-  local stat
-  stat=$(<"/proc/$1/stat")
-  stat=${stat##*) }
-  # shellcheck disable=SC2086
-  set -- $stat
-  echo $((${12} + ${13}))
-}
+# cpu_ticks PID, machine_busy_ticks
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 PID=
 cleanup() { [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null || true; }
@@ -81,6 +76,7 @@ trap cleanup EXIT
 # start CONFIG LOG: starts auditcol writing its trail to $DIR/trail; sets PID and ENDPOINT.
 start() {
   rm -rf "$DIR/trail"
+  : >"$2" # emptied here, not by the child: a stale log must not answer the wait below
   BENCH_GRPC_ENDPOINT=127.0.0.1:0 BENCH_HTTP_ENDPOINT=127.0.0.1:0 \
     BENCH_OUT="$DIR/trail/audit.jsonl" BENCH_SIGNING_KEY="$DIR/keys/auditcol-signing.pem" \
     BENCH_MAX_BACKUPS="${MAX_BACKUPS:-2}" RUST_LOG=info NO_COLOR=1 \
@@ -104,8 +100,8 @@ stop() {
 
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
-echo "| run | integrity | records/s | collector CPU-s | records/CPU-s | p99 ms |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| run | integrity | records/s | collector CPU-s | records/CPU-s | p99 ms | other CPU-s |"
+echo "|---|---|---:|---:|---:|---:|---:|"
 for ((pair = 1; pair <= PAIRS; pair++)); do
   for setup in off on; do
     config=$OFF
@@ -115,16 +111,20 @@ for ((pair = 1; pair <= PAIRS; pair++)); do
     "$LOADGEN" --protocol "$PROTOCOL" --endpoint "$ENDPOINT" --duration 1 \
       --batch "$BATCH" --connections "$CONNECTIONS" >/dev/null
     cpu0=$(cpu_ticks "$PID")
+    busy0=$(machine_busy_ticks)
     line=$("$LOADGEN" --protocol "$PROTOCOL" --endpoint "$ENDPOINT" --duration "$SECONDS_PER_RUN" \
       --batch "$BATCH" --connections "$CONNECTIONS" | tail -n 2 | tr '\n' ' ')
     sleep 0.3
     cpu1=$(cpu_ticks "$PID")
+    busy1=$(machine_busy_ticks)
     stop
     records=$(field records "$line")
     rps=$(field records_per_s "$line")
     cpu=$(awk -v t="$((cpu1 - cpu0))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
-    printf '| %d | %s | %.0f | %s | %.0f | %s |\n' "$pair" "$setup" "$rps" "$cpu" \
-      "$(awk -v r="$records" -v c="$cpu" 'BEGIN { print (c > 0 ? r / c : 0) }')" "$(field p99_ms "$line")"
+    other=$(awk -v b="$((busy1 - busy0 - (cpu1 - cpu0)))" -v l="$(field loadgen_cpu_s "$line")" -v hz="$CLK_TCK" \
+      'BEGIN { o = b / hz - l; printf "%.2f", (o > 0 ? o : 0) }')
+    printf '| %d | %s | %.0f | %s | %.0f | %s | %s |\n' "$pair" "$setup" "$rps" "$cpu" \
+      "$(awk -v r="$records" -v c="$cpu" 'BEGIN { print (c > 0 ? r / c : 0) }')" "$(field p99_ms "$line")" "$other"
   done
 done
 rm -rf "$DIR/trail"

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use auditcol_e2e::{Collector, WebhookSink, binary, flipt_event, free_port};
+use auditcol_e2e::{Collector, WebhookSink, binary, flipt_event, free_port, try_post};
 
 const SECRET: &str = "durability secret";
 const HEADER: &str = "X-Auditcol-Signature";
@@ -33,11 +33,6 @@ fn post_json(addr: SocketAddr, path: &str, body: &[u8]) -> Option<(u16, String)>
     let text = String::from_utf8_lossy(&answer).into_owned();
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, text))
-}
-
-/// A webhook (Flipt JSON) POST: the status, or `None` when no answer came.
-fn try_post(addr: SocketAddr, body: &[u8]) -> Option<u16> {
-    post_json(addr, "/", body).map(|(status, _)| status)
 }
 
 /// Events numbered `first..first + n` as an OTLP/JSON logs request, as an

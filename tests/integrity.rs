@@ -3,39 +3,21 @@
 //! of tampering with its file and line; kill -9 in the middle of writing,
 //! and the restart re-hashes what no checkpoint covered.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auditcol_e2e::{Collector, binary, flipt_event};
+use auditcol_e2e::{Collector, binary, flipt_event, try_post};
 use auditcol_integrity::sidecar::read_sidecar;
 use auditcol_integrity::{Reason, TrailSigner, TrailState, sidecar_path};
 
 /// A POST of `events` to the webhook receiver: `Some(status)`, or `None`
 /// when no answer came (the collector was killed).
 fn post(addr: SocketAddr, events: &serde_json::Value) -> Option<u16> {
-    let body = events.to_string();
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .ok()?;
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(body.as_bytes()).ok()?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).ok()?;
-    String::from_utf8_lossy(&answer)
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    try_post(addr, events.to_string().as_bytes())
 }
 
 /// Events `first..first + n`, each with a payload of about 8 KB so that a
@@ -113,6 +95,17 @@ fn public_key(dir: &Path) -> String {
     dir.join("keys/auditcol-signing.pub.pem")
         .display()
         .to_string()
+}
+
+/// `auditcol verify --strict` of the trail the collector in `dir` wrote.
+fn verify_strict(dir: &Path) -> (i32, String) {
+    let trail = dir.join("trail");
+    verify(&[
+        "--strict",
+        "--public-key",
+        &public_key(dir),
+        trail.to_str().unwrap(),
+    ])
 }
 
 /// The trail's files, oldest first (rotated files sort by their time, the
@@ -386,13 +379,7 @@ fn after_kill_9_the_restart_rehashes_the_unchecked_tail_and_the_trail_verifies()
         assert_eq!(post(addr, &events(request * 5, 5)), Some(200));
     }
     collector.terminate();
-    let trail = dir.path().join("trail");
-    let (code, out) = verify(&[
-        "--strict",
-        "--public-key",
-        &public_key(dir.path()),
-        trail.to_str().unwrap(),
-    ]);
+    let (code, out) = verify_strict(dir.path());
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("OK: 40 lines in 1 file, trail "), "{out}");
 }
@@ -441,12 +428,7 @@ fn kill_9_at_random_moments_of_writing_and_rotating_leaves_a_trail_that_verifies
         }
     }
     let trail = dir.path().join("trail");
-    let (code, out) = verify(&[
-        "--strict",
-        "--public-key",
-        &public_key(dir.path()),
-        trail.to_str().unwrap(),
-    ]);
+    let (code, out) = verify_strict(dir.path());
     assert_eq!(code, 0, "{out}");
     // Every acknowledged event is in the trail.
     let mut found = std::collections::HashSet::new();
@@ -473,5 +455,43 @@ fn kill_9_at_random_moments_of_writing_and_rotating_leaves_a_trail_that_verifies
         "{cycles} kill -9 cycles: {} events acknowledged, {} files, {out}",
         acked.len(),
         trail_files(&trail).len(),
+    );
+}
+
+#[test]
+fn an_hmac_trail_verifies_with_the_secret_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(true, "1s").replace(
+        r#"signing_key_file: "{DIR}/keys/auditcol-signing.pem""#,
+        r#"hmac_key: "the e2e trail's shared secret""#,
+    );
+    let mut collector = Collector::start_in(dir.path(), &config, &[]);
+    let addr = collector.component_endpoint("webhook");
+    assert_eq!(post(addr, &events(0, 5)), Some(200));
+    collector.terminate();
+    let trail = dir.path().join("trail");
+    let run = |secret: Option<&str>| {
+        let mut command = Command::new(binary());
+        command.args(["verify", "--hmac-key-env", "AUDITCOL_E2E_TRAIL_SECRET"]);
+        command.arg(&trail).env_remove("AUDITCOL_E2E_TRAIL_SECRET");
+        if let Some(secret) = secret {
+            command.env("AUDITCOL_E2E_TRAIL_SECRET", secret);
+        }
+        let out = command.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, out) = run(Some("the e2e trail's shared secret"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("OK: 5 lines in 1 file"), "{out}");
+    let (code, out) = run(Some("another secret altogether"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("signed by another key"), "{out}");
+    let (code, out) = run(None);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("AUDITCOL_E2E_TRAIL_SECRET is not set"),
+        "{out}"
     );
 }

@@ -556,6 +556,25 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A POST of a JSON `body` to `/` that reports failure instead of panicking
+/// (the collector may be killed mid-request): `Some(status)` or `None` when no answer came.
+pub fn try_post(addr: SocketAddr, body: &[u8]) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok()?;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let line = String::from_utf8_lossy(&answer);
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The seed event of the Flipt documentation with another timestamp.
 pub fn flipt_event(noun: &str, verb: &str, key: &str, timestamp: &str) -> serde_json::Value {
     serde_json::json!({

@@ -7,12 +7,16 @@
 //!     format: json                           # json (default) | console | otlp_json
 //!     rotation: { max_megabytes: 100, max_backups: 100 }
 //!     sync: true                             # fsync each batch before acknowledging it
+//!     integrity:                             # hash chain + signed checkpoints in audit.jsonl.chain
+//!       signing_key_file: /etc/auditcol/keys/auditcol-signing.pem
 //! ```
 //!
 //! The exporter is an [`ExporterHelper`] around a [`FileSender`]: the helper
 //! queues, retries and times out; the sender encodes a whole batch into one
 //! buffer and appends it with a single write on a blocking thread, so lines
 //! of concurrent batches never interleave. A failed write is retryable.
+//! With `integrity`, `trail.rs` keeps the sidecar of checkpoints beside the
+//! file on a thread of its own (format: `auditcol_integrity`).
 
 use std::sync::Arc;
 
@@ -156,6 +160,32 @@ mod tests {
         let exporter = build(serde_json::json!({"path": blocker.join("audit.jsonl")}));
         let err = exporter.start().await.unwrap_err();
         assert!(err.0.contains("cannot open"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn every_format_keeps_a_trail_of_its_own_lines() {
+        for (format, lines) in [("json", 4), ("console", 4), ("otlp_json", 2)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("out.log");
+            let exporter = build(serde_json::json!({
+                "path": path,
+                "format": format,
+                "integrity": {"hmac_key": "a secret for the test trail"},
+            }));
+            exporter.start().await.unwrap();
+            exporter.consume(seed_batch()).await.unwrap();
+            exporter.consume(LogBatch::sample_audit(3)).await.unwrap();
+            exporter.shutdown(far()).await;
+            let key = auditcol_integrity::TrailVerifier::hmac(b"a secret for the test trail");
+            let report = auditcol_integrity::verify_paths(
+                std::slice::from_ref(&path),
+                &key,
+                auditcol_integrity::VerifyOptions { strict: true },
+                &auditcol_integrity::verify::NoProgress,
+            );
+            assert!(report.ok, "{format}: {report:#?}");
+            assert_eq!(report.trails[0].lines, lines, "{format}");
+        }
     }
 
     #[tokio::test]

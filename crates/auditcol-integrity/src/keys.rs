@@ -110,14 +110,7 @@ impl fmt::Debug for TrailSigner {
 impl TrailSigner {
     /// Reads a PKCS#8 PEM Ed25519 private key (as `auditcol keygen` writes it).
     pub fn from_pem_file(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_pem(&text).map_err(|message| KeyError::Format {
-            path: path.to_owned(),
-            message,
-        })
+        read_pem_file(path, Self::from_pem)
     }
 
     /// Parses a PKCS#8 PEM Ed25519 private key.
@@ -201,14 +194,7 @@ impl TrailVerifier {
     /// Reads a PEM public key (SubjectPublicKeyInfo, as `auditcol keygen`
     /// writes it). A private key is accepted too: its public half is used.
     pub fn from_pem_file(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_pem(&text).map_err(|message| KeyError::Format {
-            path: path.to_owned(),
-            message,
-        })
+        read_pem_file(path, Self::from_pem)
     }
 
     /// Parses a PEM Ed25519 public key (or private key).
@@ -258,6 +244,18 @@ impl TrailVerifier {
             }
         }
     }
+}
+
+/// Reads the key file at `path` and parses it with `parse`; errors name the file.
+fn read_pem_file<T>(path: &Path, parse: fn(&str) -> Result<T, String>) -> Result<T, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text).map_err(|message| KeyError::Format {
+        path: path.to_owned(),
+        message,
+    })
 }
 
 fn hmac_keyed(secret: &[u8]) -> HmacSha256 {
