@@ -21,15 +21,27 @@ pub enum ComponentKind {
     Receiver,
     Processor,
     Exporter,
+    Extension,
 }
 
 impl ComponentKind {
-    /// The config section: `receivers`, `processors` or `exporters`.
+    /// The config section: `receivers`, `processors`, `exporters` or `extensions`.
     pub fn section(self) -> &'static str {
         match self {
             Self::Receiver => "receivers",
             Self::Processor => "processors",
             Self::Exporter => "exporters",
+            Self::Extension => "extensions",
+        }
+    }
+
+    /// The singular noun, for messages: `receiver`, `processor`, ...
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Receiver => "receiver",
+            Self::Processor => "processor",
+            Self::Exporter => "exporter",
+            Self::Extension => "extension",
         }
     }
 }
@@ -99,12 +111,94 @@ impl fmt::Display for ComponentId {
 }
 
 /// What a factory knows about the component it builds.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BuildContext {
     /// The component's id.
     pub id: ComponentId,
     /// For processors (one instance per pipeline): the pipeline's id.
     pub pipeline: Option<String>,
+    /// The rest of the collector a component may use: the enabled extensions.
+    pub host: Host,
+}
+
+impl BuildContext {
+    /// The context of a component outside any pipeline, with no extensions.
+    pub fn new(id: ComponentId) -> Self {
+        Self {
+            id,
+            pipeline: None,
+            host: Host::default(),
+        }
+    }
+
+    /// The same, for a processor instance of `pipeline`.
+    pub fn in_pipeline(mut self, pipeline: &str) -> Self {
+        self.pipeline = Some(pipeline.to_owned());
+        self
+    }
+
+    /// The same, with `host` (the enabled extensions).
+    pub fn with_host(mut self, host: Host) -> Self {
+        self.host = host;
+        self
+    }
+}
+
+impl fmt::Debug for BuildContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuildContext")
+            .field("id", &self.id)
+            .field("pipeline", &self.pipeline)
+            .field("extensions", &self.host.enabled.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The extensions a component can use, as the Collector's host offers them:
+/// those listed in `service.extensions`, by id.
+#[derive(Clone, Default)]
+pub struct Host {
+    enabled: Arc<BTreeMap<ComponentId, Arc<dyn Extension>>>,
+    /// Defined in `extensions` but not listed in `service.extensions`, so a
+    /// reference to one can say what to do.
+    disabled: Arc<Vec<ComponentId>>,
+}
+
+impl Host {
+    /// A host with these enabled extensions, and these defined but not enabled.
+    pub fn new(
+        enabled: BTreeMap<ComponentId, Arc<dyn Extension>>,
+        disabled: Vec<ComponentId>,
+    ) -> Self {
+        Self {
+            enabled: Arc::new(enabled),
+            disabled: Arc::new(disabled),
+        }
+    }
+
+    /// The enabled extensions, by id.
+    pub fn extensions(&self) -> impl Iterator<Item = (&ComponentId, &Arc<dyn Extension>)> {
+        self.enabled.iter()
+    }
+
+    /// The enabled extension `id` (as written in the config), or why there
+    /// is none: a malformed id, an extension that is not defined, or one
+    /// that is defined but not listed in `service.extensions`.
+    pub fn extension(&self, id: &str) -> Result<&Arc<dyn Extension>, String> {
+        let parsed = ComponentId::parse(id)?;
+        if let Some(extension) = self.enabled.get(&parsed) {
+            return Ok(extension);
+        }
+        if self.disabled.contains(&parsed) {
+            Err(format!(
+                "extension `{id}` is defined but not enabled: list it in `service.extensions`"
+            ))
+        } else {
+            Err(format!(
+                "extension `{id}` is not defined in the `extensions` section"
+            ))
+        }
+    }
 }
 
 /// Why a component could not start.
@@ -156,6 +250,27 @@ pub trait Processor: Component + LogsConsumer {}
 /// Sends batches out. Usually an [`crate::exporterhelper::ExporterHelper`].
 pub trait Exporter: Component + LogsConsumer {}
 
+/// Runs beside the pipelines and offers capabilities to components
+/// (authenticators) or to operators (a health check). Started before any
+/// pipeline component and shut down after all of them.
+pub trait Extension: Component {
+    /// The extension itself, so a component that found it through
+    /// [`Host::extension`] can ask for the capability it needs.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// Builds extensions of one type.
+pub trait ExtensionFactory: Send + Sync {
+    /// The type in component ids (`health_check`).
+    fn type_name(&self) -> &'static str;
+    /// Parses and validates `config`, and builds the extension.
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        config: &serde_json::Value,
+    ) -> Result<Arc<dyn Extension>, ConfigError>;
+}
+
 /// Builds receivers of one type.
 pub trait ReceiverFactory: Send + Sync {
     /// The type in component ids (`otlp`).
@@ -200,6 +315,7 @@ pub struct Registry {
     pub(crate) receivers: BTreeMap<&'static str, Box<dyn ReceiverFactory>>,
     pub(crate) processors: BTreeMap<&'static str, Box<dyn ProcessorFactory>>,
     pub(crate) exporters: BTreeMap<&'static str, Box<dyn ExporterFactory>>,
+    pub(crate) extensions: BTreeMap<&'static str, Box<dyn ExtensionFactory>>,
 }
 
 impl Registry {
@@ -229,12 +345,20 @@ impl Registry {
         self
     }
 
+    /// Adds an extension type.
+    pub fn extension(mut self, factory: impl ExtensionFactory + 'static) -> Self {
+        self.extensions
+            .insert(factory.type_name(), Box::new(factory));
+        self
+    }
+
     /// The known types of a section, for error messages.
     pub fn types(&self, kind: ComponentKind) -> Vec<&'static str> {
         match kind {
             ComponentKind::Receiver => self.receivers.keys().copied().collect(),
             ComponentKind::Processor => self.processors.keys().copied().collect(),
             ComponentKind::Exporter => self.exporters.keys().copied().collect(),
+            ComponentKind::Extension => self.extensions.keys().copied().collect(),
         }
     }
 }

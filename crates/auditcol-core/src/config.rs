@@ -258,7 +258,8 @@ pub struct CollectorConfig {
     /// Exporters by id.
     #[serde(default)]
     pub exporters: BTreeMap<String, Value>,
-    /// Extensions are a Collector section auditcol has none of yet; an empty map is accepted.
+    /// Extensions by id (authenticators, the health check); they run only
+    /// when listed in `service.extensions`.
     #[serde(default)]
     pub extensions: BTreeMap<String, Value>,
     /// The pipelines.
@@ -271,7 +272,7 @@ pub struct CollectorConfig {
 pub struct ServiceConfig {
     /// Pipelines by id: `logs` or `logs/<name>`.
     pub pipelines: BTreeMap<String, PipelineConfig>,
-    /// Must be empty: auditcol has no extensions yet.
+    /// The extensions that run, by id.
     #[serde(default)]
     pub extensions: Vec<String>,
 }

@@ -15,14 +15,15 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::component::{
-    BuildContext, Component, ComponentId, ComponentKind, Connectivity, Exporter, Processor,
-    Receiver, Registry,
+    BuildContext, Component, ComponentId, ComponentKind, Connectivity, Exporter, Extension, Host,
+    Processor, Receiver, Registry,
 };
 use crate::config::{CollectorConfig, ConfigError, LoadError};
 use crate::consumer::{FanOut, SharedConsumer};
 
 /// A running (or ready to run) set of pipelines.
 pub struct Service {
+    extensions: Vec<(ComponentId, Arc<dyn Extension>)>,
     receivers: Vec<(ComponentId, Arc<dyn Receiver>)>,
     processors: Vec<(String, ComponentId, Arc<dyn Processor>)>,
     exporters: Vec<(ComponentId, Arc<dyn Exporter>)>,
@@ -71,11 +72,7 @@ fn unknown_type(kind: ComponentKind, id: &ComponentId, registry: &Registry) -> L
             "",
             format!(
                 "unknown {} type `{}`; known types: {}",
-                match kind {
-                    ComponentKind::Receiver => "receiver",
-                    ComponentKind::Processor => "processor",
-                    ComponentKind::Exporter => "exporter",
-                },
+                kind.noun(),
                 id.type_name(),
                 registry.types(kind).join(", ")
             ),
@@ -90,13 +87,25 @@ impl Service {
         let receiver_ids = parse_ids(&config.receivers, ComponentKind::Receiver)?;
         let processor_ids = parse_ids(&config.processors, ComponentKind::Processor)?;
         let exporter_ids = parse_ids(&config.exporters, ComponentKind::Exporter)?;
+        let extension_ids = parse_ids(&config.extensions, ComponentKind::Extension)?;
         let mut warnings = Vec::new();
 
-        if !config.extensions.is_empty() || !config.service.extensions.is_empty() {
-            return Err(LoadError::Structure {
-                path: "extensions".into(),
-                message: "auditcol has no extensions yet; remove the `extensions` sections".into(),
-            });
+        let mut listed = BTreeSet::new();
+        for key in &config.service.extensions {
+            if !extension_ids.contains_key(key) {
+                return Err(LoadError::Structure {
+                    path: "service.extensions".into(),
+                    message: format!(
+                        "references `{key}`, which is not defined in the `extensions` section"
+                    ),
+                });
+            }
+            if !listed.insert(key) {
+                return Err(LoadError::Structure {
+                    path: "service.extensions".into(),
+                    message: format!("lists `{key}` twice"),
+                });
+            }
         }
         if config.service.pipelines.is_empty() {
             return Err(LoadError::Structure {
@@ -147,6 +156,34 @@ impl Service {
         let used_exporters = used(|p| &p.exporters);
         let no_op: SharedConsumer = Arc::new(FanOut::new(Vec::new()));
 
+        // Extensions first: the other components may use them. Only those
+        // listed in `service.extensions` run; the others are checked too.
+        let mut extensions = Vec::new();
+        let mut enabled = BTreeMap::new();
+        let mut disabled = Vec::new();
+        for (key, id) in &extension_ids {
+            let factory = registry
+                .extensions
+                .get(id.type_name())
+                .ok_or_else(|| unknown_type(ComponentKind::Extension, id, registry))?;
+            let extension = factory
+                .build(&BuildContext::new(id.clone()), &config.extensions[key])
+                .map_err(|e| component_error(ComponentKind::Extension, id, e))?;
+            if listed.contains(key) {
+                enabled.insert(id.clone(), extension);
+            } else {
+                disabled.push(id.clone());
+                warnings.push(format!(
+                    "extensions::{id} is defined but not listed in service.extensions"
+                ));
+            }
+        }
+        for key in &config.service.extensions {
+            let id = &extension_ids[key];
+            extensions.push((id.clone(), enabled[id].clone()));
+        }
+        let host = Host::new(enabled, disabled);
+
         // Exporters: one instance per id.
         let mut exporters = Vec::new();
         let mut exporter_by_key = BTreeMap::new();
@@ -155,10 +192,7 @@ impl Service {
                 .exporters
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Exporter, id, registry))?;
-            let ctx = BuildContext {
-                id: id.clone(),
-                pipeline: None,
-            };
+            let ctx = BuildContext::new(id.clone()).with_host(host.clone());
             let exporter = factory
                 .build(&ctx, &config.exporters[key])
                 .map_err(|e| component_error(ComponentKind::Exporter, id, e))?;
@@ -178,10 +212,8 @@ impl Service {
                 .processors
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Processor, id, registry))?;
-            let ctx = BuildContext {
-                id: id.clone(),
-                pipeline: pipeline.cloned(),
-            };
+            let mut ctx = BuildContext::new(id.clone()).with_host(host.clone());
+            ctx.pipeline = pipeline.cloned();
             factory
                 .build(&ctx, &config.processors[key], next)
                 .map(|processor| (id.clone(), processor))
@@ -226,10 +258,7 @@ impl Service {
                 .receivers
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Receiver, id, registry))?;
-            let ctx = BuildContext {
-                id: id.clone(),
-                pipeline: None,
-            };
+            let ctx = BuildContext::new(id.clone()).with_host(host.clone());
             let next = if used_receivers.contains(key) {
                 FanOut::new(
                     config
@@ -257,6 +286,7 @@ impl Service {
         }
 
         Ok(Service {
+            extensions,
             receivers,
             processors,
             exporters,
@@ -275,9 +305,14 @@ impl Service {
     /// outcome.
     pub async fn check_connectivity(&self) -> Vec<(String, Connectivity)> {
         let components =
-            self.exporters
+            self.extensions
                 .iter()
-                .map(|(id, c)| (format!("exporters::{id}"), c.clone() as Arc<dyn Component>))
+                .map(|(id, c)| (format!("extensions::{id}"), c.clone() as Arc<dyn Component>))
+                .chain(
+                    self.exporters.iter().map(|(id, c)| {
+                        (format!("exporters::{id}"), c.clone() as Arc<dyn Component>)
+                    }),
+                )
                 .chain(self.processors.iter().map(|(_, id, c)| {
                     (format!("processors::{id}"), c.clone() as Arc<dyn Component>)
                 }))
@@ -295,14 +330,19 @@ impl Service {
             .collect()
     }
 
-    /// Starts exporters, then processors (last stage first), then receivers.
-    /// If one fails, those already started are shut down again.
+    /// Starts extensions, exporters, then processors (last stage first),
+    /// then receivers. If one fails, those already started are shut down again.
     pub async fn start(&self) -> Result<(), StartFailure> {
         let mut started: Vec<Arc<dyn Component>> = Vec::new();
         let order = self
-            .exporters
+            .extensions
             .iter()
-            .map(|(id, c)| ("exporters", id, c.clone() as Arc<dyn Component>))
+            .map(|(id, c)| ("extensions", id, c.clone() as Arc<dyn Component>))
+            .chain(
+                self.exporters
+                    .iter()
+                    .map(|(id, c)| ("exporters", id, c.clone() as Arc<dyn Component>)),
+            )
             .chain(
                 self.processors
                     .iter()
@@ -331,8 +371,8 @@ impl Service {
         Ok(())
     }
 
-    /// Stops receivers and flushes processors, then drains exporters, all
-    /// within `deadline`.
+    /// Stops receivers and flushes processors, then drains exporters, then
+    /// stops extensions, all within `deadline`.
     ///
     /// Receivers stop accepting *while* processors flush, not before: a
     /// request in flight may be held by a batch processor until its batch is
@@ -349,6 +389,9 @@ impl Service {
         };
         futures::future::join(receivers, processors).await;
         futures::future::join_all(self.exporters.iter().map(|(_, e)| e.shutdown(deadline))).await;
+        for (_, extension) in self.extensions.iter().rev() {
+            extension.shutdown(deadline).await;
+        }
     }
 }
 

@@ -78,10 +78,7 @@ mod tests {
     }
 
     fn build(config: serde_json::Value) -> Arc<dyn Exporter> {
-        let ctx = BuildContext {
-            id: ComponentId::new(TYPE_NAME, Some("test")),
-            pipeline: None,
-        };
+        let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, Some("test")));
         FileExporterFactory.build(&ctx, &config).unwrap()
     }
 
@@ -99,10 +96,7 @@ mod tests {
 
     #[test]
     fn build_reports_config_errors_with_their_path() {
-        let ctx = BuildContext {
-            id: ComponentId::new(TYPE_NAME, None),
-            pipeline: None,
-        };
+        let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, None));
         let err = FileExporterFactory
             .build(&ctx, &serde_json::json!({"rotation": {}}))
             .err()

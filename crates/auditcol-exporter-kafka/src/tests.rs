@@ -38,10 +38,7 @@ async fn exporter(mock: &Mock, settings: serde_json::Value) -> Arc<dyn Exporter>
     for (k, v) in settings.as_object().unwrap() {
         config[k] = v.clone();
     }
-    let ctx = BuildContext {
-        id: ComponentId::new("kafka", None),
-        pipeline: None,
-    };
+    let ctx = BuildContext::new(ComponentId::new("kafka", None));
     let exporter = KafkaExporterFactory.build(&ctx, &config).unwrap();
     exporter.start().await.unwrap();
     exporter
@@ -356,10 +353,7 @@ async fn an_otlp_batch_larger_than_max_message_bytes_is_split() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_topic_is_a_clear_error_at_start_and_in_the_connectivity_check() {
     let mock = mock(1, &[]);
-    let ctx = BuildContext {
-        id: ComponentId::new("kafka", Some("siem")),
-        pipeline: None,
-    };
+    let ctx = BuildContext::new(ComponentId::new("kafka", Some("siem")));
     let config = json!({"brokers": [mock.bootstrap_servers()], "topic": "nowhere"});
     let exporter = KafkaExporterFactory.build(&ctx, &config).unwrap();
     match exporter.check_connectivity().await {
@@ -387,10 +381,7 @@ async fn unreachable_brokers_fail_the_connectivity_check() {
         .local_addr()
         .unwrap()
         .port();
-    let ctx = BuildContext {
-        id: ComponentId::new("kafka", None),
-        pipeline: None,
-    };
+    let ctx = BuildContext::new(ComponentId::new("kafka", None));
     let config = json!({"brokers": [format!("127.0.0.1:{port}")]});
     let exporter = KafkaExporterFactory.build(&ctx, &config).unwrap();
     match exporter.check_connectivity().await {

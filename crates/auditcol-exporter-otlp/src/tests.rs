@@ -72,10 +72,7 @@ fn as_request(batch: &LogBatch) -> ExportLogsServiceRequest {
 }
 
 fn build(config: serde_json::Value) -> Arc<dyn Exporter> {
-    let ctx = BuildContext {
-        id: ComponentId::new(TYPE_NAME, Some("test")),
-        pipeline: None,
-    };
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, Some("test")));
     OtlpExporterFactory.build(&ctx, &config).unwrap()
 }
 
@@ -85,10 +82,7 @@ fn far() -> Instant {
 
 #[test]
 fn build_reports_config_errors_with_their_path() {
-    let ctx = BuildContext {
-        id: ComponentId::new(TYPE_NAME, None),
-        pipeline: None,
-    };
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, None));
     let err = OtlpExporterFactory.build(&ctx, &json!({})).err().unwrap();
     assert_eq!(err.path, "endpoint");
 }

@@ -63,10 +63,7 @@ pub(crate) fn as_request(
 }
 
 fn build(config: serde_json::Value) -> Arc<dyn Exporter> {
-    let ctx = BuildContext {
-        id: ComponentId::new(TYPE_NAME, Some("test")),
-        pipeline: None,
-    };
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, Some("test")));
     OtlpHttpExporterFactory.build(&ctx, &config).unwrap()
 }
 
@@ -76,10 +73,7 @@ fn far() -> Instant {
 
 #[test]
 fn build_reports_config_errors_with_their_path() {
-    let ctx = BuildContext {
-        id: ComponentId::new(TYPE_NAME, None),
-        pipeline: None,
-    };
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, None));
     let err = OtlpHttpExporterFactory
         .build(&ctx, &json!({"endpoint": "localhost:4318"}))
         .err()

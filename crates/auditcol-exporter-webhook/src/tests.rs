@@ -574,10 +574,7 @@ async fn https_with_the_ca_file_delivers_and_without_it_is_refused() {
 
 #[tokio::test]
 async fn build_reports_config_errors_with_their_path() {
-    let ctx = BuildContext {
-        id: ComponentId::new(TYPE_NAME, None),
-        pipeline: None,
-    };
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, None));
     let err = WebhookExporterFactory
         .build(&ctx, &json!({"endpoint": "http://h", "signature": "flipt"}))
         .err()

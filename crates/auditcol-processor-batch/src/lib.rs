@@ -67,10 +67,7 @@ mod tests {
     }
 
     fn ctx() -> BuildContext {
-        BuildContext {
-            id: ComponentId::new(TYPE_NAME, None),
-            pipeline: Some("logs".into()),
-        }
+        BuildContext::new(ComponentId::new(TYPE_NAME, None)).in_pipeline("logs")
     }
 
     #[tokio::test]

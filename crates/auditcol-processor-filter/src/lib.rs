@@ -66,10 +66,7 @@ mod tests {
     }
 
     fn ctx() -> BuildContext {
-        BuildContext {
-            id: ComponentId::new(TYPE_NAME, Some("flags")),
-            pipeline: Some("logs".into()),
-        }
+        BuildContext::new(ComponentId::new(TYPE_NAME, Some("flags"))).in_pipeline("logs")
     }
 
     #[test]

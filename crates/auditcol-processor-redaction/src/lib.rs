@@ -113,10 +113,7 @@ mod tests {
     #[tokio::test]
     async fn an_event_leaves_with_its_personal_data_redacted() {
         let next = Arc::new(Recording::default());
-        let ctx = BuildContext {
-            id: ComponentId::new(TYPE_NAME, None),
-            pipeline: None,
-        };
+        let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, None));
         let processor = RedactionProcessorFactory
             .build(
                 &ctx,

@@ -1,5 +1,7 @@
 use super::*;
-use crate::component::{ExporterFactory, ProcessorFactory, ReceiverFactory, StartError};
+use crate::component::{
+    ExporterFactory, ExtensionFactory, ProcessorFactory, ReceiverFactory, StartError,
+};
 use crate::config::{Validate, parse_component_config};
 use crate::{LogBatch, LogsConsumer, PipelineError};
 use async_trait::async_trait;
@@ -12,6 +14,9 @@ type Log = Arc<Mutex<Vec<String>>>;
 struct Empty {
     #[serde(default)]
     fail_start: bool,
+    /// An extension the component looks up in its host.
+    #[serde(default)]
+    uses: Option<String>,
 }
 impl Validate for Empty {}
 
@@ -90,6 +95,26 @@ impl LogsConsumer for Sink {
 }
 impl Exporter for Sink {}
 
+struct Ext {
+    id: String,
+    log: Log,
+}
+#[async_trait]
+impl Component for Ext {
+    async fn start(&self) -> Result<(), StartError> {
+        self.log.lock().unwrap().push(format!("start {}", self.id));
+        Ok(())
+    }
+    async fn shutdown(&self, _: Instant) {
+        self.log.lock().unwrap().push(format!("stop {}", self.id));
+    }
+}
+impl Extension for Ext {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 struct Factories {
     log: Log,
     receivers: Arc<Mutex<Vec<Arc<TestReceiver>>>>,
@@ -105,6 +130,10 @@ impl ReceiverFactory for Factories {
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let cfg: Empty = parse_component_config(raw)?;
+        if let Some(uses) = &cfg.uses {
+            let found = ctx.host.extension(uses).map_err(|m| ConfigError::at("uses", m))?;
+            assert!(found.as_any().downcast_ref::<Ext>().is_some());
+        }
         let r = Arc::new(TestReceiver {
             id: ctx.id.to_string(),
             next,
@@ -151,6 +180,23 @@ impl ExporterFactory for Factories {
     }
 }
 
+impl ExtensionFactory for Factories {
+    fn type_name(&self) -> &'static str {
+        "ext"
+    }
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        raw: &serde_json::Value,
+    ) -> Result<Arc<dyn Extension>, ConfigError> {
+        let _: Empty = parse_component_config(raw)?;
+        Ok(Arc::new(Ext {
+            id: ctx.id.to_string(),
+            log: self.log.clone(),
+        }))
+    }
+}
+
 struct Fixture {
     log: Log,
     receivers: Arc<Mutex<Vec<Arc<TestReceiver>>>>,
@@ -164,7 +210,11 @@ fn fixture() -> Fixture {
         log: log.clone(),
         receivers: receivers.clone(),
     };
-    let registry = Registry::new().receiver(f()).processor(f()).exporter(f());
+    let registry = Registry::new()
+        .receiver(f())
+        .processor(f())
+        .exporter(f())
+        .extension(f());
     Fixture {
         log,
         receivers,
@@ -311,5 +361,75 @@ fn wiring_errors_name_the_pipeline() {
     for (yaml, expected) in cases {
         let err = build(&f, yaml).err().unwrap();
         assert_eq!(err.to_string(), expected);
+    }
+}
+
+const WITH_EXTENSIONS: &str = r#"
+extensions: {ext/a: {}, ext/b: {}, ext/spare: {}}
+receivers: {test: {uses: ext/b}}
+exporters: {sink: {}}
+service:
+  extensions: [ext/b, ext/a]
+  pipelines: {logs: {receivers: [test], exporters: [sink]}}
+"#;
+
+#[tokio::test]
+async fn extensions_start_first_in_listed_order_and_stop_last() {
+    let f = fixture();
+    let service = build(&f, WITH_EXTENSIONS).unwrap();
+    assert_eq!(
+        service.warnings(),
+        ["extensions::ext/spare is defined but not listed in service.extensions"]
+    );
+    service.start().await.unwrap();
+    service.shutdown(Instant::now()).await;
+    let log = f.log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "start ext/b",
+            "start ext/a",
+            "start sink",
+            "start test",
+            "stop test",
+            "stop sink",
+            "stop ext/a",
+            "stop ext/b"
+        ]
+    );
+}
+
+#[test]
+fn extension_references_say_what_is_missing() {
+    let f = fixture();
+    let cases = [
+        (
+            WITH_EXTENSIONS.replace("uses: ext/b", "uses: ext/spare"),
+            "receivers::test: uses: extension `ext/spare` is defined but not enabled: list it in `service.extensions`",
+        ),
+        (
+            WITH_EXTENSIONS.replace("uses: ext/b", "uses: ext/none"),
+            "receivers::test: uses: extension `ext/none` is not defined in the `extensions` section",
+        ),
+        (
+            WITH_EXTENSIONS.replace("[ext/b, ext/a]", "[ext/b, ext/c]"),
+            "service.extensions: references `ext/c`, which is not defined in the `extensions` section",
+        ),
+        (
+            WITH_EXTENSIONS.replace("[ext/b, ext/a]", "[ext/b, ext/b]"),
+            "service.extensions: lists `ext/b` twice",
+        ),
+        (
+            WITH_EXTENSIONS.replace("ext/spare: {}", "ext/spare: {bogus: 1}"),
+            "extensions::ext/spare: bogus: unknown field `bogus`",
+        ),
+        (
+            WITH_EXTENSIONS.replace("ext/spare: {}", "nope: {}"),
+            "extensions::nope: unknown extension type `nope`; known types: ext",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let err = build(&f, &yaml).err().expect(want).to_string();
+        assert!(err.starts_with(want), "{err}\nwanted: {want}");
     }
 }

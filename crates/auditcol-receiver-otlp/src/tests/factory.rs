@@ -5,10 +5,7 @@ use auditcol_core::BuildContext;
 use super::*;
 
 fn ctx() -> BuildContext {
-    BuildContext {
-        id: ComponentId::new("otlp", Some("in")),
-        pipeline: None,
-    }
+    BuildContext::new(ComponentId::new("otlp", Some("in")))
 }
 
 #[test]

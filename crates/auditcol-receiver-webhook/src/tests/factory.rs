@@ -5,10 +5,7 @@ use auditcol_core::BuildContext;
 use super::*;
 
 fn ctx() -> BuildContext {
-    BuildContext {
-        id: ComponentId::new("webhook", Some("flipt")),
-        pipeline: None,
-    }
+    BuildContext::new(ComponentId::new("webhook", Some("flipt")))
 }
 
 #[test]
