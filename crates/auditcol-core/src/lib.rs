@@ -11,6 +11,10 @@
 //!   graph built from it; [`exporterhelper`]: timeout, retry and queue that
 //!   every exporter wraps; [`receiverhelper`]: what every receiver does the
 //!   same way (listen address, receipt time, refusal → HTTP answer).
+//! - [`telemetry`]: the collector's own metrics (in the OpenTelemetry
+//!   Collector's names) and rate-limited logs of drops and refusals;
+//!   [`status`]: the state of the service and of each component, for the
+//!   health check.
 
 pub mod batch;
 pub mod component;
@@ -26,6 +30,8 @@ pub mod pipeline;
 pub mod receiverhelper;
 pub mod rpc_status;
 pub mod signature;
+pub mod status;
+pub mod telemetry;
 
 pub use auditcol_model as model;
 pub use batch::{DecodeError, Decoded, LogBatch, RecordEdit, RecordError, RecordRef};

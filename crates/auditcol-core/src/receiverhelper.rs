@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::PipelineError;
+use crate::telemetry::ReceiverTelemetry;
 
 /// The default most connections one listener keeps open: far under the
 /// open-file limit the binary raises at start, so exporters' files and
@@ -34,14 +35,27 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// At most `limit` connections open at once on one listener. A connection
 /// past it is closed as soon as it is accepted — it never waits, so it can
-/// never hold a place an admitted client needs — and counted.
-#[derive(Clone, Debug)]
+/// never hold a place an admitted client needs — and counted (with a
+/// receiver's telemetry: `auditcol_receiver_refused_connections`, logged
+/// rate-limited).
+#[derive(Clone)]
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
     limit: usize,
     refused: Arc<AtomicU64>,
     /// For the log: the component and protocol.
     name: Arc<str>,
+    telemetry: Option<Arc<ReceiverTelemetry>>,
+}
+
+impl std::fmt::Debug for ConnectionLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionLimit")
+            .field("limit", &self.limit)
+            .field("refused", &self.refused())
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConnectionLimit {
@@ -53,7 +67,14 @@ impl ConnectionLimit {
             limit,
             refused: Arc::default(),
             name: name.into(),
+            telemetry: None,
         }
+    }
+
+    /// The same limit, counting and logging refusals in a receiver's telemetry.
+    pub fn with_telemetry(mut self, telemetry: Arc<ReceiverTelemetry>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// Connections refused so far.
@@ -82,8 +103,10 @@ impl ConnectionLimit {
             };
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                // The first one, then every thousandth: a flood must not flood the log too.
-                if refused == 1 || refused.is_multiple_of(1000) {
+                if let Some(telemetry) = &self.telemetry {
+                    telemetry.refused_connection(addr, self.limit);
+                } else if refused == 1 || refused.is_multiple_of(1000) {
+                    // The first one, then every thousandth: a flood must not flood the log too.
                     tracing::warn!(
                         listener = %self.name,
                         client = %addr,
@@ -254,6 +277,8 @@ const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
 
 /// Serves `router` on the connections of `listener` admitted under `limit`
 /// until `shutdown` is cancelled, then lets requests in flight finish.
+/// Handlers find the client's address as axum's
+/// `ConnectInfo<SocketAddr>` in the request's extensions.
 ///
 /// Over HTTP/1 a client must send each request's headers within
 /// `read_header_timeout` of the server waiting for them: a slow client, or
@@ -284,7 +309,7 @@ pub async fn serve_http(
         .max_header_list_size(MAX_HEADER_LIST_SIZE);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let (connection, _) = tokio::select! {
+        let (connection, client) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = limit.accept(&listener) => accepted,
         };
@@ -303,6 +328,7 @@ pub async fn serve_http(
             if !matches!(peeked.await, Ok(Ok(1))) {
                 return;
             }
+            let router = tower::ServiceExt::map_request(router, with_client(client));
             let service = hyper_util::service::TowerToHyperService::new(router);
             let served = builder
                 .serve_connection_with_upgrades(TokioIo::new(connection), service)
@@ -322,6 +348,28 @@ impl tonic::transport::server::Connected for Admitted<TcpStream> {
     fn connect_info(&self) -> Self::ConnectInfo {
         self.io.connect_info()
     }
+}
+
+/// Stamps each request of a connection with its client's address.
+#[cfg(feature = "axum")]
+fn with_client<B>(
+    client: SocketAddr,
+) -> impl FnMut(axum::http::Request<B>) -> axum::http::Request<B> + Clone {
+    move |mut request| {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(client));
+        request
+    }
+}
+
+/// The client's address of an HTTP request served by [`serve_http`].
+#[cfg(feature = "axum")]
+pub fn client_addr<B>(request: &axum::http::Request<B>) -> Option<SocketAddr> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|info| info.0)
 }
 
 /// The connections of `listener` admitted under `limit`, as the incoming

@@ -23,6 +23,7 @@
 
 use std::sync::Arc;
 
+use auditcol_core::telemetry::DropReason;
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
 use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
@@ -51,9 +52,10 @@ impl ExporterFactory for KafkaExporterFactory {
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
         let config = KafkaExporterConfig::parse(config)?;
-        let sender = KafkaSender::new(ctx.id.to_string(), &config);
+        let sender = KafkaSender::new(ctx.id.to_string(), &config)
+            .with_non_audit_drops(ctx.telemetry.exporter_drops(&ctx.id, DropReason::NonAudit));
         Ok(Arc::new(ExporterHelper::new(
-            ctx.id.clone(),
+            ctx,
             config.helper_settings(),
             Arc::new(sender),
         )))

@@ -52,7 +52,7 @@ impl ExporterFactory for OtlpExporterFactory {
         let config: OtlpExporterConfig = parse_component_config(config)?;
         let sender = OtlpGrpcSender::new(ctx.id.to_string(), &config);
         Ok(Arc::new(ExporterHelper::new(
-            ctx.id.clone(),
+            ctx,
             config.helper_settings(),
             Arc::new(sender),
         )))

@@ -52,7 +52,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
         let config: OtlpHttpExporterConfig = parse_component_config(config)?;
         let sender = OtlpHttpSender::new(ctx.id.to_string(), &config);
         Ok(Arc::new(ExporterHelper::new(
-            ctx.id.clone(),
+            ctx,
             config.helper_settings(),
             Arc::new(sender),
         )))

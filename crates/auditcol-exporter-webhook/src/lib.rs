@@ -22,6 +22,7 @@
 
 use std::sync::Arc;
 
+use auditcol_core::telemetry::DropReason;
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
 use auditcol_core::config::{ConfigError, parse_component_config};
 use auditcol_core::exporterhelper::ExporterHelper;
@@ -51,9 +52,10 @@ impl ExporterFactory for WebhookExporterFactory {
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
         let config: WebhookExporterConfig = parse_component_config(config)?;
-        let sender = WebhookSender::new(ctx.id.to_string(), &config);
+        let sender = WebhookSender::new(ctx.id.to_string(), &config)
+            .with_non_audit_drops(ctx.telemetry.exporter_drops(&ctx.id, DropReason::NonAudit));
         Ok(Arc::new(ExporterHelper::new(
-            ctx.id.clone(),
+            ctx,
             config.helper_settings(),
             Arc::new(sender),
         )))

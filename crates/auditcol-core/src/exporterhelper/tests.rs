@@ -102,7 +102,7 @@ async fn started(
     sender: Arc<impl BatchSender>,
 ) -> Arc<ExporterHelper> {
     let helper = Arc::new(ExporterHelper::new(
-        ComponentId::new("test", None),
+        &BuildContext::new(ComponentId::new("test", None)),
         settings,
         sender,
     ));
@@ -391,7 +391,7 @@ async fn a_disabled_queue_sends_inline() {
 async fn consume_before_start_is_refused() {
     let (sender, _) = ScriptedSender::new(vec![], Ok(()));
     let helper = ExporterHelper::new(
-        ComponentId::new("file", Some("x")),
+        &BuildContext::new(ComponentId::new("file", Some("x"))),
         settings(|_| {}),
         sender,
     );
@@ -834,7 +834,7 @@ async fn two_exporters_on_one_storage_keep_their_own_namespaces_and_a_second_col
         let (sender, _) = ScriptedSender::new(vec![], Ok(()));
         let mut s = ExporterHelperSettings::default();
         s.sending_queue.storage = Some(storage.clone());
-        ExporterHelper::new(ComponentId::new("test", Some(name)), s, sender)
+        ExporterHelper::new(&BuildContext::new(ComponentId::new("test", Some(name))), s, sender)
     };
     let a = make("a");
     let b = make("b");
