@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use auditcol_core::component::StartError;
 use auditcol_core::config::{ConfigError, parse_component_config};
 use auditcol_core::receiverhelper::ConnectionLimit;
+use auditcol_core::telemetry::Telemetry;
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
 };
@@ -59,7 +60,9 @@ impl ReceiverFactory for OtlpReceiverFactory {
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let config: OtlpReceiverConfig = parse_component_config(config)?;
-        Ok(Arc::new(OtlpReceiver::new(ctx.id.clone(), config, next)))
+        Ok(Arc::new(
+            OtlpReceiver::new(ctx.id.clone(), config, next).with_telemetry(&ctx.telemetry),
+        ))
     }
 }
 
@@ -68,6 +71,7 @@ impl ReceiverFactory for OtlpReceiverFactory {
 pub struct OtlpReceiver {
     id: ComponentId,
     config: OtlpReceiverConfig,
+    next: SharedConsumer,
     ingest: Arc<Ingest>,
     running: Mutex<Option<Running>>,
 }
@@ -84,11 +88,35 @@ impl OtlpReceiver {
     /// `config` must have been validated (the factory does it).
     pub fn new(id: ComponentId, config: OtlpReceiverConfig, next: SharedConsumer) -> Self {
         Self {
-            ingest: Arc::new(Ingest::new(id.clone(), next, config.on_invalid_record)),
+            ingest: Arc::new(Ingest::new(
+                id.clone(),
+                next.clone(),
+                config.on_invalid_record,
+                &Telemetry::disabled(),
+            )),
+            next,
             id,
             config,
             running: Mutex::new(None),
         }
+    }
+
+    /// The same receiver, counting what it accepts and refuses in
+    /// `telemetry` (`otelcol_receiver_*_log_records{transport="grpc"|"http"}`).
+    pub fn with_telemetry(mut self, telemetry: &Telemetry) -> Self {
+        self.ingest = Arc::new(Ingest::new(
+            self.id.clone(),
+            self.next.clone(),
+            self.config.on_invalid_record,
+            telemetry,
+        ));
+        self
+    }
+
+    /// Records accepted and refused so far over `protocol` (`grpc`, `http`).
+    pub fn record_counts(&self, protocol: &str) -> (u64, u64) {
+        let telemetry = self.ingest.telemetry(protocol);
+        (telemetry.accepted_records(), telemetry.refused_log_records())
     }
 
     /// The addresses actually listened on, as (`"grpc"` | `"http"`, address):
@@ -180,7 +208,8 @@ impl Component for OtlpReceiver {
                     connections: ConnectionLimit::new(
                         c.max_connections,
                         format!("{} grpc", self.id),
-                    ),
+                    )
+                    .with_telemetry(self.ingest.telemetry("grpc").clone()),
                     keepalive: c.keepalive.server_parameters.clone(),
                 },
                 shutdown.clone(),
@@ -195,7 +224,8 @@ impl Component for OtlpReceiver {
                     connections: ConnectionLimit::new(
                         c.max_connections,
                         format!("{} http", self.id),
-                    ),
+                    )
+                    .with_telemetry(self.ingest.telemetry("http").clone()),
                     read_header_timeout: c.read_header_timeout.0,
                 },
                 self.ingest.clone(),
