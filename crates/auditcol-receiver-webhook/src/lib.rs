@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use auditcol_core::component::StartError;
 use auditcol_core::config::{ConfigError, parse_component_config};
 use auditcol_core::receiverhelper::ConnectionLimit;
+use auditcol_core::telemetry::Telemetry;
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
 };
@@ -69,7 +70,9 @@ impl ReceiverFactory for WebhookReceiverFactory {
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let config: WebhookReceiverConfig = parse_component_config(config)?;
-        Ok(Arc::new(WebhookReceiver::new(ctx.id.clone(), config, next)))
+        Ok(Arc::new(
+            WebhookReceiver::new(ctx.id.clone(), config, next).with_telemetry(&ctx.telemetry),
+        ))
     }
 }
 
@@ -77,6 +80,8 @@ impl ReceiverFactory for WebhookReceiverFactory {
 /// [`Component::shutdown`].
 pub struct WebhookReceiver {
     id: ComponentId,
+    config: WebhookReceiverConfig,
+    next: SharedConsumer,
     endpoint: Arc<Endpoint>,
     addr: Result<SocketAddr, String>,
     max_connections: usize,
@@ -98,33 +103,29 @@ impl WebhookReceiver {
     /// `flipt`), or for an unnamed receiver the format's sender: `flipt`
     /// (`audit`) or `flagsmith`.
     pub fn new(id: ComponentId, config: WebhookReceiverConfig, next: SharedConsumer) -> Self {
-        let source = id
-            .name()
-            .unwrap_or(config.format.default_source())
-            .to_owned();
-        // With a secret, requests are always checked: an invalid header name
-        // (a config that skipped validation) falls back to the format's.
-        let verifier = config.signing_secret.as_deref().map(|secret| {
-            let header = config
-                .signature_header_name()
-                .unwrap_or_else(|_| config.format.default_signature_header_name());
-            SignatureVerifier::new(secret, header)
-        });
         Self {
-            endpoint: Arc::new(Endpoint {
-                id: id.clone(),
-                path: config.path.clone(),
-                format: config.format,
-                verifier,
-                max_body: config.max_request_body_bytes(),
-                ingest: Ingest::new(id.clone(), source, next),
-            }),
+            endpoint: Arc::new(endpoint(&id, &config, &next, &Telemetry::disabled())),
             addr: config.socket_addr(),
             max_connections: config.max_connections,
             read_header_timeout: config.read_header_timeout.0,
             id,
+            config,
+            next,
             running: Mutex::new(None),
         }
+    }
+
+    /// The same receiver, counting what it accepts, refuses (bad
+    /// signatures among them) and drops in `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: &Telemetry) -> Self {
+        self.endpoint = Arc::new(endpoint(&self.id, &self.config, &self.next, telemetry));
+        self
+    }
+
+    /// Events accepted and refused so far.
+    pub fn record_counts(&self) -> (u64, u64) {
+        let telemetry = &self.endpoint.telemetry;
+        (telemetry.accepted_records(), telemetry.refused_log_records())
     }
 
     /// The address actually listened on (with port 0 configured, the port
@@ -135,6 +136,35 @@ impl WebhookReceiver {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map(|r| r.addr)
+    }
+}
+
+/// What every request of receiver `id` needs.
+fn endpoint(
+    id: &ComponentId,
+    config: &WebhookReceiverConfig,
+    next: &SharedConsumer,
+    telemetry: &Telemetry,
+) -> Endpoint {
+    let source = id
+        .name()
+        .unwrap_or(config.format.default_source())
+        .to_owned();
+    // With a secret, requests are always checked: an invalid header name
+    // (a config that skipped validation) falls back to the format's.
+    let verifier = config.signing_secret.as_deref().map(|secret| {
+        let header = config
+            .signature_header_name()
+            .unwrap_or_else(|_| config.format.default_signature_header_name());
+        SignatureVerifier::new(secret, header)
+    });
+    Endpoint {
+        path: config.path.clone(),
+        format: config.format,
+        verifier,
+        max_body: config.max_request_body_bytes(),
+        ingest: Ingest::new(id.clone(), source, next.clone()),
+        telemetry: Arc::new(telemetry.receiver(id, "http")),
     }
 }
 
@@ -158,7 +188,8 @@ impl Component for WebhookReceiver {
         let id = self.id.clone();
         let serving = server::serve(
             listener,
-            ConnectionLimit::new(self.max_connections, self.id.to_string()),
+            ConnectionLimit::new(self.max_connections, self.id.to_string())
+                .with_telemetry(self.endpoint.telemetry.clone()),
             self.read_header_timeout,
             self.endpoint.clone(),
             shutdown.clone(),
