@@ -235,7 +235,12 @@ impl ReceiverTelemetry {
                 ),
                 self.telemetry.rate_limited_log(
                     LogLevel::Warn,
-                    "refused a request",
+                    // Kafka has messages; the others requests.
+                    if self.transport == "kafka" {
+                        "refused a message"
+                    } else {
+                        "refused a request"
+                    },
                     &self.component,
                     reason.as_str(),
                 ),
@@ -276,6 +281,13 @@ impl ReceiverTelemetry {
     ) {
         self.refused.inc_by(records as u64);
         self.refusal(reason).1.record(records, client, error);
+    }
+
+    /// `records` were refused where the caller logs them itself (a Kafka
+    /// batch the pipeline refused for good, logged at ERROR with its
+    /// offsets): counted only.
+    pub fn count_refused(&self, records: usize) {
+        self.refused.inc_by(records as u64);
     }
 
     /// A connection was closed on accept (`max_connections`).
