@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use auditcol_core::config::ConfigDuration;
+use auditcol_core::config::{ConfigDuration, ConfigOverride};
 use clap::{Parser, Subcommand};
 
 mod graph;
@@ -29,6 +29,12 @@ struct Cli {
     /// How long shutdown may take to flush processors and drain exporters.
     #[arg(long, default_value = "30s", value_parser = ConfigDuration::parse)]
     shutdown_timeout: ConfigDuration,
+
+    /// Sets a config key over the file, as the Collector's --set: keys
+    /// separated by `::`, a YAML value, e.g.
+    /// --set=service::telemetry::metrics::address=127.0.0.1:9888. Repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = ConfigOverride::parse)]
+    set: Vec<ConfigOverride>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -86,6 +92,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runs_a_collector = matches!(
+        cli.command,
+        None | Some(Command::Validate { .. } | Command::Graph { .. })
+    );
+    if !cli.set.is_empty() && !runs_a_collector {
+        eprintln!("error: --set is for running, validating or drawing a collector's config");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Some(Command::Validate { check_connectivity }) => validate(&cli, check_connectivity),
         Some(Command::Graph { format }) => draw(&cli, format),
@@ -121,10 +135,8 @@ fn main() -> ExitCode {
 /// `auditcol graph`: the config is checked as `validate` does, then drawn.
 fn draw(cli: &Cli, format: graph::GraphFormat) -> ExitCode {
     let drawn = auditcol::read_config(cli.config.as_deref()).and_then(|text| {
-        auditcol::build(&text)?;
-        let config = auditcol_core::config::CollectorConfig::from_yaml(&text, &|name| {
-            std::env::var(name).ok()
-        })?;
+        auditcol::build_with(&text, &cli.set)?;
+        let config = auditcol::parse(&text, &cli.set)?;
         Ok(graph::render(&config, format))
     });
     match drawn {
@@ -140,8 +152,8 @@ fn draw(cli: &Cli, format: graph::GraphFormat) -> ExitCode {
 }
 
 fn validate(cli: &Cli, check_connectivity: bool) -> ExitCode {
-    let result =
-        auditcol::read_config(cli.config.as_deref()).and_then(|text| auditcol::build(&text));
+    let result = auditcol::read_config(cli.config.as_deref())
+        .and_then(|text| auditcol::build_with(&text, &cli.set));
     match result {
         Ok(service) => {
             for warning in service.warnings() {
@@ -183,7 +195,9 @@ fn serve(cli: &Cli) -> ExitCode {
         }
     };
     let result = auditcol::read_config(cli.config.as_deref())
-        .and_then(|text| runtime.block_on(auditcol::run(&text, cli.shutdown_timeout.0)));
+        .and_then(|text| {
+            runtime.block_on(auditcol::run(&text, &cli.set, cli.shutdown_timeout.0))
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
