@@ -348,7 +348,10 @@ fn agent_to_kafka_to_gateway_writes_every_event_exactly_once_and_skips_a_poison_
         "{poison}"
     );
     assert!(poison.contains("@0 (encoding "), "{poison}");
-    assert!(poison.contains("skipped (set dead_letter_topic"), "{poison}");
+    assert!(
+        poison.contains("skipped (set dead_letter_topic"),
+        "{poison}"
+    );
 }
 
 /// A gateway of group `group` reading `topic`, exporting with the exporter

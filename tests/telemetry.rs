@@ -81,7 +81,12 @@ service:
     let events: Vec<Value> = (0..6)
         .map(|i| {
             let noun = if i < 4 { "flag" } else { "segment" };
-            flipt_event(noun, "created", &format!("grpc-{i}"), "2024-05-01T10:00:00Z")
+            flipt_event(
+                noun,
+                "created",
+                &format!("grpc-{i}"),
+                "2024-05-01T10:00:00Z",
+            )
         })
         .collect();
     let sent = send_with_python_sdk("grpc", collector.endpoint("grpc"), &json!(events));
@@ -101,7 +106,10 @@ service:
     );
     assert_eq!(response.status, 200, "{}", response.text());
     let answer: Value = serde_json::from_slice(&response.body).unwrap();
-    assert_eq!(answer["partialSuccess"]["rejectedLogRecords"], "1", "{answer}");
+    assert_eq!(
+        answer["partialSuccess"]["rejectedLogRecords"], "1",
+        "{answer}"
+    );
     // HTTP: two invalid records and nothing else: refused whole.
     let response = post_otlp_json(
         &collector,
@@ -124,18 +132,44 @@ service:
     let batch = [("otel_signal", "logs"), ("processor", "batch")];
     let file = [("exporter", "file")];
     let queue = [("data_type", "logs"), ("exporter", "file")];
-    let expected: Vec<(&str, Vec<(&str, &str)>, f64)> = vec![
-        ("otelcol_receiver_accepted_log_records_total", grpc.to_vec(), 6.0),
-        ("otelcol_receiver_refused_log_records_total", grpc.to_vec(), 0.0),
-        ("otelcol_receiver_accepted_log_records_total", http.to_vec(), 4.0),
-        ("otelcol_receiver_refused_log_records_total", http.to_vec(), 3.0),
+    // (sample, labels, value)
+    type Expected<'a> = Vec<(&'a str, Vec<(&'a str, &'a str)>, f64)>;
+    let expected: Expected = vec![
+        (
+            "otelcol_receiver_accepted_log_records_total",
+            grpc.to_vec(),
+            6.0,
+        ),
+        (
+            "otelcol_receiver_refused_log_records_total",
+            grpc.to_vec(),
+            0.0,
+        ),
+        (
+            "otelcol_receiver_accepted_log_records_total",
+            http.to_vec(),
+            4.0,
+        ),
+        (
+            "otelcol_receiver_refused_log_records_total",
+            http.to_vec(),
+            3.0,
+        ),
         (
             "auditcol_receiver_refused_requests_total",
             [&http[..], &[("reason", "invalid")]].concat(),
             2.0,
         ),
-        ("otelcol_processor_incoming_items_total", filter.to_vec(), 10.0),
-        ("otelcol_processor_outgoing_items_total", filter.to_vec(), 6.0),
+        (
+            "otelcol_processor_incoming_items_total",
+            filter.to_vec(),
+            10.0,
+        ),
+        (
+            "otelcol_processor_outgoing_items_total",
+            filter.to_vec(),
+            6.0,
+        ),
         (
             "auditcol_processor_dropped_log_records_total",
             vec![("processor", "filter/flags"), ("reason", "not_included")],
@@ -151,11 +185,31 @@ service:
             vec![("processor", "filter/flags"), ("reason", "excluded")],
             0.0,
         ),
-        ("otelcol_processor_incoming_items_total", batch.to_vec(), 6.0),
-        ("otelcol_processor_outgoing_items_total", batch.to_vec(), 6.0),
-        ("otelcol_exporter_sent_log_records_total", file.to_vec(), 6.0),
-        ("otelcol_exporter_send_failed_log_records_total", file.to_vec(), 0.0),
-        ("otelcol_exporter_enqueue_failed_log_records_total", file.to_vec(), 0.0),
+        (
+            "otelcol_processor_incoming_items_total",
+            batch.to_vec(),
+            6.0,
+        ),
+        (
+            "otelcol_processor_outgoing_items_total",
+            batch.to_vec(),
+            6.0,
+        ),
+        (
+            "otelcol_exporter_sent_log_records_total",
+            file.to_vec(),
+            6.0,
+        ),
+        (
+            "otelcol_exporter_send_failed_log_records_total",
+            file.to_vec(),
+            0.0,
+        ),
+        (
+            "otelcol_exporter_enqueue_failed_log_records_total",
+            file.to_vec(),
+            0.0,
+        ),
         ("otelcol_exporter_queue_size", queue.to_vec(), 0.0),
         ("otelcol_exporter_queue_capacity", queue.to_vec(), 1000.0),
     ];
@@ -191,7 +245,10 @@ service:
         .find(|l| l.contains("refused a request") && l.contains("reason=\"invalid\""))
         .unwrap_or_else(|| panic!("no refusal line:\n{log}"));
     assert!(refused.contains("WARN"), "{refused}");
-    assert!(refused.contains("component=receivers::otlp (http)"), "{refused}");
+    assert!(
+        refused.contains("component=receivers::otlp (http)"),
+        "{refused}"
+    );
     assert!(refused.contains("client=127.0.0.1:"), "{refused}");
     for (reason, level) in [("not_included", "INFO"), ("non_audit", "INFO")] {
         assert!(
@@ -313,9 +370,11 @@ service:
 
     // Starting: the extension runs, the exporter waits for the pipe's reader.
     collector.wait_until("protocol=\"health_check\"");
-    let body = health_until(&collector, "reported the exporter starting", |status, body| {
-        status == 503 && body["components"]["exporters::file"] == "starting"
-    });
+    let body = health_until(
+        &collector,
+        "reported the exporter starting",
+        |status, body| status == 503 && body["components"]["exporters::file"] == "starting",
+    );
     assert_eq!(body["status"], "starting", "{body}");
     assert_eq!(body["components"]["extensions::health_check"], "running");
     assert_eq!(body["components"]["receivers::otlp"], "pending");
@@ -341,11 +400,22 @@ service:
     let http = collector.endpoint("http");
     let body = otlp_json(
         (0..RECORDS)
-            .map(|i| record(Some(("flag", Some("created"))), &format!("key-{i:04}-padding-padding")))
+            .map(|i| {
+                record(
+                    Some(("flag", Some("created"))),
+                    &format!("key-{i:04}-padding-padding"),
+                )
+            })
             .collect(),
     );
     let client = std::thread::spawn(move || {
-        http_post(http, "/v1/logs", &[("Content-Type", "application/json")], &body).status
+        http_post(
+            http,
+            "/v1/logs",
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .status
     });
     // Once the batch processor has the records, shutting down writes them:
     // the exporter cannot drain before the test reads.
@@ -355,7 +425,10 @@ service:
         &[("otel_signal", "logs"), ("processor", "batch")],
     ) != Some(RECORDS as f64)
     {
-        assert!(Instant::now() < deadline, "the records never reached the batch processor");
+        assert!(
+            Instant::now() < deadline,
+            "the records never reached the batch processor"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     collector.send_terminate();

@@ -262,8 +262,7 @@ impl Collector {
             response.header("content-type"),
             Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
         );
-        openmetrics::parse(&response.text())
-            .unwrap_or_else(|e| panic!("{e}\n{}", response.text()))
+        openmetrics::parse(&response.text()).unwrap_or_else(|e| panic!("{e}\n{}", response.text()))
     }
 
     /// The bound address of `protocol` (`grpc` or `http`).

@@ -145,7 +145,10 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
             .ok_or_else(|| at("a sample before any # TYPE".into()))?;
         let family = exposition.families.get_mut(&family_name).expect("current");
         let allowed: &[String] = &match family.kind.as_str() {
-            "counter" => vec![format!("{family_name}_total"), format!("{family_name}_created")],
+            "counter" => vec![
+                format!("{family_name}_total"),
+                format!("{family_name}_created"),
+            ],
             "info" => vec![format!("{family_name}_info")],
             "gauge" | "unknown" => vec![family_name.clone()],
             _ => vec![
@@ -203,9 +206,7 @@ fn check_label_name(name: &str) -> Result<(), String> {
 
 /// `name{a="x",b="y"} value [timestamp]`
 fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line
-        .find(['{', ' '])
-        .ok_or("a sample without a value")?;
+    let name_end = line.find(['{', ' ']).ok_or("a sample without a value")?;
     let name = &line[..name_end];
     check_metric_name(name)?;
     let mut rest = &line[name_end..];
@@ -229,7 +230,9 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
                 chars.next();
             }
             check_label_name(&label_name)?;
-            if chars.next().map(|(_, c)| c) != Some('=') || chars.next().map(|(_, c)| c) != Some('"') {
+            if chars.next().map(|(_, c)| c) != Some('=')
+                || chars.next().map(|(_, c)| c) != Some('"')
+            {
                 return Err(format!("label {label_name} without =\"value\""));
             }
             let mut value = String::new();
@@ -271,7 +274,9 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         "NaN" => f64::NAN,
-        v => v.parse().map_err(|_| format!("value {v:?} is not a number"))?,
+        v => v
+            .parse()
+            .map_err(|_| format!("value {v:?} is not a number"))?,
     };
     if let Some(timestamp) = parts.next() {
         timestamp
@@ -306,13 +311,22 @@ mod tests {
     fn a_good_exposition_is_read_whole() {
         let e = parse(GOOD).unwrap();
         assert_eq!(e.families.len(), 3);
-        assert_eq!(e.family("otelcol_exporter_sent_log_records").kind, "counter");
         assert_eq!(
-            e.value("otelcol_exporter_sent_log_records_total", &[("exporter", "file")]),
+            e.family("otelcol_exporter_sent_log_records").kind,
+            "counter"
+        );
+        assert_eq!(
+            e.value(
+                "otelcol_exporter_sent_log_records_total",
+                &[("exporter", "file")]
+            ),
             Some(6.0)
         );
         assert_eq!(
-            e.value("otelcol_exporter_sent_log_records_total", &[("exporter", "a \"b\"\\c")]),
+            e.value(
+                "otelcol_exporter_sent_log_records_total",
+                &[("exporter", "a \"b\"\\c")]
+            ),
             Some(1.0)
         );
         assert_eq!(
@@ -327,15 +341,39 @@ mod tests {
         let cases = [
             (GOOD.replace("# EOF\n", ""), "no # EOF"),
             (GOOD.to_owned() + "x 1\n", "after # EOF"),
-            (GOOD.replace("_total{exporter=\"file\"}", "{exporter=\"file\"}"), "does not belong"),
+            (
+                GOOD.replace("_total{exporter=\"file\"}", "{exporter=\"file\"}"),
+                "does not belong",
+            ),
             (GOOD.replace("} 6", "} six"), "not a number"),
-            (GOOD.replace("exporter=\"file\"", "exporter=file"), "without =\"value\""),
-            (GOOD.replace("data_type=\"logs\",", "data_type=\"logs\",data_type=\"x\","), "twice"),
-            (GOOD.replace("{exporter=\"file\"} 6", "{exporter=\"a \\\"b\\\"\\\\c\"} 6"), "the same series twice"),
+            (
+                GOOD.replace("exporter=\"file\"", "exporter=file"),
+                "without =\"value\"",
+            ),
+            (
+                GOOD.replace("data_type=\"logs\",", "data_type=\"logs\",data_type=\"x\","),
+                "twice",
+            ),
+            (
+                GOOD.replace("{exporter=\"file\"} 6", "{exporter=\"a \\\"b\\\"\\\\c\"} 6"),
+                "the same series twice",
+            ),
             (GOOD.replace("# TYPE target info\n", ""), "does not belong"),
             (GOOD.replace("} 0\n", "}  0\n"), "not a number"),
-            (GOOD.replace("# TYPE otelcol_exporter_queue_size gauge", "# TYPE otelcol_exporter_queue_size meter"), "unknown type"),
-            (GOOD.to_owned().replace("# EOF\n", "# TYPE otelcol_exporter_queue_size gauge\n# EOF\n"), "described twice"),
+            (
+                GOOD.replace(
+                    "# TYPE otelcol_exporter_queue_size gauge",
+                    "# TYPE otelcol_exporter_queue_size meter",
+                ),
+                "unknown type",
+            ),
+            (
+                GOOD.to_owned().replace(
+                    "# EOF\n",
+                    "# TYPE otelcol_exporter_queue_size gauge\n# EOF\n",
+                ),
+                "described twice",
+            ),
         ];
         for (text, want) in cases {
             let err = parse(&text).unwrap_err();

@@ -583,7 +583,10 @@ mod tests {
     fn unknown_telemetry_keys_and_levels_are_refused_with_their_path() {
         for (telemetry, path) in [
             ("{metrics: {readers: []}}", "service.telemetry.metrics"),
-            ("{metrics: {level: verbose}}", "service.telemetry.metrics.level"),
+            (
+                "{metrics: {level: verbose}}",
+                "service.telemetry.metrics.level",
+            ),
             ("{traces: {}}", "service.telemetry"),
         ] {
             let err = CollectorConfig::from_yaml(
@@ -620,10 +623,10 @@ mod tests {
             let err = ConfigOverride::parse(bad).unwrap_err();
             assert!(err.contains("key::key=value"), "{bad}: {err}");
         }
-        let through_a_list = ConfigOverride::parse("service::pipelines::logs::receivers::x=1")
-            .unwrap();
-        let err = CollectorConfig::from_yaml_with_overrides(BASE, &env, &[through_a_list])
-            .unwrap_err();
+        let through_a_list =
+            ConfigOverride::parse("service::pipelines::logs::receivers::x=1").unwrap();
+        let err =
+            CollectorConfig::from_yaml_with_overrides(BASE, &env, &[through_a_list]).unwrap_err();
         assert!(err.to_string().contains("not a map"), "{err}");
     }
 

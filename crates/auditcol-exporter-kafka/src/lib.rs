@@ -23,10 +23,10 @@
 
 use std::sync::Arc;
 
-use auditcol_core::telemetry::DropReason;
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
 use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
+use auditcol_core::telemetry::DropReason;
 
 pub mod config;
 mod sender;

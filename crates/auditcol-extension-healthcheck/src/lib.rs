@@ -193,14 +193,20 @@ async fn answer(State(endpoint): State<Endpoint>, request: Request) -> Response 
     if request.uri().path() != &*endpoint.path {
         return (
             StatusCode::NOT_FOUND,
-            format!("404 not found: the health check answers at {}", endpoint.path),
+            format!(
+                "404 not found: the health check answers at {}",
+                endpoint.path
+            ),
         )
             .into_response();
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return (
             StatusCode::METHOD_NOT_ALLOWED,
-            [(axum::http::header::ALLOW, HeaderValue::from_static("GET, HEAD"))],
+            [(
+                axum::http::header::ALLOW,
+                HeaderValue::from_static("GET, HEAD"),
+            )],
             "405 method not allowed: send GET",
         )
             .into_response();

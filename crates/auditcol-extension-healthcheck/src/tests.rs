@@ -78,7 +78,10 @@ async fn running_is_200_and_stopping_is_503_again() {
 async fn a_failed_component_is_503_with_its_reason() {
     let board = StatusBoard::default();
     board.set_service(ServiceState::Running);
-    board.set_component("exporters::kafka", ComponentState::Failed("brokers down".into()));
+    board.set_component(
+        "exporters::kafka",
+        ComponentState::Failed("brokers down".into()),
+    );
     let ext = extension("/", &board);
     ext.start().await.unwrap();
     let reply = get(&ext, "/").await;

@@ -112,9 +112,10 @@ impl LogsConsumer for FilterProcessor {
             non_audit,
             &"records without audit.type and audit.action (set `non_audit: keep` to pass them on)",
         );
-        self.drops
-            .not_included
-            .add(not_included, &"audit events that no `events` pattern matches");
+        self.drops.not_included.add(
+            not_included,
+            &"audit events that no `events` pattern matches",
+        );
         self.drops
             .excluded
             .add(excluded, &"audit events that an `exclude` pattern matches");

@@ -61,7 +61,11 @@ impl Ingest {
 
     /// The counters of `protocol` (`grpc` or `http`).
     pub(crate) fn telemetry(&self, protocol: &str) -> &Arc<ReceiverTelemetry> {
-        if protocol == "grpc" { &self.grpc } else { &self.http }
+        if protocol == "grpc" {
+            &self.grpc
+        } else {
+            &self.http
+        }
     }
 
     /// Accepts a decoded request; completes only once the pipeline has it

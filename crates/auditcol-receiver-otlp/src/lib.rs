@@ -116,7 +116,10 @@ impl OtlpReceiver {
     /// Records accepted and refused so far over `protocol` (`grpc`, `http`).
     pub fn record_counts(&self, protocol: &str) -> (u64, u64) {
         let telemetry = self.ingest.telemetry(protocol);
-        (telemetry.accepted_records(), telemetry.refused_log_records())
+        (
+            telemetry.accepted_records(),
+            telemetry.refused_log_records(),
+        )
     }
 
     /// The addresses actually listened on, as (`"grpc"` | `"http"`, address):

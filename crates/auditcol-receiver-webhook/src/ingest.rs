@@ -42,12 +42,9 @@ impl Ingest {
         }
         let mut batch = LogBatch::try_from_events_with_attributes(
             &self.source,
-            events.iter().map(|e| {
-                (
-                    &e.event,
-                    e.attributes.iter().map(|(k, v)| (*k, v.as_str())),
-                )
-            }),
+            events
+                .iter()
+                .map(|e| (&e.event, e.attributes.iter().map(|(k, v)| (*k, v.as_str())))),
         )
         .map_err(|e| Rejection::Invalid {
             message: in_request_terms(&e, events),

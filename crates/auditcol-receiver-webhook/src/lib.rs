@@ -125,7 +125,10 @@ impl WebhookReceiver {
     /// Events accepted and refused so far.
     pub fn record_counts(&self) -> (u64, u64) {
         let telemetry = &self.endpoint.telemetry;
-        (telemetry.accepted_records(), telemetry.refused_log_records())
+        (
+            telemetry.accepted_records(),
+            telemetry.refused_log_records(),
+        )
     }
 
     /// The address actually listened on (with port 0 configured, the port

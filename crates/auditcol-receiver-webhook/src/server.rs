@@ -195,7 +195,11 @@ async fn receive(endpoint: &Endpoint, request: Request) -> Result<(usize, usize)
         })?;
     }
     let decoded = decode_request(endpoint.format, kind, &body).map_err(|e| {
-        Failure::refused(StatusCode::BAD_REQUEST, RefusalReason::Invalid, e.to_string())
+        Failure::refused(
+            StatusCode::BAD_REQUEST,
+            RefusalReason::Invalid,
+            e.to_string(),
+        )
     })?;
     let accepted = endpoint
         .ingest

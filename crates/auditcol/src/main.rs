@@ -195,9 +195,7 @@ fn serve(cli: &Cli) -> ExitCode {
         }
     };
     let result = auditcol::read_config(cli.config.as_deref())
-        .and_then(|text| {
-            runtime.block_on(auditcol::run(&text, &cli.set, cli.shutdown_timeout.0))
-        });
+        .and_then(|text| runtime.block_on(auditcol::run(&text, &cli.set, cli.shutdown_timeout.0)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

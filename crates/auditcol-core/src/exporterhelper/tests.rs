@@ -834,7 +834,11 @@ async fn two_exporters_on_one_storage_keep_their_own_namespaces_and_a_second_col
         let (sender, _) = ScriptedSender::new(vec![], Ok(()));
         let mut s = ExporterHelperSettings::default();
         s.sending_queue.storage = Some(storage.clone());
-        ExporterHelper::new(&BuildContext::new(ComponentId::new("test", Some(name))), s, sender)
+        ExporterHelper::new(
+            &BuildContext::new(ComponentId::new("test", Some(name))),
+            s,
+            sender,
+        )
     };
     let a = make("a");
     let b = make("b");

@@ -145,7 +145,10 @@ impl ReceiverFactory for Factories {
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let cfg: Empty = parse_component_config(raw)?;
         if let Some(uses) = &cfg.uses {
-            let found = ctx.host.extension(uses).map_err(|m| ConfigError::at("uses", m))?;
+            let found = ctx
+                .host
+                .extension(uses)
+                .map_err(|m| ConfigError::at("uses", m))?;
             assert!(found.as_any().downcast_ref::<Ext>().is_some());
         }
         let r = Arc::new(TestReceiver {
@@ -550,10 +553,14 @@ fn the_metrics_address_is_checked_at_build_and_unused_with_level_none() {
     let with = |telemetry: &str| {
         build(
             &f,
-            &format!("receivers: {{test: {{}}}}\nexporters: {{sink: {{}}}}\nservice: {{telemetry: {telemetry}, {pipelines}}}"),
+            &format!(
+                "receivers: {{test: {{}}}}\nexporters: {{sink: {{}}}}\nservice: {{telemetry: {telemetry}, {pipelines}}}"
+            ),
         )
     };
-    let err = with("{metrics: {address: 'example.com:8888'}}").err().unwrap();
+    let err = with("{metrics: {address: 'example.com:8888'}}")
+        .err()
+        .unwrap();
     assert!(
         err.to_string()
             .starts_with("service.telemetry.metrics.address: invalid endpoint `example.com:8888`"),

@@ -218,7 +218,11 @@ impl ReceiverTelemetry {
         }
     }
 
-    fn labels_with<'a>(&'a self, key: &'static str, value: &'a str) -> [(&'static str, &'a str); 3] {
+    fn labels_with<'a>(
+        &'a self,
+        key: &'static str,
+        value: &'a str,
+    ) -> [(&'static str, &'a str); 3] {
         [
             ("receiver", self.receiver.as_str()),
             ("transport", self.transport.as_str()),
@@ -398,7 +402,10 @@ impl Telemetry {
         Drops {
             counter: self.counter(
                 &PROCESSOR_DROPPED,
-                &[("processor", processor.as_str()), ("reason", reason.as_str())],
+                &[
+                    ("processor", processor.as_str()),
+                    ("reason", reason.as_str()),
+                ],
             ),
             log: self.rate_limited_log(
                 LogLevel::Info,

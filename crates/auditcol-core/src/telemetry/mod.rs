@@ -37,9 +37,7 @@ mod ratelimit;
 #[cfg(feature = "axum")]
 pub mod server;
 
-pub use components::{
-    DropReason, Drops, ExporterTelemetry, ReceiverTelemetry, RefusalReason,
-};
+pub use components::{DropReason, Drops, ExporterTelemetry, ReceiverTelemetry, RefusalReason};
 pub use prometheus_client::metrics::counter::Counter;
 pub use prometheus_client::metrics::gauge::Gauge;
 pub use ratelimit::{LogLevel, RateLimitedLog};
@@ -307,9 +305,7 @@ impl Telemetry {
     /// alive (capture a `Weak`).
     pub fn observe(&self, spec: &MetricSpec, labels_: &[(&'static str, &str)], read: Observation) {
         if let Some(exposed) = self.exposes(spec) {
-            exposed
-                .observed
-                .add(*spec, labels(labels_), read);
+            exposed.observed.add(*spec, labels(labels_), read);
         }
     }
 
@@ -330,7 +326,11 @@ impl Telemetry {
             reason,
             self.inner.log_interval,
         ));
-        let mut logs = self.inner.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut logs = self
+            .inner
+            .logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         logs.retain(|l| l.strong_count() > 0);
         logs.push(Arc::downgrade(&log));
         log

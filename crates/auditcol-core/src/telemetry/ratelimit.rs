@@ -125,8 +125,10 @@ impl RateLimitedLog {
         if !self.first_logged.load(Ordering::Relaxed)
             && !self.first_logged.swap(true, Ordering::AcqRel)
         {
-            self.next_due
-                .store(self.now().saturating_add(self.interval_nanos()), Ordering::Release);
+            self.next_due.store(
+                self.now().saturating_add(self.interval_nanos()),
+                Ordering::Release,
+            );
             return Some(Line::First);
         }
         self.pending.fetch_add(1, Ordering::AcqRel);
@@ -315,12 +317,18 @@ mod tests {
         let log = log(10);
         log.note(1, None);
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(matches!(log.note(1, None), Some(Line::Summary { count: 1, .. })));
+        assert!(matches!(
+            log.note(1, None),
+            Some(Line::Summary { count: 1, .. })
+        ));
         // Due again only 10 s after that summary.
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(log.note(1, None), None);
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(matches!(log.note(1, None), Some(Line::Summary { count: 2, .. })));
+        assert!(matches!(
+            log.note(1, None),
+            Some(Line::Summary { count: 2, .. })
+        ));
     }
 
     #[tokio::test(start_paused = true)]
@@ -364,7 +372,11 @@ mod tests {
     async fn lines_name_the_component_reason_client_and_error() {
         let (captured, _guard) = auditcol_testkit::CapturedLog::start();
         let log = log(10);
-        log.record(3, client(4000), &"resourceLogs[0]: attribute audit.action is missing");
+        log.record(
+            3,
+            client(4000),
+            &"resourceLogs[0]: attribute audit.action is missing",
+        );
         log.record(2, client(4001), &"not written");
         tokio::time::advance(Duration::from_secs(10)).await;
         log.flush_if_due();

@@ -16,7 +16,8 @@ use super::Telemetry;
 use crate::receiverhelper::{ConnectionLimit, DEFAULT_READ_HEADER_TIMEOUT, serve_http};
 
 /// The media type of the OpenMetrics text format.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The path metrics are served at, as the Collector's.
 pub const METRICS_PATH: &str = "/metrics";

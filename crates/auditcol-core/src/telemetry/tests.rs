@@ -56,7 +56,11 @@ fn disabled_telemetry_hands_out_detached_handles() {
     let a = telemetry.counter(&SENT, &[("exporter", "file")]);
     let b = telemetry.counter(&SENT, &[("exporter", "file")]);
     a.inc();
-    assert_eq!((a.get(), b.get()), (1, 0), "no sharing between components built apart");
+    assert_eq!(
+        (a.get(), b.get()),
+        (1, 0),
+        "no sharing between components built apart"
+    );
     assert_eq!(telemetry.encode(), "# EOF\n");
 }
 
@@ -68,7 +72,10 @@ fn target_info_names_the_service() {
         .find(|l| l.starts_with("target_info{"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains("service_name=\"auditcol\""), "{line}");
-    assert!(line.contains(&format!("service_version=\"{}\"", env!("CARGO_PKG_VERSION"))));
+    assert!(line.contains(&format!(
+        "service_version=\"{}\"",
+        env!("CARGO_PKG_VERSION")
+    )));
     assert!(line.contains("service_instance_id=\""), "{line}");
     assert!(line.ends_with(" 1"), "{line}");
 }
@@ -92,7 +99,10 @@ fn observed_values_are_read_at_scrape_time_and_skipped_when_absent() {
     value.store(7, std::sync::atomic::Ordering::SeqCst);
     let text = telemetry.encode();
     assert!(text.contains("# TYPE test_lag gauge\n"), "{text}");
-    assert!(samples(&text).contains(&"test_lag{exporter=\"file\"} 7"), "{text}");
+    assert!(
+        samples(&text).contains(&"test_lag{exporter=\"file\"} 7"),
+        "{text}"
+    );
     value.store(3, std::sync::atomic::Ordering::SeqCst);
     assert!(samples(&telemetry.encode()).contains(&"test_lag{exporter=\"file\"} 3"));
 }
@@ -169,16 +179,33 @@ fn queue_gauges_are_labelled_with_the_data_type() {
     telemetry.observe_exporter_queue(&id("file"), || Some((2, 1000)), || None);
     let text = telemetry.encode();
     let lines = samples(&text);
-    assert!(lines.contains(&"otelcol_exporter_queue_size{data_type=\"logs\",exporter=\"file\"} 2"), "{text}");
-    assert!(lines.contains(&"otelcol_exporter_queue_capacity{data_type=\"logs\",exporter=\"file\"} 1000"), "{text}");
-    assert!(!text.contains("auditcol_exporter_persistent_queue_fsyncs"), "memory queue: {text}");
+    assert!(
+        lines.contains(&"otelcol_exporter_queue_size{data_type=\"logs\",exporter=\"file\"} 2"),
+        "{text}"
+    );
+    assert!(
+        lines.contains(
+            &"otelcol_exporter_queue_capacity{data_type=\"logs\",exporter=\"file\"} 1000"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("auditcol_exporter_persistent_queue_fsyncs"),
+        "memory queue: {text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn summaries_of_every_log_are_flushed_together() {
     let telemetry = Telemetry::with_log_interval(MetricsLevel::Normal, Duration::from_secs(10));
-    let a = telemetry.rate_limited_log(LogLevel::Warn, "refused a request", "receivers::otlp (http)", "invalid");
-    let b = telemetry.rate_limited_log(LogLevel::Info, "dropped", "processors::filter", "non_audit");
+    let a = telemetry.rate_limited_log(
+        LogLevel::Warn,
+        "refused a request",
+        "receivers::otlp (http)",
+        "invalid",
+    );
+    let b =
+        telemetry.rate_limited_log(LogLevel::Info, "dropped", "processors::filter", "non_audit");
     for log in [&a, &b] {
         log.record(1, None, &"first");
         log.record(1, None, &"second");

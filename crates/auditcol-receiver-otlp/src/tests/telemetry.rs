@@ -51,20 +51,41 @@ async fn records_are_counted_per_transport_and_refused_requests_per_reason() {
     };
     // HTTP: 3 accepted; 2 accepted and 1 left out; 1 refused; undecodable;
     // an unsupported media type; 2 refused by a full pipeline.
-    assert_eq!(post(&running, PROTOBUF, LogBatch::sample_audit(3).encode_protobuf()).await, 200);
+    assert_eq!(
+        post(
+            &running,
+            PROTOBUF,
+            LogBatch::sample_audit(3).encode_protobuf()
+        )
+        .await,
+        200
+    );
     assert_eq!(post(&running, PROTOBUF, proto(&mixed_request())).await, 200);
-    assert_eq!(post(&running, PROTOBUF, proto(&incomplete_audit_request())).await, 400);
+    assert_eq!(
+        post(&running, PROTOBUF, proto(&incomplete_audit_request())).await,
+        400
+    );
     assert_eq!(post(&running, PROTOBUF, vec![0xff, 0xff, 0xff]).await, 400);
     assert_eq!(post(&running, "text/plain", b"hello".to_vec()).await, 415);
     running
         .consumer
         .answer(Err(PipelineError::backpressure("queue full", None)));
-    assert_eq!(post(&running, PROTOBUF, LogBatch::sample_audit(2).encode_protobuf()).await, 503);
+    assert_eq!(
+        post(
+            &running,
+            PROTOBUF,
+            LogBatch::sample_audit(2).encode_protobuf()
+        )
+        .await,
+        503
+    );
     // gRPC: 4 refused for good by the pipeline, then 5 accepted.
     running
         .consumer
         .answer(Err(PipelineError::permanent("refused by the destination")));
-    export(&running, &LogBatch::sample_audit(4)).await.unwrap_err();
+    export(&running, &LogBatch::sample_audit(4))
+        .await
+        .unwrap_err();
     running.consumer.answer(Ok(()));
     export(&running, &LogBatch::sample_audit(5)).await.unwrap();
 
@@ -72,17 +93,53 @@ async fn records_are_counted_per_transport_and_refused_requests_per_reason() {
     let http = "receiver=\"otlp\",transport=\"http\"";
     let grpc = "receiver=\"otlp\",transport=\"grpc\"";
     let expected = [
-        ("otelcol_receiver_accepted_log_records_total", http.to_owned(), 5),
-        ("otelcol_receiver_refused_log_records_total", http.to_owned(), 1 + 1 + 2),
-        ("otelcol_receiver_accepted_log_records_total", grpc.to_owned(), 5),
-        ("otelcol_receiver_refused_log_records_total", grpc.to_owned(), 4),
-        ("auditcol_receiver_refused_requests_total", format!("reason=\"invalid\",{http}"), 2),
-        ("auditcol_receiver_refused_requests_total", format!("reason=\"unsupported\",{http}"), 1),
-        ("auditcol_receiver_refused_requests_total", format!("reason=\"backpressure\",{http}"), 1),
-        ("auditcol_receiver_refused_requests_total", format!("reason=\"rejected\",{grpc}"), 1),
+        (
+            "otelcol_receiver_accepted_log_records_total",
+            http.to_owned(),
+            5,
+        ),
+        (
+            "otelcol_receiver_refused_log_records_total",
+            http.to_owned(),
+            1 + 1 + 2,
+        ),
+        (
+            "otelcol_receiver_accepted_log_records_total",
+            grpc.to_owned(),
+            5,
+        ),
+        (
+            "otelcol_receiver_refused_log_records_total",
+            grpc.to_owned(),
+            4,
+        ),
+        (
+            "auditcol_receiver_refused_requests_total",
+            format!("reason=\"invalid\",{http}"),
+            2,
+        ),
+        (
+            "auditcol_receiver_refused_requests_total",
+            format!("reason=\"unsupported\",{http}"),
+            1,
+        ),
+        (
+            "auditcol_receiver_refused_requests_total",
+            format!("reason=\"backpressure\",{http}"),
+            1,
+        ),
+        (
+            "auditcol_receiver_refused_requests_total",
+            format!("reason=\"rejected\",{grpc}"),
+            1,
+        ),
     ];
     for (name, labels, want) in expected {
-        assert_eq!(value(&text, name, &labels), Some(want), "{name}{{{labels}}} in\n{text}");
+        assert_eq!(
+            value(&text, name, &labels),
+            Some(want),
+            "{name}{{{labels}}} in\n{text}"
+        );
     }
     assert_eq!(running.receiver.record_counts("http"), (5, 4));
     assert_eq!(running.receiver.record_counts("grpc"), (5, 4));
@@ -118,9 +175,10 @@ async fn a_refusal_is_logged_once_with_the_client_address_then_summarised() {
     telemetry.flush_logs(true);
     let text = captured.text();
     assert!(
-        text.lines()
-            .any(|l| l.contains("refused a request: 2 more since the last report")
-                && l.contains("last_client=127.0.0.1:")),
+        text.lines().any(
+            |l| l.contains("refused a request: 2 more since the last report")
+                && l.contains("last_client=127.0.0.1:")
+        ),
         "{text}"
     );
 }

@@ -104,8 +104,12 @@ pub(crate) async fn start_with(
     let config: WebhookReceiverConfig = parse_component_config(&raw).unwrap();
     let consumer = TestConsumer::new();
     let receiver = Arc::new(
-        WebhookReceiver::new(ComponentId::new("webhook", name), config.clone(), consumer.clone())
-            .with_telemetry(telemetry),
+        WebhookReceiver::new(
+            ComponentId::new("webhook", name),
+            config.clone(),
+            consumer.clone(),
+        )
+        .with_telemetry(telemetry),
     );
     receiver.start().await.unwrap();
     Running {

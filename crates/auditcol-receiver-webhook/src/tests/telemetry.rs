@@ -40,20 +40,52 @@ async fn events_signature_refusals_and_ignored_entries_are_counted() {
     running
         .consumer
         .answer(Err(PipelineError::backpressure("queue full", None)));
-    let reply = post_signed(&running, flagsmith_envelope(2, "New Flag created: x").as_bytes()).await;
+    let reply = post_signed(
+        &running,
+        flagsmith_envelope(2, "New Flag created: x").as_bytes(),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
 
     let text = telemetry.encode();
     let labels = "receiver=\"webhook/flagsmith\",transport=\"http\"";
     for (name, labels, want) in [
-        ("otelcol_receiver_accepted_log_records_total", labels.to_owned(), 1),
-        ("otelcol_receiver_refused_log_records_total", labels.to_owned(), 1),
-        ("auditcol_receiver_refused_requests_total", format!("reason=\"signature\",{labels}"), 1),
-        ("auditcol_receiver_refused_requests_total", format!("reason=\"invalid\",{labels}"), 1),
-        ("auditcol_receiver_refused_requests_total", format!("reason=\"backpressure\",{labels}"), 1),
-        ("auditcol_receiver_dropped_log_records_total", format!("reason=\"non_audit\",{labels}"), 1),
+        (
+            "otelcol_receiver_accepted_log_records_total",
+            labels.to_owned(),
+            1,
+        ),
+        (
+            "otelcol_receiver_refused_log_records_total",
+            labels.to_owned(),
+            1,
+        ),
+        (
+            "auditcol_receiver_refused_requests_total",
+            format!("reason=\"signature\",{labels}"),
+            1,
+        ),
+        (
+            "auditcol_receiver_refused_requests_total",
+            format!("reason=\"invalid\",{labels}"),
+            1,
+        ),
+        (
+            "auditcol_receiver_refused_requests_total",
+            format!("reason=\"backpressure\",{labels}"),
+            1,
+        ),
+        (
+            "auditcol_receiver_dropped_log_records_total",
+            format!("reason=\"non_audit\",{labels}"),
+            1,
+        ),
     ] {
-        assert_eq!(value(&text, name, &labels), Some(want), "{name}{{{labels}}} in\n{text}");
+        assert_eq!(
+            value(&text, name, &labels),
+            Some(want),
+            "{name}{{{labels}}} in\n{text}"
+        );
     }
     assert_eq!(running.receiver.record_counts(), (1, 1));
 }
