@@ -69,6 +69,9 @@ const DEAD_LETTERED: MetricSpec = MetricSpec::counter(
     MetricsLevel::Normal,
 );
 
+/// The metrics this receiver declares beyond the receivers' common ones.
+pub const METRICS: &[MetricSpec] = &[COMMIT_LAG, DEAD_LETTERED];
+
 /// What the receiver counts: records accepted and refused
 /// (`otelcol_receiver_*_log_records{transport="kafka"}`), undecodable
 /// messages (`auditcol_receiver_refused_requests{reason="invalid"}`), dead

@@ -42,7 +42,7 @@ pub mod config;
 mod consumer;
 
 pub use config::{InitialOffset, KafkaReceiverConfig};
-pub use consumer::KafkaReceiverCounters;
+pub use consumer::{KafkaReceiverCounters, METRICS};
 
 use consumer::{ConsumerLoop, DeadLetters, ReceiverContext};
 

@@ -92,6 +92,26 @@ const EXPORTER_DROPPED: MetricSpec = MetricSpec::counter(
     MetricsLevel::Normal,
 );
 
+/// Every metric the core registers for components (the Kafka receiver
+/// declares its own), for the documentation test.
+pub const METRICS: &[MetricSpec] = &[
+    RECEIVER_ACCEPTED,
+    RECEIVER_REFUSED,
+    RECEIVER_REFUSED_REQUESTS,
+    RECEIVER_REFUSED_CONNECTIONS,
+    RECEIVER_DROPPED,
+    PROCESSOR_INCOMING,
+    PROCESSOR_OUTGOING,
+    PROCESSOR_DROPPED,
+    EXPORTER_SENT,
+    EXPORTER_SEND_FAILED,
+    EXPORTER_ENQUEUE_FAILED,
+    EXPORTER_QUEUE_SIZE,
+    EXPORTER_QUEUE_CAPACITY,
+    EXPORTER_QUEUE_FSYNCS,
+    EXPORTER_DROPPED,
+];
+
 /// The `otel_signal` / `data_type` label value: auditcol carries logs only.
 const SIGNAL: &str = "logs";
 

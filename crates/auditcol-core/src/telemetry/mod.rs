@@ -37,7 +37,9 @@ mod ratelimit;
 #[cfg(feature = "axum")]
 pub mod server;
 
-pub use components::{DropReason, Drops, ExporterTelemetry, ReceiverTelemetry, RefusalReason};
+pub use components::{
+    DropReason, Drops, ExporterTelemetry, METRICS, ReceiverTelemetry, RefusalReason,
+};
 pub use prometheus_client::metrics::counter::Counter;
 pub use prometheus_client::metrics::gauge::Gauge;
 pub use ratelimit::{LogLevel, RateLimitedLog};
