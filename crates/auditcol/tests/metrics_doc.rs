@@ -80,7 +80,10 @@ service:
         .collect();
     let declared = declared();
     let undeclared: Vec<&String> = registered.difference(&declared).collect();
-    assert!(undeclared.is_empty(), "registered but not declared: {undeclared:?}");
+    assert!(
+        undeclared.is_empty(),
+        "registered but not declared: {undeclared:?}"
+    );
     // Most are registered at build already.
     assert!(registered.len() >= 12, "{registered:?}");
 }

@@ -221,6 +221,19 @@ struct Fixture {
     registry: Registry,
 }
 
+impl Fixture {
+    /// The receiver built with id `id`.
+    fn receiver(&self, id: &str) -> Arc<TestReceiver> {
+        self.receivers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.id == id)
+            .unwrap()
+            .clone()
+    }
+}
+
 fn fixture() -> Fixture {
     let log: Log = Arc::default();
     let receivers: Arc<Mutex<Vec<Arc<TestReceiver>>>> = Arc::default();
@@ -260,14 +273,7 @@ async fn shared_receiver_fans_out_to_each_pipeline_with_its_own_processor() {
     let f = fixture();
     let service = build(&f, TWO_PIPELINES).unwrap();
     assert!(service.warnings().is_empty());
-    let a = f
-        .receivers
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|r| r.id == "test/a")
-        .unwrap()
-        .clone();
+    let a = f.receiver("test/a");
     a.next.consume(LogBatch::sample_audit(2)).await.unwrap();
     let mut log = f.log.lock().unwrap().clone();
     log.sort();
@@ -527,14 +533,7 @@ async fn a_failed_start_is_on_the_board_with_its_reason() {
 async fn the_pipeline_counts_what_enters_and_leaves_every_processor() {
     let f = fixture();
     let service = build(&f, TWO_PIPELINES).unwrap();
-    let a = f
-        .receivers
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|r| r.id == "test/a")
-        .unwrap()
-        .clone();
+    let a = f.receiver("test/a");
     a.next.consume(LogBatch::sample_audit(2)).await.unwrap();
     let text = service.telemetry().encode();
     // One id in two pipelines: two instances, one series, as the Collector's.

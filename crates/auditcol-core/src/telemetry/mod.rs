@@ -389,6 +389,22 @@ impl Telemetry {
         names
     }
 
+    /// The value of the exposed sample `name` (`…_total` for a counter)
+    /// whose labels are exactly `labels` (for tests).
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn sample(&self, name: &str, labels: &[(&'static str, &str)]) -> Option<f64> {
+        let labels = self::labels(labels)
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect::<Vec<_>>()
+            .join(",");
+        let head = format!("{name}{{{labels}}} ");
+        self.encode()
+            .lines()
+            .find_map(|line| line.strip_prefix(&head))
+            .map(|v| v.parse().expect("a number"))
+    }
+
     /// Every exposed metric in the OpenMetrics text format, `# EOF` included.
     pub fn encode(&self) -> String {
         let mut text = String::new();

@@ -34,14 +34,6 @@ async fn export(running: &Running, batch: &LogBatch) -> Result<(), tonic::Status
         .map(|_| ())
 }
 
-/// The value of the sample `name{labels}` (labels as written, sorted).
-fn value(text: &str, name: &str, labels: &str) -> Option<u64> {
-    let head = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&head))
-        .map(|v| v.parse().unwrap())
-}
-
 #[tokio::test]
 async fn records_are_counted_per_transport_and_refused_requests_per_reason() {
     let telemetry = Telemetry::new(MetricsLevel::Normal);
@@ -89,58 +81,32 @@ async fn records_are_counted_per_transport_and_refused_requests_per_reason() {
     running.consumer.answer(Ok(()));
     export(&running, &LogBatch::sample_audit(5)).await.unwrap();
 
-    let text = telemetry.encode();
-    let http = "receiver=\"otlp\",transport=\"http\"";
-    let grpc = "receiver=\"otlp\",transport=\"grpc\"";
-    let expected = [
-        (
-            "otelcol_receiver_accepted_log_records_total",
-            http.to_owned(),
-            5,
-        ),
-        (
-            "otelcol_receiver_refused_log_records_total",
-            http.to_owned(),
-            1 + 1 + 2,
-        ),
-        (
-            "otelcol_receiver_accepted_log_records_total",
-            grpc.to_owned(),
-            5,
-        ),
-        (
-            "otelcol_receiver_refused_log_records_total",
-            grpc.to_owned(),
-            4,
-        ),
-        (
-            "auditcol_receiver_refused_requests_total",
-            format!("reason=\"invalid\",{http}"),
-            2,
-        ),
-        (
-            "auditcol_receiver_refused_requests_total",
-            format!("reason=\"unsupported\",{http}"),
-            1,
-        ),
-        (
-            "auditcol_receiver_refused_requests_total",
-            format!("reason=\"backpressure\",{http}"),
-            1,
-        ),
-        (
-            "auditcol_receiver_refused_requests_total",
-            format!("reason=\"rejected\",{grpc}"),
-            1,
-        ),
-    ];
-    for (name, labels, want) in expected {
+    let http = [("receiver", "otlp"), ("transport", "http")];
+    let grpc = [("receiver", "otlp"), ("transport", "grpc")];
+    let with =
+        |base: [(&'static str, &'static str); 2], reason| [base[0], base[1], ("reason", reason)];
+    let accepted = "otelcol_receiver_accepted_log_records_total";
+    let refused = "otelcol_receiver_refused_log_records_total";
+    let requests = "auditcol_receiver_refused_requests_total";
+    for (name, labels, want) in [
+        (accepted, &http[..], 5.0),
+        (refused, &http[..], 1.0 + 1.0 + 2.0),
+        (accepted, &grpc[..], 5.0),
+        (refused, &grpc[..], 4.0),
+        (requests, &with(http, "invalid")[..], 2.0),
+        (requests, &with(http, "unsupported")[..], 1.0),
+        (requests, &with(http, "backpressure")[..], 1.0),
+        (requests, &with(grpc, "rejected")[..], 1.0),
+    ] {
         assert_eq!(
-            value(&text, name, &labels),
+            telemetry.sample(name, labels),
             Some(want),
-            "{name}{{{labels}}} in\n{text}"
+            "{name}{labels:?}\n{}",
+            telemetry.encode()
         );
     }
+    // Reasons that never happened have no series.
+    assert!(!telemetry.encode().contains("reason=\"signature\""));
     assert_eq!(running.receiver.record_counts("http"), (5, 4));
     assert_eq!(running.receiver.record_counts("grpc"), (5, 4));
 }

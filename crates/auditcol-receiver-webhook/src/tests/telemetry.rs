@@ -5,14 +5,6 @@ use auditcol_core::telemetry::{MetricsLevel, Telemetry};
 
 use super::*;
 
-/// The value of the sample `name{labels}` (labels as written, sorted).
-fn value(text: &str, name: &str, labels: &str) -> Option<u64> {
-    let head = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&head))
-        .map(|v| v.parse().unwrap())
-}
-
 #[tokio::test]
 async fn events_signature_refusals_and_ignored_entries_are_counted() {
     let telemetry = Telemetry::new(MetricsLevel::Normal);
@@ -47,44 +39,30 @@ async fn events_signature_refusals_and_ignored_entries_are_counted() {
     .await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
 
-    let text = telemetry.encode();
-    let labels = "receiver=\"webhook/flagsmith\",transport=\"http\"";
+    let base = [("receiver", "webhook/flagsmith"), ("transport", "http")];
+    let with = |reason| [base[0], base[1], ("reason", reason)];
+    let requests = "auditcol_receiver_refused_requests_total";
     for (name, labels, want) in [
         (
             "otelcol_receiver_accepted_log_records_total",
-            labels.to_owned(),
-            1,
+            &base[..],
+            1.0,
         ),
-        (
-            "otelcol_receiver_refused_log_records_total",
-            labels.to_owned(),
-            1,
-        ),
-        (
-            "auditcol_receiver_refused_requests_total",
-            format!("reason=\"signature\",{labels}"),
-            1,
-        ),
-        (
-            "auditcol_receiver_refused_requests_total",
-            format!("reason=\"invalid\",{labels}"),
-            1,
-        ),
-        (
-            "auditcol_receiver_refused_requests_total",
-            format!("reason=\"backpressure\",{labels}"),
-            1,
-        ),
+        ("otelcol_receiver_refused_log_records_total", &base[..], 1.0),
+        (requests, &with("signature")[..], 1.0),
+        (requests, &with("invalid")[..], 1.0),
+        (requests, &with("backpressure")[..], 1.0),
         (
             "auditcol_receiver_dropped_log_records_total",
-            format!("reason=\"non_audit\",{labels}"),
-            1,
+            &with("non_audit")[..],
+            1.0,
         ),
     ] {
         assert_eq!(
-            value(&text, name, &labels),
+            telemetry.sample(name, labels),
             Some(want),
-            "{name}{{{labels}}} in\n{text}"
+            "{name}{labels:?}\n{}",
+            telemetry.encode()
         );
     }
     assert_eq!(running.receiver.record_counts(), (1, 1));
