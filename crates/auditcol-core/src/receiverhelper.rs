@@ -394,7 +394,9 @@ mod tests {
     async fn connections_past_the_limit_are_closed_at_once_and_counted() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let limit = ConnectionLimit::new(2, "test");
+        let telemetry = crate::telemetry::Telemetry::new(crate::telemetry::MetricsLevel::Normal);
+        let receiver = telemetry.receiver(&crate::ComponentId::new("otlp", None), "grpc");
+        let limit = ConnectionLimit::new(2, "test").with_telemetry(Arc::new(receiver));
         let clients: Vec<TcpStream> = {
             let mut v = Vec::new();
             for _ in 0..3 {
@@ -413,6 +415,13 @@ mod tests {
         let mut buf = [0u8; 1];
         assert_eq!(third.read(&mut buf).await.unwrap(), 0, "closed");
         assert_eq!(limit.refused(), 1);
+        assert_eq!(
+            telemetry.sample(
+                "auditcol_receiver_refused_connections_total",
+                &[("receiver", "otlp"), ("transport", "grpc")]
+            ),
+            Some(1.0)
+        );
         // A place freed is a place for the next client.
         drop(first);
         let _fourth = TcpStream::connect(addr).await.unwrap();

@@ -852,3 +852,49 @@ async fn two_exporters_on_one_storage_keep_their_own_namespaces_and_a_second_col
     a.shutdown(Instant::now()).await;
     b.shutdown(Instant::now()).await;
 }
+
+#[tokio::test]
+async fn the_queue_and_its_fsyncs_are_reported_at_scrape_time() {
+    use crate::telemetry::{MetricsLevel, Telemetry};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_owned();
+    let telemetry = Telemetry::new(MetricsLevel::Normal);
+    let ctx = BuildContext::new(ComponentId::new("file", Some("audit")))
+        .with_telemetry(telemetry.clone());
+    let (sender, _) = ScriptedSender::new(vec![], down());
+    let helper = ExporterHelper::new(
+        &ctx,
+        settings(|s| {
+            s.sending_queue.storage = Some(storage.clone());
+            s.sending_queue.queue_size = 10;
+        }),
+        sender,
+    );
+    let queue = [("data_type", "logs"), ("exporter", "file/audit")];
+    // No queue before start: nothing to report.
+    assert_eq!(
+        telemetry.sample("otelcol_exporter_queue_size", &queue),
+        None
+    );
+    helper.start().await.unwrap();
+    // Acknowledged once fsynced; the destination is down, so it stays queued.
+    helper.consume(LogBatch::sample_audit(2)).await.unwrap();
+    assert_eq!(
+        telemetry.sample("otelcol_exporter_queue_size", &queue),
+        Some(1.0)
+    );
+    assert_eq!(
+        telemetry.sample("otelcol_exporter_queue_capacity", &queue),
+        Some(10.0)
+    );
+    let fsyncs = telemetry
+        .sample(
+            "auditcol_exporter_persistent_queue_fsyncs_total",
+            &[("exporter", "file/audit")],
+        )
+        .unwrap();
+    assert!(fsyncs >= 1.0, "{fsyncs}");
+    helper
+        .shutdown(Instant::now() + Duration::from_millis(100))
+        .await;
+}

@@ -128,7 +128,12 @@ pub enum RefusalReason {
     Unsupported,
     /// A webhook whose HMAC signature is missing or wrong (401).
     Signature,
-    /// Refused by an authenticator (for the `auth` extensions).
+    /// Refused by an authenticator (401 / UNAUTHENTICATED). The hook for
+    /// authenticator extensions: a receiver whose authenticator refuses a
+    /// request calls [`ReceiverTelemetry::refused_request`] with this
+    /// reason, which counts it in
+    /// `auditcol_receiver_refused_requests{reason="unauthenticated"}` and
+    /// logs it rate-limited with the client's address.
     Unauthenticated,
     /// The pipeline is full: the client was asked to retry later.
     Backpressure,
