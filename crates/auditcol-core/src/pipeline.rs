@@ -276,10 +276,16 @@ impl Service {
             extensions.push((id.clone(), enabled[id].clone()));
         }
         let host = Host::new(enabled, disabled).with_status(status.clone());
-        let context = |id: &ComponentId| {
+        // A component used in no pipeline is built (to check its config)
+        // but never runs: it registers no series.
+        let context = |id: &ComponentId, used: bool| {
             BuildContext::new(id.clone())
                 .with_host(host.clone())
-                .with_telemetry(telemetry.clone())
+                .with_telemetry(if used {
+                    telemetry.clone()
+                } else {
+                    Telemetry::disabled()
+                })
         };
 
         // Exporters: one instance per id.
@@ -290,7 +296,7 @@ impl Service {
                 .exporters
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Exporter, id, registry))?;
-            let ctx = context(id);
+            let ctx = context(id, used_exporters.contains(key));
             let exporter = factory
                 .build(&ctx, &config.exporters[key])
                 .map_err(|e| component_error(ComponentKind::Exporter, id, e))?;
@@ -310,9 +316,9 @@ impl Service {
                 .processors
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Processor, id, registry))?;
-            let mut ctx = context(id);
+            let mut ctx = context(id, pipeline.is_some());
             ctx.pipeline = pipeline.cloned();
-            let (incoming, outgoing) = telemetry.processor_items(id);
+            let (incoming, outgoing) = ctx.telemetry.processor_items(id);
             let next: SharedConsumer = Arc::new(Outgoing { next, outgoing });
             factory
                 .build(&ctx, &config.processors[key], next)
@@ -364,7 +370,7 @@ impl Service {
                 .receivers
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Receiver, id, registry))?;
-            let ctx = context(id);
+            let ctx = context(id, used_receivers.contains(key));
             let next = if used_receivers.contains(key) {
                 FanOut::new(
                     config

@@ -345,6 +345,8 @@ fn unused_components_are_validated_and_warned_about() {
             "receivers::test/spare is defined but used in no pipeline",
         ]
     );
+    // Never run, never counted: no series of theirs.
+    assert!(!service.telemetry().encode().contains("processor=\"tag\""));
     let err = build(
         &f,
         "receivers: {test: {}}\nprocessors: {tag: {bogus: 1}}\nexporters: {sink: {}}\nservice: {pipelines: {logs: {receivers: [test], exporters: [sink]}}}",
