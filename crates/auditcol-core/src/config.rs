@@ -333,8 +333,7 @@ impl CollectorConfig {
 
     /// Parses config text, expanding `${env:...}` with `env`.
     pub fn from_yaml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, LoadError> {
-        let mut value: Value =
-            serde_saphyr::from_str(text).map_err(|e| LoadError::Yaml(e.to_string()))?;
+        let mut value: Value = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e))?;
         if value.is_null() {
             return Err(LoadError::Structure {
                 path: String::new(),
@@ -347,6 +346,14 @@ impl CollectorConfig {
             message: e.into_inner().to_string(),
         })
     }
+}
+
+/// A YAML syntax error as a user reads it: what is wrong and where, without
+/// the parser's advice to its own API's callers.
+fn yaml_error(error: &serde_saphyr::Error) -> LoadError {
+    let mut options = serde_saphyr::RenderOptions::new(&serde_saphyr::UserMessageFormatter);
+    options.snippets = serde_saphyr::SnippetMode::Off;
+    LoadError::Yaml(error.render_with_options(options))
 }
 
 fn substitute_env(
@@ -519,13 +526,22 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_keys_are_rejected() {
-        let err = CollectorConfig::from_yaml(
-            &format!("receivers: {{otlp: {{}}, otlp: {{}}}}\n{BASE}"),
-            &env,
-        )
-        .unwrap_err();
-        assert!(matches!(err, LoadError::Yaml(_)), "{err}");
+    fn yaml_errors_say_what_and_where_without_the_parsers_internals() {
+        let cases = [
+            (
+                format!("receivers:\n  otlp: {{}}\n  otlp: {{}}\n{BASE}"),
+                "invalid YAML: duplicate mapping key: otlp not allowed here at line 3, column 3",
+            ),
+            (
+                "receivers:\n  otlp: [\n".to_owned(),
+                "invalid YAML: unclosed bracket '[' at line 2, column 9",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let err = CollectorConfig::from_yaml(&yaml, &env).unwrap_err();
+            assert!(matches!(err, LoadError::Yaml(_)), "{err}");
+            assert_eq!(err.to_string(), want);
+        }
     }
 
     #[test]
