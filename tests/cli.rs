@@ -107,7 +107,7 @@ fn without_config_the_embedded_default_prints_console_lines() {
     let lines = collector.stdout_lines(1);
     assert!(
         lines[0].starts_with(
-            "2024-05-01T10:00:00Z flag:created success actor: authentication=none ip=172.17.0.1"
+            "2024-05-01T10:00:00.000Z flag:created success actor: authentication=none ip=172.17.0.1"
         ),
         "{}",
         lines[0]
@@ -255,4 +255,96 @@ fn graph_draws_the_pipelines_and_refuses_a_bad_config() {
     let (ok, out, err) = run(&["graph", "--config", bad.to_str().unwrap()]);
     assert!(!ok, "{out}");
     assert!(err.starts_with("error: "), "{err}");
+}
+
+/// Runs the collector on `config` (in `dir`) until it exits or gets
+/// SIGTERM after `seconds`.
+fn run_to_exit(
+    dir: &std::path::Path,
+    config: &str,
+    seconds: u32,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut command = Command::new("timeout");
+    command
+        .args(["--preserve-status", "--signal=TERM", &seconds.to_string()])
+        .arg(binary())
+        .args(["--config", path.to_str().unwrap()])
+        .current_dir(dir)
+        .env_remove("RUST_LOG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn a_port_in_use_fails_the_start_once_and_creates_no_file_or_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = format!(
+        r#"
+receivers:
+  otlp: {{protocols: {{http: {{endpoint: "127.0.0.1:0"}}, grpc: {{endpoint: "127.0.0.1:{port}"}}}}}}
+exporters:
+  file: {{path: ./out/audit.jsonl, sending_queue: {{storage: ./queue}}}}
+service: {{pipelines: {{logs: {{receivers: [otlp], exporters: [file]}}}}}}
+"#
+    );
+    let out = run_to_exit(dir.path(), &config, 20, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let reason = format!("cannot listen on 127.0.0.1:{port} for OTLP/gRPC: Address already in use");
+    assert_eq!(stderr.matches(&reason).count(), 1, "{stderr}");
+    let mut created: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    created.sort();
+    assert_eq!(created, ["config.yaml"], "{stderr}");
+    drop(taken);
+}
+
+#[test]
+fn telemetry_logs_set_the_level_and_the_json_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    // An unset variable is worth a WARN while the config loads.
+    let config = r#"
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:0"}}}}
+exporters: {file: {path: "./audit${env:AUDITCOL_TEST_UNSET}.jsonl"}}
+service:
+  telemetry: {logs: {level: warn, encoding: json}}
+  pipelines: {logs: {receivers: [otlp], exporters: [file]}}
+"#;
+    let out = run_to_exit(dir.path(), config, 2, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Ended by `timeout`'s SIGTERM: a clean shutdown.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // At `warn`, the INFO lines (listening, running, stopped) are left out.
+    let levels: Vec<String> = stderr
+        .lines()
+        .map(|line| {
+            let parsed: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            format!("{} {}", parsed["level"], parsed["message"])
+        })
+        .collect();
+    assert_eq!(
+        levels,
+        [r#""WARN" "environment variable is not set: substituting an empty string""#],
+        "{stderr}"
+    );
+
+    // RUST_LOG overrides the level; the encoding stays JSON.
+    let out = run_to_exit(dir.path(), config, 2, &[("RUST_LOG", "info")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let running = stderr
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|line| line["message"] == "auditcol is running")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(running["level"], "INFO");
 }

@@ -220,6 +220,15 @@ pub enum Connectivity {
 /// Lifecycle shared by every component.
 #[async_trait]
 pub trait Component: Send + Sync + 'static {
+    /// Binds the sockets the component listens on, and nothing else. The
+    /// service binds every listener before it starts any component, so a
+    /// port that is taken fails the start before an exporter has created a
+    /// file or a directory. [`Component::start`] serves on what was bound
+    /// (and binds itself when `bind` was not called).
+    async fn bind(&self) -> Result<(), StartError> {
+        Ok(())
+    }
+
     /// Acquires resources (binds sockets, opens files, spawns workers).
     async fn start(&self) -> Result<(), StartError> {
         Ok(())

@@ -275,6 +275,60 @@ pub struct ServiceConfig {
     /// The extensions that run, by id.
     #[serde(default)]
     pub extensions: Vec<String>,
+    /// The collector's own logs (and, later, metrics).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `service.telemetry`: what the collector says about itself.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's log lines (on stderr).
+    pub logs: LogsConfig,
+}
+
+/// `service.telemetry.logs`, as in the Collector.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogsConfig {
+    /// The least severe level written. `RUST_LOG`, when set, overrides it
+    /// (and may set levels per module).
+    pub level: LogLevel,
+    /// `console` (readable lines) or `json` (one JSON object per line).
+    pub encoding: LogEncoding,
+}
+
+/// A log level of `service.telemetry.logs.level`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The level's name, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The encoding of `service.telemetry.logs.encoding`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogEncoding {
+    #[default]
+    Console,
+    Json,
 }
 
 /// One pipeline: where data comes from, how it is processed, where it goes.

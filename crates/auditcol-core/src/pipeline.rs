@@ -330,9 +330,21 @@ impl Service {
             .collect()
     }
 
-    /// Starts extensions, exporters, then processors (last stage first),
-    /// then receivers. If one fails, those already started are shut down again.
+    /// Binds every receiver's listeners, then starts extensions, exporters,
+    /// processors (last stage first) and receivers. If one fails, those
+    /// already started are shut down again.
     pub async fn start(&self) -> Result<(), StartFailure> {
+        // Every listener first: a port in use must fail the start before
+        // any exporter creates a file or a directory.
+        for (id, receiver) in &self.receivers {
+            if let Err(e) = receiver.bind().await {
+                return Err(StartFailure {
+                    section: "receivers",
+                    id: id.to_string(),
+                    message: e.0,
+                });
+            }
+        }
         let mut started: Vec<Arc<dyn Component>> = Vec::new();
         let order = self
             .extensions

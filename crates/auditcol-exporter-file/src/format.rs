@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use auditcol_core::model::json::{AuditFields, write_str, write_value};
-use auditcol_core::model::timestamp::write_rfc3339_bytes;
+use auditcol_core::model::timestamp::write_rfc3339_millis_bytes;
 use auditcol_core::model::view::AnyValueView;
 use auditcol_core::{LogBatch, RecordRef};
 
@@ -53,7 +53,7 @@ pub fn encode_batch(
 /// has no space, control character, quote or `=`, JSON-quoted otherwise.
 fn console_event(out: &mut Vec<u8>, event: &AuditFields<'_>) {
     let (noun, verb) = event.audit.noun_verb().unwrap_or_default();
-    write_rfc3339_bytes(out, event.time);
+    write_rfc3339_millis_bytes(out, event.time);
     out.push(b' ');
     out.extend_from_slice(noun.as_bytes());
     out.push(b':');
@@ -79,7 +79,7 @@ fn console_event(out: &mut Vec<u8>, event: &AuditFields<'_>) {
 
 /// `<time> <severity> <body json>` for records that are not audit events.
 fn console_other(out: &mut Vec<u8>, record: &RecordRef<'_>) {
-    write_rfc3339_bytes(out, record.event_time_unix_nano());
+    write_rfc3339_millis_bytes(out, record.event_time_unix_nano());
     out.push(b' ');
     out.extend_from_slice(severity_name(record.severity_number()).as_bytes());
     out.push(b' ');
@@ -184,7 +184,7 @@ mod tests {
         let (text, _) = encode(&seed_batch(), Format::Console);
         assert_eq!(
             text,
-            "2024-05-01T10:00:00Z flag:created success actor: authentication=none ip=172.17.0.1 payload: {\"key\":\"flipt\"}\n"
+            "2024-05-01T10:00:00.000Z flag:created success actor: authentication=none ip=172.17.0.1 payload: {\"key\":\"flipt\"}\n"
         );
     }
 
@@ -195,7 +195,7 @@ mod tests {
         let (text, _) = encode(&LogBatch::from_events("x", [&event]), Format::Console);
         assert_eq!(
             text,
-            "2024-05-01T10:00:00.5Z segment:deleted success actor: - payload: null\n"
+            "2024-05-01T10:00:00.500Z segment:deleted success actor: - payload: null\n"
         );
         event.metadata.actor.name = Some("Jane Doe".into());
         let (text, _) = encode(&LogBatch::from_events("x", [&event]), Format::Console);
@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn console_writes_other_records_as_time_severity_body() {
         let (text, skipped) = encode(&plain_log_batch(), Format::Console);
-        assert_eq!(text, "2024-05-01T10:00:00Z WARN \"disk almost full\"\n");
+        assert_eq!(text, "2024-05-01T10:00:00.000Z WARN \"disk almost full\"\n");
         assert_eq!(skipped, 0);
     }
 

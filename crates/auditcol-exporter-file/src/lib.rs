@@ -128,7 +128,7 @@ mod tests {
         exporter.consume(seed_batch()).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
-            "2024-05-01T10:00:00Z flag:created success actor: authentication=none ip=172.17.0.1 payload: {\"key\":\"flipt\"}\n"
+            "2024-05-01T10:00:00.000Z flag:created success actor: authentication=none ip=172.17.0.1 payload: {\"key\":\"flipt\"}\n"
         );
         exporter.shutdown(far()).await;
     }

@@ -69,7 +69,15 @@ pub struct OtlpReceiver {
     id: ComponentId,
     config: OtlpReceiverConfig,
     ingest: Arc<Ingest>,
+    /// Listeners bound by [`Component::bind`], waiting for `start`.
+    bound: Mutex<Option<Bound>>,
     running: Mutex<Option<Running>>,
+}
+
+/// The listeners of the enabled protocols, bound and not yet served.
+struct Bound {
+    grpc: Option<TcpListener>,
+    http: Option<TcpListener>,
 }
 
 /// The servers of a started receiver.
@@ -80,15 +88,31 @@ struct Running {
 }
 
 impl OtlpReceiver {
-    /// A receiver sending to `next`; nothing is bound until `start`.
+    /// A receiver sending to `next`; nothing is bound until `bind` or `start`.
     /// `config` must have been validated (the factory does it).
     pub fn new(id: ComponentId, config: OtlpReceiverConfig, next: SharedConsumer) -> Self {
         Self {
             ingest: Arc::new(Ingest::new(id.clone(), next, config.on_invalid_record)),
             id,
             config,
+            bound: Mutex::new(None),
             running: Mutex::new(None),
         }
+    }
+
+    /// Binds every enabled protocol's endpoint, all or none: a port
+    /// conflict fails without leaving half a receiver listening.
+    async fn bind_all(&self) -> Result<Bound, StartError> {
+        let protocols = &self.config.protocols;
+        let grpc = match &protocols.grpc {
+            Some(c) => Some(bind(c.socket_addr(), "OTLP/gRPC").await?),
+            None => None,
+        };
+        let http = match &protocols.http {
+            Some(c) => Some(bind(c.socket_addr(), "OTLP/HTTP").await?),
+            None => None,
+        };
+        Ok(Bound { grpc, http })
     }
 
     /// The addresses actually listened on, as (`"grpc"` | `"http"`, address):
@@ -136,6 +160,12 @@ fn spawn_server<E: std::fmt::Display>(
 
 #[async_trait]
 impl Component for OtlpReceiver {
+    async fn bind(&self) -> Result<(), StartError> {
+        let bound = self.bind_all().await?;
+        *self.bound.lock().unwrap_or_else(PoisonError::into_inner) = Some(bound);
+        Ok(())
+    }
+
     async fn start(&self) -> Result<(), StartError> {
         if self
             .running
@@ -149,16 +179,17 @@ impl Component for OtlpReceiver {
             )));
         }
         let protocols = &self.config.protocols;
-        // Bind everything before serving anything: a port conflict fails the
-        // start without leaving half a receiver running.
-        let grpc = match &protocols.grpc {
-            Some(c) => Some((bind(c.socket_addr(), "OTLP/gRPC").await?, c)),
-            None => None,
+        let bound = self
+            .bound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let bound = match bound {
+            Some(bound) => bound,
+            None => self.bind_all().await?,
         };
-        let http = match &protocols.http {
-            Some(c) => Some((bind(c.socket_addr(), "OTLP/HTTP").await?, c)),
-            None => None,
-        };
+        let grpc = bound.grpc.zip(protocols.grpc.as_ref());
+        let http = bound.http.zip(protocols.http.as_ref());
 
         let mut addrs = Vec::new();
         if let Some((listener, _)) = &grpc {

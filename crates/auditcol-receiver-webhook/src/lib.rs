@@ -81,6 +81,8 @@ pub struct WebhookReceiver {
     addr: Result<SocketAddr, String>,
     max_connections: usize,
     read_header_timeout: std::time::Duration,
+    /// The listener bound by [`Component::bind`], waiting for `start`.
+    bound: Mutex<Option<TcpListener>>,
     running: Mutex<Option<Running>>,
 }
 
@@ -123,8 +125,16 @@ impl WebhookReceiver {
             max_connections: config.max_connections,
             read_header_timeout: config.read_header_timeout.0,
             id,
+            bound: Mutex::new(None),
             running: Mutex::new(None),
         }
+    }
+
+    async fn bind_listener(&self) -> Result<TcpListener, StartError> {
+        let addr = self.addr.clone().map_err(StartError)?;
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError(format!("cannot listen on {addr} for webhooks: {e}")))
     }
 
     /// The address actually listened on (with port 0 configured, the port
@@ -140,6 +150,12 @@ impl WebhookReceiver {
 
 #[async_trait]
 impl Component for WebhookReceiver {
+    async fn bind(&self) -> Result<(), StartError> {
+        let listener = self.bind_listener().await?;
+        *self.bound.lock().unwrap_or_else(PoisonError::into_inner) = Some(listener);
+        Ok(())
+    }
+
     async fn start(&self) -> Result<(), StartError> {
         if self.local_addr().is_some() {
             return Err(StartError(format!(
@@ -147,10 +163,15 @@ impl Component for WebhookReceiver {
                 self.id
             )));
         }
-        let addr = self.addr.clone().map_err(StartError)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| StartError(format!("cannot listen on {addr} for webhooks: {e}")))?;
+        let bound = self
+            .bound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let listener = match bound {
+            Some(listener) => listener,
+            None => self.bind_listener().await?,
+        };
         let addr = listener
             .local_addr()
             .map_err(|e| StartError(format!("cannot read the webhook listen address: {e}")))?;

@@ -39,6 +39,15 @@ pub fn build(text: &str) -> anyhow::Result<Service> {
     Ok(Service::build(&config, &registry())?)
 }
 
+/// `service.telemetry.logs` of config `text`, to set up logging before the
+/// config is loaded for real (which logs, e.g. about unset variables). A
+/// config that does not parse gets the defaults; loading it reports why.
+pub fn logs_settings(text: &str) -> auditcol_core::config::LogsConfig {
+    CollectorConfig::from_yaml(text, &|name| std::env::var(name).ok())
+        .map(|config| config.service.telemetry.logs)
+        .unwrap_or_default()
+}
+
 /// Reads a config file, or the embedded default when `path` is `None`.
 pub fn read_config(path: Option<&Path>) -> anyhow::Result<String> {
     match path {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use auditcol_core::config::ConfigDuration;
+use auditcol_core::config::{ConfigDuration, LogEncoding, LogsConfig};
 use clap::{Parser, Subcommand};
 
 mod graph;
@@ -170,7 +170,14 @@ fn validate(cli: &Cli, check_connectivity: bool) -> ExitCode {
 }
 
 fn serve(cli: &Cli) -> ExitCode {
-    init_logging();
+    let text = match auditcol::read_config(cli.config.as_deref()) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&auditcol::logs_settings(&text));
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -178,17 +185,15 @@ fn serve(cli: &Cli) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            tracing::error!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = auditcol::read_config(cli.config.as_deref())
-        .and_then(|text| runtime.block_on(auditcol::run(&text, cli.shutdown_timeout.0)));
-    match result {
+    match runtime.block_on(auditcol::run(&text, cli.shutdown_timeout.0)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Said once, in the log (stderr), in the configured encoding.
             tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -216,15 +221,25 @@ fn raise_open_file_limit() {
     }
 }
 
-/// Logs go to stderr (stdout belongs to exporters writing events); the
-/// level comes from `RUST_LOG`, `info` by default.
-fn init_logging() {
+/// Logs go to stderr (stdout belongs to exporters writing events), as
+/// `service.telemetry.logs` says: `level` (unless `RUST_LOG` is set, which
+/// may also set levels per module) and `encoding` (`console` or `json`).
+fn init_logging(logs: &LogsConfig) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(logs.level.as_str()));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match logs.encoding {
+        LogEncoding::Console => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogEncoding::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
