@@ -12,7 +12,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use crate::config::ConfigError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::{ConfigError, Validate, parse_component_config};
 use crate::consumer::{LogsConsumer, SharedConsumer};
 
 /// The section a component belongs to.
@@ -119,6 +122,9 @@ pub struct BuildContext {
     pub pipeline: Option<String>,
     /// The rest of the collector a component may use: the enabled extensions.
     pub host: Host,
+    /// The settings the factory parsed, defaults filled in (for
+    /// `auditcol print-config`); see [`BuildContext::parse_config`].
+    effective: Arc<std::sync::OnceLock<serde_json::Value>>,
 }
 
 impl BuildContext {
@@ -128,7 +134,33 @@ impl BuildContext {
             id,
             pipeline: None,
             host: Host::default(),
+            effective: Arc::default(),
         }
+    }
+
+    /// Parses and validates the component's raw settings, as
+    /// [`parse_component_config`] does, and keeps the result with every
+    /// default filled in, so `auditcol print-config` can show it.
+    pub fn parse_config<T: DeserializeOwned + Validate + Serialize>(
+        &self,
+        raw: &serde_json::Value,
+    ) -> Result<T, ConfigError> {
+        let config: T = parse_component_config(raw)?;
+        if let Ok(value) = serde_json::to_value(&config) {
+            self.record_effective(value);
+        }
+        Ok(config)
+    }
+
+    /// Keeps `value` as the component's effective settings (for factories
+    /// that parse their settings in parts).
+    pub fn record_effective(&self, value: serde_json::Value) {
+        let _ = self.effective.set(value);
+    }
+
+    /// What [`BuildContext::parse_config`] kept, if the factory used it.
+    pub fn effective(&self) -> Option<&serde_json::Value> {
+        self.effective.get()
     }
 
     /// The same, for a processor instance of `pipeline`.

@@ -84,6 +84,134 @@ pub fn parse_component_config<T: DeserializeOwned + Validate>(
     Ok(config)
 }
 
+/// What a masked secret shows, as in the Collector's `print-config`.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Masks the secrets in a config tree, for output meant to be shown or
+/// shared (`auditcol print-config`): every value under a key that names a
+/// secret (`signing_secret`, `password`, `token`, `hash_key`,
+/// `sasl.password`, an `htpasswd` given inline…) and every value of a
+/// `headers` map (they carry API keys and `Authorization`, so all are
+/// opaque, as in the Collector) becomes `[REDACTED]`, and so does the
+/// password in a URL's `user:password@`. File names (`*_file`, `file`,
+/// `*.location`) are not secrets and stay. Component ids are not keys of
+/// settings: `bearertokenauth/in` is a name, not a token.
+pub fn mask_secrets(config: &mut Value) {
+    let Value::Object(sections) = config else {
+        return mask_settings(config);
+    };
+    for (name, section) in sections.iter_mut() {
+        match section {
+            Value::Object(components)
+                if ["receivers", "processors", "exporters", "extensions"]
+                    .contains(&name.as_str()) =>
+            {
+                components.values_mut().for_each(mask_settings);
+            }
+            other => mask_settings(other),
+        }
+    }
+}
+
+/// [`mask_secrets`] for one component's settings.
+fn mask_settings(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if key == "headers" {
+                    if let Value::Object(headers) = item {
+                        headers.values_mut().for_each(redact);
+                    }
+                } else if names_secret(key) {
+                    redact(item);
+                } else {
+                    mask_settings(item);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_settings),
+        Value::String(text) => {
+            if let Some(masked) = mask_url_password(text) {
+                *text = masked;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a config key names a secret (and not the file that holds one).
+fn names_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    let names_file = key == "file"
+        || key == "filename"
+        || [
+            "_file",
+            "_files",
+            "_env",
+            "_path",
+            ".location",
+            "_header",
+            "_id",
+        ]
+        .iter()
+        .any(|end| key.ends_with(end));
+    !names_file
+        && [
+            "secret",
+            "password",
+            "passwd",
+            "token",
+            "api_key",
+            "apikey",
+            "api-key",
+            "authorization",
+            "credential",
+            "cookie",
+            "private",
+            "hash_key",
+            "hmac_key",
+            "htpasswd",
+            "inline",
+            "key.pem",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// Every scalar in `value` becomes [`REDACTED`] (file names excepted);
+/// empty and absent values stay as they are, so one can see none is set.
+fn redact(value: &mut Value) {
+    match value {
+        Value::Null => {}
+        Value::String(s) if s.is_empty() => {}
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if !(key == "file" || key.ends_with("_file")) {
+                    redact(item);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        other => *other = Value::String(REDACTED.into()),
+    }
+}
+
+/// `scheme://user:password@host…` with the password masked; `None` when
+/// the text holds no such credentials.
+fn mask_url_password(text: &str) -> Option<String> {
+    let scheme_end = text.find("://")? + 3;
+    let rest = &text[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..authority_end].rfind('@')?;
+    let colon = rest[..at].find(':')?;
+    Some(format!(
+        "{}{}{REDACTED}{}",
+        &text[..scheme_end],
+        &rest[..=colon],
+        &rest[at..]
+    ))
+}
+
 /// The PEM files of a client's `tls` section (`tls.ca_file`,
 /// `tls.cert_file`, `tls.key_file`), for [`check_tls_files`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -246,7 +374,7 @@ impl<'de> Deserialize<'de> for ConfigDuration {
 }
 
 /// The whole collector config, component settings still raw.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorConfig {
     /// Receivers by id.
@@ -267,7 +395,7 @@ pub struct CollectorConfig {
 }
 
 /// The `service` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// Pipelines by id: `logs` or `logs/<name>`.
@@ -332,7 +460,7 @@ pub enum LogEncoding {
 }
 
 /// One pipeline: where data comes from, how it is processed, where it goes.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Receiver ids; at least one.
@@ -580,6 +708,46 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_masked_and_file_names_kept() {
+        let mut config = serde_json::json!({
+            "receivers": {"webhook/flipt": {"signing_secret": "s3cr3t", "signature_header": "x-flipt-webhook-signature"}},
+            "exporters": {
+                "webhook": {"endpoint": "https://user:pa55@siem.example/in?x=1", "headers": {"X-API-Key": "k1", "Content-Type": "application/json"}},
+                "kafka": {"sasl": {"username": "svc", "password": "pw"}, "properties": {"ssl.key.password": "kp", "ssl.ca.location": "/ca.pem", "linger.ms": "5"}},
+                "file": {"integrity": {"hmac_key": "hk", "signing_key_file": "/k.pem"}, "sync": true}
+            },
+            "processors": {"redaction": {"hash_key": "", "attributes": {"audit.actor.email": "hash"}}},
+            "extensions": {
+                "bearertokenauth": {"token": "t0k", "tokens": ["a", "b"], "tokens_file": "/t", "scheme": "Bearer"},
+                "basicauth": {"htpasswd": {"file": "/h", "inline": "u:$2y$x"}, "client_auth": {"username": "u", "password": "p"}}
+            }
+        });
+        mask_secrets(&mut config);
+        let text = config.to_string();
+        for secret in [
+            "s3cr3t", "pa55", "k1", "\"pw\"", "kp", "hk", "t0k", "[\"a\"", "$2y$x", "\"p\"",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        for kept in [
+            "x-flipt-webhook-signature",
+            "https://user:[REDACTED]@siem.example/in?x=1",
+            "\"Content-Type\":\"[REDACTED]\"",
+            "\"username\":\"svc\"",
+            "/ca.pem",
+            "\"linger.ms\":\"5\"",
+            "/k.pem",
+            "\"hash_key\":\"\"",
+            "\"tokens_file\":\"/t\"",
+            "\"file\":\"/h\"",
+            "\"scheme\":\"Bearer\"",
+            "\"sync\":true",
+        ] {
+            assert!(text.contains(kept), "{kept} not in {text}");
+        }
+    }
+
+    #[test]
     fn yaml_errors_say_what_and_where_without_the_parsers_internals() {
         let cases = [
             (
@@ -622,13 +790,13 @@ mod tests {
         assert_eq!(ConfigDuration::from_secs(120).to_string(), "2m");
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     struct Inner {
         #[allow(dead_code)]
         endpoint: String,
     }
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     struct Outer {
         #[allow(dead_code)]

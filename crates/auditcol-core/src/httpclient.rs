@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, TlsFiles, check_tls_files};
 use crate::rpc_status::RpcStatus;
@@ -19,7 +19,7 @@ use crate::rpc_status::RpcStatus;
 pub const SNIPPET_CHARS: usize = 256;
 
 /// `tls`: how `https://` endpoints are trusted, and the client certificate.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsClientSettings {
     /// A PEM file of CA certificates trusted besides the built-in roots.

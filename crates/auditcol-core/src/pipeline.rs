@@ -28,6 +28,8 @@ pub struct Service {
     processors: Vec<(String, ComponentId, Arc<dyn Processor>)>,
     exporters: Vec<(ComponentId, Arc<dyn Exporter>)>,
     warnings: Vec<String>,
+    /// Every section as the factories understood it, defaults filled in.
+    effective: serde_json::Value,
 }
 
 /// A component failed to start.
@@ -78,6 +80,24 @@ fn unknown_type(kind: ComponentKind, id: &ComponentId, registry: &Registry) -> L
             ),
         ),
     )
+}
+
+/// The settings of each component as its factory parsed them, by section.
+#[derive(Default)]
+struct Effective(serde_json::Map<String, serde_json::Value>);
+
+impl Effective {
+    /// Keeps what the factory recorded in `ctx`, or else the raw settings.
+    fn record(&mut self, section: &str, key: &str, ctx: &BuildContext, raw: &serde_json::Value) {
+        let value = ctx.effective().cloned().unwrap_or_else(|| raw.clone());
+        if let serde_json::Value::Object(components) = self
+            .0
+            .entry(section)
+            .or_insert_with(|| serde_json::Value::Object(Default::default()))
+        {
+            components.entry(key).or_insert(value);
+        }
+    }
 }
 
 impl Service {
@@ -155,6 +175,7 @@ impl Service {
         let used_processors = used(|p| &p.processors);
         let used_exporters = used(|p| &p.exporters);
         let no_op: SharedConsumer = Arc::new(FanOut::new(Vec::new()));
+        let mut effective = Effective::default();
 
         // Extensions first: the other components may use them. Only those
         // listed in `service.extensions` run; the others are checked too.
@@ -166,9 +187,11 @@ impl Service {
                 .extensions
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Extension, id, registry))?;
+            let ctx = BuildContext::new(id.clone());
             let extension = factory
-                .build(&BuildContext::new(id.clone()), &config.extensions[key])
+                .build(&ctx, &config.extensions[key])
                 .map_err(|e| component_error(ComponentKind::Extension, id, e))?;
+            effective.record("extensions", key, &ctx, &config.extensions[key]);
             if listed.contains(key) {
                 enabled.insert(id.clone(), extension);
             } else {
@@ -196,6 +219,7 @@ impl Service {
             let exporter = factory
                 .build(&ctx, &config.exporters[key])
                 .map_err(|e| component_error(ComponentKind::Exporter, id, e))?;
+            effective.record("exporters", key, &ctx, &config.exporters[key]);
             if used_exporters.contains(key) {
                 exporter_by_key.insert(key.clone(), exporter.clone());
                 exporters.push((id.clone(), exporter));
@@ -206,6 +230,7 @@ impl Service {
             }
         }
 
+        let effective = std::cell::RefCell::new(effective);
         let build_processor = |key: &String, pipeline: Option<&String>, next: SharedConsumer| {
             let id = &processor_ids[key];
             let factory = registry
@@ -214,10 +239,14 @@ impl Service {
                 .ok_or_else(|| unknown_type(ComponentKind::Processor, id, registry))?;
             let mut ctx = BuildContext::new(id.clone()).with_host(host.clone());
             ctx.pipeline = pipeline.cloned();
-            factory
+            let built = factory
                 .build(&ctx, &config.processors[key], next)
                 .map(|processor| (id.clone(), processor))
-                .map_err(|e| component_error(ComponentKind::Processor, id, e))
+                .map_err(|e| component_error(ComponentKind::Processor, id, e))?;
+            effective
+                .borrow_mut()
+                .record("processors", key, &ctx, &config.processors[key]);
+            Ok::<_, LoadError>(built)
         };
 
         // Processors: one instance per pipeline, built last to first.
@@ -276,6 +305,9 @@ impl Service {
             let receiver = factory
                 .build(&ctx, &config.receivers[key], next)
                 .map_err(|e| component_error(ComponentKind::Receiver, id, e))?;
+            effective
+                .borrow_mut()
+                .record("receivers", key, &ctx, &config.receivers[key]);
             if used_receivers.contains(key) {
                 receivers.push((id.clone(), receiver));
             } else {
@@ -285,7 +317,13 @@ impl Service {
             }
         }
 
+        let mut effective = effective.into_inner().0;
+        effective.insert(
+            "service".into(),
+            serde_json::to_value(&config.service).unwrap_or_default(),
+        );
         Ok(Service {
+            effective: serde_json::Value::Object(effective),
             extensions,
             receivers,
             processors,
@@ -297,6 +335,15 @@ impl Service {
     /// Warnings found while building (components used in no pipeline).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// The config as the components understood it: every section, each
+    /// component's settings with their defaults filled in, secrets masked
+    /// (see [`crate::config::mask_secrets`]). For `auditcol print-config`.
+    pub fn effective_config(&self) -> serde_json::Value {
+        let mut config = self.effective.clone();
+        crate::config::mask_secrets(&mut config);
+        config
     }
 
     /// Runs every component's connectivity check (exporters, processors,

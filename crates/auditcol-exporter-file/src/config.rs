@@ -4,13 +4,13 @@ use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The value of `path` that means standard output (as does no `path`).
 pub const STDOUT: &str = "-";
 
 /// Settings of one `file` exporter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileExporterConfig {
     /// The file to append to; absent or `-` = standard output. Missing
@@ -109,7 +109,7 @@ impl Validate for FileExporterConfig {
 
 /// `integrity`: the hash chain and its signed checkpoints (see
 /// `auditcol_integrity` and ARCHITECTURE.md, "The integrity trail").
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntegritySettings {
     /// An Ed25519 private key, PKCS#8 PEM (`auditcol keygen`); read at start.
@@ -169,7 +169,7 @@ impl Validate for IntegritySettings {
 }
 
 /// A secret setting: deserialised as a string, never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
 
@@ -180,7 +180,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// The output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// One Flipt v0.2 audit event per line, as JSON. Records that are not
@@ -195,7 +195,7 @@ pub enum Format {
 }
 
 /// `rotation`: size-based rotation, as the Collector's file exporter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RotationSettings {
     /// Rotate before the file would grow past this many MiB.

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
 
 pub mod config;
@@ -51,7 +51,7 @@ impl ExporterFactory for FileExporterFactory {
         ctx: &BuildContext,
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let config: FileExporterConfig = parse_component_config(config)?;
+        let config: FileExporterConfig = ctx.parse_config(config)?;
         let sender = FileSender::new(ctx.id.to_string(), &config);
         Ok(Arc::new(ExporterHelper::new(
             ctx.id.clone(),

@@ -6,11 +6,11 @@ use auditcol_core::config::{ConfigDuration, ConfigError, TlsFiles, Validate, che
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
 /// Settings of one `otlp` (gRPC) exporter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpExporterConfig {
     /// `host:port`, or a URL: `http://host:port` (plain text) or
@@ -52,7 +52,7 @@ impl Default for OtlpExporterConfig {
 }
 
 /// Request compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     /// gzip, as the Collector's default.
@@ -63,7 +63,7 @@ pub enum Compression {
 }
 
 /// `tls`, as the Collector's `configtls` client settings.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSettings {
     /// Plain text (no TLS) for a `host:port` endpoint.

@@ -7,13 +7,13 @@ use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
 use auditcol_core::httpclient;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The path appended to `endpoint`, as in the OTLP specification.
 pub const LOGS_PATH: &str = "/v1/logs";
 
 /// Settings of one `otlphttp` exporter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpHttpExporterConfig {
     /// Base URL: logs are POSTed to `<endpoint>/v1/logs`.
@@ -62,7 +62,7 @@ impl Default for OtlpHttpExporterConfig {
 }
 
 /// The request body's encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
     /// Binary protobuf, `application/x-protobuf`.
@@ -73,7 +73,7 @@ pub enum Encoding {
 }
 
 /// Request body compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     /// `Content-Encoding: gzip`, as the Collector's default.

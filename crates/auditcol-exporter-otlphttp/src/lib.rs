@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
 
 pub mod config;
@@ -49,7 +49,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
         ctx: &BuildContext,
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let config: OtlpHttpExporterConfig = parse_component_config(config)?;
+        let config: OtlpHttpExporterConfig = ctx.parse_config(config)?;
         let sender = OtlpHttpSender::new(ctx.id.to_string(), &config);
         Ok(Arc::new(ExporterHelper::new(
             ctx.id.clone(),

@@ -7,7 +7,7 @@ use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
 use auditcol_core::httpclient::{self, TlsClientSettings};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::template::BodyTemplate;
 
@@ -18,7 +18,7 @@ pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Auditcol-Signature";
 pub const DEFAULT_MAX_EVENTS_PER_REQUEST: usize = 100;
 
 /// Settings of one `webhook` exporter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookExporterConfig {
     /// The URL requests go to.
@@ -91,7 +91,7 @@ impl Default for WebhookExporterConfig {
 }
 
 /// The HTTP method of every request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     /// `POST`, as Flipt's and Flagsmith's webhooks.
@@ -102,7 +102,7 @@ pub enum Method {
 }
 
 /// What one request carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// One event per request: the Flipt v0.2 event JSON, as Flipt's webhook sink sends.
@@ -114,7 +114,7 @@ pub enum Mode {
 
 /// Signature header presets, so that receivers written for Flipt's or
 /// Flagsmith's webhooks verify auditcol's requests unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignaturePreset {
     /// `x-flipt-webhook-signature`, as Flipt's webhook sink.
@@ -134,7 +134,7 @@ impl SignaturePreset {
 }
 
 /// `template`: a body rendered per request with minijinja.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateSettings {
     /// The template text.

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
 
 pub mod config;
@@ -50,7 +50,7 @@ impl ExporterFactory for WebhookExporterFactory {
         ctx: &BuildContext,
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let config: WebhookExporterConfig = parse_component_config(config)?;
+        let config: WebhookExporterConfig = ctx.parse_config(config)?;
         let sender = WebhookSender::new(ctx.id.to_string(), &config);
         Ok(Arc::new(ExporterHelper::new(
             ctx.id.clone(),

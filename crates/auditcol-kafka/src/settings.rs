@@ -13,8 +13,8 @@ use auditcol_core::config::{
     ConfigError, TlsFiles, Validate, check_tls_files, parse_component_config,
 };
 use rdkafka::ClientConfig;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// The keys [`KafkaClientSettings`] reads from a component's config.
 pub const CLIENT_KEYS: [&str; 5] = [
@@ -29,7 +29,7 @@ pub const CLIENT_KEYS: [&str; 5] = [
 pub const DEFAULT_CLIENT_ID: &str = "auditcol";
 
 /// Where and how to connect: what the kafka exporter and receiver share.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaClientSettings {
     /// The bootstrap brokers, `host:port` each: a list, or one string of
@@ -51,7 +51,7 @@ pub struct KafkaClientSettings {
 }
 
 fn brokers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Serialize)]
     #[serde(untagged)]
     enum Brokers {
         List(Vec<String>),
@@ -91,7 +91,7 @@ impl Default for KafkaClientSettings {
 }
 
 /// `authentication`: SASL over the connection (with `tls.require_tls`, over TLS).
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Authentication {
     /// `PLAIN`, `SCRAM-SHA-256` (default, as Flipt's sink) or `SCRAM-SHA-512`.
@@ -114,7 +114,7 @@ impl fmt::Debug for Authentication {
 }
 
 /// A SASL mechanism.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 pub enum SaslMechanism {
     /// User name and password in clear text: only over TLS.
     #[serde(rename = "PLAIN")]
@@ -140,7 +140,7 @@ impl SaslMechanism {
 }
 
 /// `tls`: named as in Flipt's Kafka sink (`require_tls`, `insecure_skip_tls`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaTlsSettings {
     /// Connect over TLS.
@@ -157,7 +157,7 @@ pub struct KafkaTlsSettings {
 
 /// A librdkafka property value: YAML strings, numbers and booleans are all
 /// given to librdkafka as text.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum PropertyValue {
     /// `true` / `false`.
@@ -201,6 +201,22 @@ const CONNECTION_PROPERTIES: [(&str, &str); 13] = [
         "tls.insecure_skip_tls",
     ),
 ];
+
+/// The client settings and the component's own, as one map of every key
+/// with its default filled in (for `auditcol print-config`).
+pub fn effective_config(
+    client: &KafkaClientSettings,
+    own: &impl serde::Serialize,
+) -> serde_json::Value {
+    let mut merged = match serde_json::to_value(own) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    if let Ok(serde_json::Value::Object(client)) = serde_json::to_value(client) {
+        merged.extend(client);
+    }
+    serde_json::Value::Object(merged)
+}
 
 /// Splits a component's raw config into the client settings and the
 /// component's own settings `T`, and validates both. Error paths are the
@@ -401,7 +417,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     struct Own {
         #[serde(default)]

@@ -36,7 +36,7 @@ use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::receiverhelper::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
 };
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Default OTLP/gRPC listen address (the Collector's port, loopback only).
 pub const DEFAULT_GRPC_ENDPOINT: &str = "127.0.0.1:4317";
@@ -55,7 +55,7 @@ pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
 const MAX_RECV_MSG_SIZE_MIB_LIMIT: u64 = 4095;
 
 /// The whole `otlp` receiver config.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpReceiverConfig {
     /// The protocols to serve; at least one must be enabled.
@@ -68,7 +68,7 @@ pub struct OtlpReceiverConfig {
 
 /// `on_invalid_record`: the fate of a request with some invalid records.
 /// A request whose records are all invalid is refused either way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnInvalidRecord {
     /// Accept the valid records; report the others in `partial_success`
@@ -80,7 +80,7 @@ pub enum OnInvalidRecord {
 }
 
 /// Which protocols run. `None` = disabled.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Protocols {
     /// OTLP/gRPC; enabled when the key is present, even with a null value.
@@ -92,7 +92,7 @@ pub struct Protocols {
 }
 
 /// `protocols.grpc`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
     /// `host:port` to listen on.
@@ -108,7 +108,7 @@ pub struct GrpcConfig {
 }
 
 /// `protocols.grpc.keepalive`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeepaliveConfig {
     /// What the server does to its connections.
@@ -122,7 +122,7 @@ pub struct KeepaliveConfig {
 /// vanished (power loss, a dropped NAT entry) gives back its place among
 /// `max_connections` instead of holding it forever. Any live HTTP/2 client
 /// answers pings by itself.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeepaliveServerParameters {
     /// Ping after this long without a frame from the client; 0 = never.
@@ -149,7 +149,7 @@ impl Default for KeepaliveServerParameters {
 }
 
 /// `protocols.http`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// `host:port` to listen on.

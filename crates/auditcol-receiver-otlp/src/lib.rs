@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
@@ -58,7 +58,7 @@ impl ReceiverFactory for OtlpReceiverFactory {
         config: &serde_json::Value,
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let config: OtlpReceiverConfig = parse_component_config(config)?;
+        let config: OtlpReceiverConfig = ctx.parse_config(config)?;
         Ok(Arc::new(OtlpReceiver::new(ctx.id.clone(), config, next)))
     }
 }

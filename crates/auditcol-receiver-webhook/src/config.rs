@@ -17,7 +17,7 @@ use auditcol_core::receiverhelper::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
 };
 use http::HeaderName;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default listen address (loopback only).
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:8088";
@@ -31,7 +31,7 @@ pub const FLIPT_SIGNATURE_HEADER: &str = "x-flipt-webhook-signature";
 pub const FLAGSMITH_SIGNATURE_HEADER: &str = "X-Flagsmith-Signature";
 
 /// What the request bodies hold.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// Flipt v0.2 audit events (what Flipt's webhook sink posts, and what a
@@ -79,7 +79,7 @@ impl Format {
 }
 
 /// The whole `webhook` receiver config.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookReceiverConfig {
     /// `host:port` to listen on.

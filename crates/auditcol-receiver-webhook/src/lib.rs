@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
@@ -68,7 +68,7 @@ impl ReceiverFactory for WebhookReceiverFactory {
         config: &serde_json::Value,
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let config: WebhookReceiverConfig = parse_component_config(config)?;
+        let config: WebhookReceiverConfig = ctx.parse_config(config)?;
         Ok(Arc::new(WebhookReceiver::new(ctx.id.clone(), config, next)))
     }
 }

@@ -49,6 +49,18 @@ enum Command {
         #[arg(long, value_enum, default_value = "mermaid")]
         format: graph::GraphFormat,
     },
+    /// Print the config as the collector understands it: every component's
+    /// settings with their defaults filled in, secrets masked as `[REDACTED]`.
+    ///
+    ///   auditcol print-config --config collector.yaml
+    ///
+    /// Exit status: 0 printed; 1 the config is invalid (the error is printed instead).
+    #[command(verbatim_doc_comment)]
+    PrintConfig {
+        /// `yaml` or `json`.
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: PrintFormat,
+    },
     /// Send audit events to a collector (or any OTLP endpoint) and report whether they arrived.
     ///
     /// One event from flags:
@@ -89,6 +101,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Validate { check_connectivity }) => validate(&cli, check_connectivity),
         Some(Command::Graph { format }) => draw(&cli, format),
+        Some(Command::PrintConfig { format }) => print_config(&cli, format),
         Some(Command::Send(args)) => {
             if cli.config.is_some() {
                 eprintln!("error: --config is for running or validating a collector, not for send");
@@ -134,6 +147,41 @@ fn draw(cli: &Cli, format: graph::GraphFormat) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The output of `print-config`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PrintFormat {
+    Yaml,
+    Json,
+}
+
+fn print_config(cli: &Cli, format: PrintFormat) -> ExitCode {
+    let result =
+        auditcol::read_config(cli.config.as_deref()).and_then(|text| auditcol::build(&text));
+    let config = match result {
+        Ok(service) => service.effective_config(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = match format {
+        PrintFormat::Yaml => serde_saphyr::to_string(&config).map_err(|e| e.to_string()),
+        PrintFormat::Json => serde_json::to_string_pretty(&config)
+            .map(|t| t + "\n")
+            .map_err(|e| e.to_string()),
+    };
+    match text {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot print the config: {e}");
             ExitCode::FAILURE
         }
     }

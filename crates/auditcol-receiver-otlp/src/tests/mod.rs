@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use auditcol_core::config::parse_component_config;
 use auditcol_core::model::conventions::{AUDIT_ID, AUDIT_SOURCE};
 use auditcol_core::{Component, ComponentId, LogBatch, LogsConsumer, PipelineError};
 use serde_json::json;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use ::http::{Method, StatusCode};
 use async_trait::async_trait;
+use auditcol_core::config::parse_component_config;
 use auditcol_core::{Component, ComponentId, LogBatch, LogsConsumer, PipelineError};
 use serde_json::json;
 
