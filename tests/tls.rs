@@ -11,7 +11,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditcol_e2e::{Collector, TIMEOUT, binary, file_lines, flipt_event, http_post, run_python_sdk};
+use auditcol_e2e::{
+    Collector, TIMEOUT, binary, file_lines, flipt_event, http_post, run_python_sdk,
+};
 use auditcol_testkit::pki::{PemFiles, TestCa, TestPki};
 use serde_json::{Value, json};
 use tokio_rustls::rustls;
@@ -89,7 +91,11 @@ fn the_python_sdk_sends_over_grpc_tls_and_https_and_the_events_are_written() {
         assert!(ok, "{protocol}: {summary}\n{}", collector.log());
         assert_eq!(summary, json!({"exported": 1, "failed": 0}), "{protocol}");
         let lines = file_lines(&collector.path("audit.jsonl"), n + 1);
-        assert!(lines[n].contains(&format!(r#""key":"{key}""#)), "{}", lines[n]);
+        assert!(
+            lines[n].contains(&format!(r#""key":"{key}""#)),
+            "{}",
+            lines[n]
+        );
     }
 }
 
@@ -110,7 +116,10 @@ fn a_client_that_does_not_trust_the_ca_fails_and_nothing_is_written() {
         assert_eq!(summary, json!({"exported": 0, "failed": 1}), "{protocol}");
     }
     collector.wait_for_log("TLS handshake failed");
-    assert_eq!(lines_now(&collector.path("audit.jsonl")), Vec::<String>::new());
+    assert_eq!(
+        lines_now(&collector.path("audit.jsonl")),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -129,7 +138,12 @@ fn mutual_tls_refuses_no_certificate_and_another_cas_and_accepts_the_client_cas(
     let ca = path(&pki.ca);
     for (n, protocol) in ["grpc", "http"].into_iter().enumerate() {
         let endpoint = collector.endpoint(protocol);
-        let (ok, summary) = python(protocol, endpoint, "anonymous", &["--ca-file", ca, "--timeout", "3"]);
+        let (ok, summary) = python(
+            protocol,
+            endpoint,
+            "anonymous",
+            &["--ca-file", ca, "--timeout", "3"],
+        );
         assert!(!ok, "{protocol} without a client certificate: {summary}");
         let foreign = [
             "--ca-file",
@@ -154,7 +168,10 @@ fn mutual_tls_refuses_no_certificate_and_another_cas_and_accepts_the_client_cas(
         let (ok, summary) = python(protocol, endpoint, &format!("member-{protocol}"), &member);
         assert!(ok, "{protocol} with the client CA's certificate: {summary}");
         let lines = file_lines(&collector.path("audit.jsonl"), n + 1);
-        assert!(lines[n].contains(&format!("member-{protocol}")), "{lines:?}");
+        assert!(
+            lines[n].contains(&format!("member-{protocol}")),
+            "{lines:?}"
+        );
     }
     let lines = lines_now(&collector.path("audit.jsonl"));
     assert_eq!(lines.len(), 2, "only the members' events: {lines:?}");
@@ -183,7 +200,13 @@ service:
     );
     let collector = Collector::start(&config);
     let url = format!("https://{}/", collector.component_endpoint("webhook"));
-    let body = flipt_event("segment", "created", "over-webhook-tls", "2024-05-01T10:00:00Z").to_string();
+    let body = flipt_event(
+        "segment",
+        "created",
+        "over-webhook-tls",
+        "2024-05-01T10:00:00Z",
+    )
+    .to_string();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
     let identity = |files: &PemFiles| {
         let mut pem = std::fs::read(&files.cert).unwrap();
@@ -310,7 +333,12 @@ fn rotated_certificate_files_are_served_after_reload_interval_without_a_restart(
         std::thread::sleep(Duration::from_millis(50));
     }
     collector.wait_for_log("TLS files changed: new connections get the new certificate");
-    let (ok, summary) = python("http", addr, "after-rotation", &["--ca-file", path(&pki.ca)]);
+    let (ok, summary) = python(
+        "http",
+        addr,
+        "after-rotation",
+        &["--ca-file", path(&pki.ca)],
+    );
     assert!(ok, "{summary}");
     assert_eq!(collector.log().matches("auditcol is running").count(), 1);
 }
@@ -479,6 +507,10 @@ service:
         body.as_bytes(),
     );
     assert_eq!(answer.status, 503, "{}", answer.text());
-    assert!(answer.text().contains("not valid for name"), "{}", answer.text());
+    assert!(
+        answer.text().contains("not valid for name"),
+        "{}",
+        answer.text()
+    );
     assert_eq!(lines_now(&gateway.path("audit.jsonl")).len(), 3);
 }

@@ -243,12 +243,19 @@ mod tests {
         assert_eq!(err.path, "tls.cert_file");
         let json = serde_json::json!({"endpoint": "h:1", "tls": {"insecure": true, "cert_file": "c", "key_file": "k"}});
         assert_eq!(parse(json).unwrap_err().path, "tls.cert_file");
-        let err = parse(serde_json::json!({"endpoint": "h:1", "tls": {"insecure": true, "min_version": "1.3"}}))
-            .unwrap_err();
+        let err = parse(
+            serde_json::json!({"endpoint": "h:1", "tls": {"insecure": true, "min_version": "1.3"}}),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "tls.min_version");
-        let err = parse(serde_json::json!({"endpoint": "h:1", "tls": {"ca_file": "/nonexistent/ca.pem"}}))
-            .unwrap_err();
-        assert_eq!(err.to_string(), "tls.ca_file: /nonexistent/ca.pem: file not found");
+        let err = parse(
+            serde_json::json!({"endpoint": "h:1", "tls": {"ca_file": "/nonexistent/ca.pem"}}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tls.ca_file: /nonexistent/ca.pem: file not found"
+        );
     }
 
     #[test]

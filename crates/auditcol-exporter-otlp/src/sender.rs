@@ -8,12 +8,12 @@ use auditcol_core::component::StartError;
 use auditcol_core::error::error_chain;
 use auditcol_core::exporterhelper::{BatchSender, SendError};
 use auditcol_core::otlp_response::{RejectedRecords, partial_success_proto};
+use auditcol_core::tls::{ALPN_GRPC, TlsClientSettings};
 use auditcol_core::{LogBatch, PipelineError};
 use bytes::{Buf, BufMut, Bytes};
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
-use auditcol_core::tls::{ALPN_GRPC, TlsClientSettings};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::config::{Compression, OtlpExporterConfig};

@@ -226,8 +226,10 @@ async fn a_ca_file_removed_after_build_fails_start_naming_it() {
         .await
         .unwrap_err();
     assert!(
-        err.0
-            .contains(&format!("tls.ca_file: {}: file not found", pki.ca.display())),
+        err.0.contains(&format!(
+            "tls.ca_file: {}: file not found",
+            pki.ca.display()
+        )),
         "{err}"
     );
 }
@@ -263,7 +265,11 @@ async fn tls_and_mutual_tls_to_the_otlp_receiver() {
     anonymous.start().await.unwrap();
     let err = anonymous.send_batch(&stamped_batch(1)).await.unwrap_err();
     assert!(!err.is_permanent(), "{err:?}");
-    assert_eq!(consumer.batches.lock().unwrap().len(), 1, "nothing got through");
+    assert_eq!(
+        consumer.batches.lock().unwrap().len(),
+        1,
+        "nothing got through"
+    );
     receiver.shutdown(far()).await;
 }
 
@@ -483,7 +489,11 @@ mod scripted_server {
         let sender = OtlpGrpcSender::new("otlp/test", &by_address);
         sender.start().await.unwrap();
         let err = sender.send_batch(&stamped_batch(1)).await.unwrap_err();
-        assert!(err.message().contains("not valid for name"), "{}", err.message());
+        assert!(
+            err.message().contains("not valid for name"),
+            "{}",
+            err.message()
+        );
         let overriding: OtlpExporterConfig = parse_component_config(&json!({
             "endpoint": addr.to_string(),
             "tls": {"ca_file": pki.ca, "server_name_override": "otlp.internal"},

@@ -429,7 +429,11 @@ async fn server_name_override_trusts_a_certificate_issued_for_another_name() {
     let by_address = sender(json!({"endpoint": url, "tls": {"ca_file": pki.ca}}));
     by_address.start().await.unwrap();
     let err = by_address.send_batch(&stamped_batch(1)).await.unwrap_err();
-    assert!(err.message().contains("not valid for name"), "{}", err.message());
+    assert!(
+        err.message().contains("not valid for name"),
+        "{}",
+        err.message()
+    );
     let overriding = sender(json!({
         "endpoint": url,
         "tls": {"ca_file": pki.ca, "server_name_override": "otlp.internal"},

@@ -19,7 +19,5 @@ pub mod settings;
 pub mod topics;
 
 pub use encoding::{Encoding, EventHeaders, MessageDecodeError};
-pub use settings::{
-    Authentication, KafkaClientSettings, SaslMechanism, parse_config,
-};
+pub use settings::{Authentication, KafkaClientSettings, SaslMechanism, parse_config};
 pub use topics::{TopicCheckError, check_topic_name, check_topics, create_topics};

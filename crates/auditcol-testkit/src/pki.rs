@@ -78,7 +78,9 @@ impl TestCa {
     fn issue(&self, names: &[&str], common_name: &str, server: bool) -> Issued {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names).expect("certificate names");
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![if server {
@@ -132,7 +134,9 @@ impl TestPki {
         let server = authority.server(&["127.0.0.1", "localhost"]);
         let server_der = server.der.clone();
         let server = server.write(dir, "server");
-        let client = authority.client("auditcol test client").write(dir, "client");
+        let client = authority
+            .client("auditcol test client")
+            .write(dir, "client");
         Self {
             authority,
             ca,

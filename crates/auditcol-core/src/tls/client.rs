@@ -135,9 +135,12 @@ impl TlsClientSettings {
                     roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
                 },
             };
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| ConfigError::at("ca_file", format!("cannot verify servers: {e}")))?;
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| {
+                        ConfigError::at("ca_file", format!("cannot verify servers: {e}"))
+                    })?;
             match &server_name_override {
                 Some(name) => Arc::new(VerifyAs {
                     inner: webpki,
@@ -158,7 +161,9 @@ impl TlsClientSettings {
                 let (chain, private_key) = certified_key(&cert, &key, &provider)?;
                 builder
                     .with_client_auth_cert(chain, private_key)
-                    .map_err(|e| cert.error(format_args!("cannot be used as a client certificate: {e}")))?
+                    .map_err(|e| {
+                        cert.error(format_args!("cannot be used as a client certificate: {e}"))
+                    })?
             }
             _ => builder.with_no_client_auth(),
         };

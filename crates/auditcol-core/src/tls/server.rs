@@ -267,7 +267,10 @@ impl ServerTls {
 
     /// With `reload_interval`, a task that calls [`Self::reload`] every
     /// interval until `shutdown`; `None` without.
-    pub fn spawn_reloading(self: &Arc<Self>, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
+    pub fn spawn_reloading(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Option<JoinHandle<()>> {
         let every = self.settings.reload_interval?.0;
         let tls = self.clone();
         Some(tokio::spawn(async move {
@@ -308,10 +311,7 @@ impl ServerTls {
                 return None;
             }
             Err(_) => {
-                self.note_failure(
-                    client,
-                    &format!("no complete handshake within {timeout:?}"),
-                );
+                self.note_failure(client, &format!("no complete handshake within {timeout:?}"));
                 return None;
             }
         };

@@ -186,10 +186,14 @@ fn min_version_reads_strings_and_yaml_numbers_and_refuses_old_versions() {
     assert!(old.contains("TLS 1.1 is not supported"), "{old}");
     let unknown = parse(serde_json::json!("2")).unwrap_err().to_string();
     assert!(unknown.contains("write \"1.2\" or \"1.3\""), "{unknown}");
-    let unknown_key = serde_json::from_value::<TlsServerSettings>(serde_json::json!({"ca_file": "x"}))
-        .unwrap_err()
-        .to_string();
-    assert!(unknown_key.contains("unknown field `ca_file`"), "{unknown_key}");
+    let unknown_key =
+        serde_json::from_value::<TlsServerSettings>(serde_json::json!({"ca_file": "x"}))
+            .unwrap_err()
+            .to_string();
+    assert!(
+        unknown_key.contains("unknown field `ca_file`"),
+        "{unknown_key}"
+    );
 }
 
 #[test]
@@ -285,7 +289,10 @@ fn client_file_errors_name_the_file() {
     };
     let (path, message) = parts(mismatched.validate());
     assert_eq!(path, "key_file");
-    assert!(message.contains("does not match the certificate in"), "{message}");
+    assert!(
+        message.contains("does not match the certificate in"),
+        "{message}"
+    );
     let good = TlsClientSettings {
         cert_file: Some(path_str(&pki.client.cert).to_owned()),
         key_file: Some(path_str(&pki.client.key).to_owned()),
@@ -339,7 +346,13 @@ fn check_unused_names_the_first_tls_key_set() {
 
 /// A listener served by `tls`: what each accepted connection sent first,
 /// `None` for a refused handshake.
-async fn serve(tls: Arc<ServerTls>, timeout: Duration) -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Option<Vec<u8>>>) {
+async fn serve(
+    tls: Arc<ServerTls>,
+    timeout: Duration,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Option<Vec<u8>>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -391,7 +404,10 @@ async fn the_first_bytes_after_the_handshake_are_read_again() {
     let (addr, mut outcomes) = serve(tls.clone(), Duration::from_secs(10)).await;
     let presented = hello(&client(&pki), addr).await.unwrap();
     assert_eq!(presented, pki.server_der);
-    assert_eq!(outcomes.recv().await.unwrap().as_deref(), Some(&b"hello"[..]));
+    assert_eq!(
+        outcomes.recv().await.unwrap().as_deref(),
+        Some(&b"hello"[..])
+    );
     assert_eq!(tls.failed_handshakes(), 0);
 }
 
@@ -435,7 +451,10 @@ async fn mutual_tls_refuses_clients_without_a_certificate_of_the_client_ca() {
         key_file: Some(path_str(&stranger.key).to_owned()),
         ..client(&pki)
     };
-    assert!(hello(&foreign, addr).await.is_err(), "another CA's certificate");
+    assert!(
+        hello(&foreign, addr).await.is_err(),
+        "another CA's certificate"
+    );
     assert_eq!(outcomes.recv().await.unwrap(), None);
 
     let member = TlsClientSettings {
@@ -444,7 +463,10 @@ async fn mutual_tls_refuses_clients_without_a_certificate_of_the_client_ca() {
         ..client(&pki)
     };
     hello(&member, addr).await.unwrap();
-    assert_eq!(outcomes.recv().await.unwrap().as_deref(), Some(&b"hello"[..]));
+    assert_eq!(
+        outcomes.recv().await.unwrap().as_deref(),
+        Some(&b"hello"[..])
+    );
     assert_eq!(tls.failed_handshakes(), 2);
 }
 
@@ -457,7 +479,11 @@ async fn a_silent_client_is_dropped_at_the_deadline() {
     let mut silent = TcpStream::connect(addr).await.unwrap();
     assert_eq!(outcomes.recv().await.unwrap(), None);
     let mut buf = [0u8; 1];
-    assert_eq!(silent.read(&mut buf).await.unwrap(), 0, "closed by the server");
+    assert_eq!(
+        silent.read(&mut buf).await.unwrap(),
+        0,
+        "closed by the server"
+    );
     assert_eq!(tls.failed_handshakes(), 1);
 }
 
@@ -503,7 +529,9 @@ async fn min_version_1_3_refuses_a_tls_1_2_client() {
                 std::fs::read(&pki.ca)
                     .map(|pem| {
                         use rustls::pki_types::pem::PemObject;
-                        rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap().to_vec()
+                        rustls::pki_types::CertificateDer::from_pem_slice(&pem)
+                            .unwrap()
+                            .to_vec()
                     })
                     .unwrap(),
             ))
@@ -560,7 +588,10 @@ async fn reload_serves_rotated_files_and_keeps_the_old_ones_when_the_new_are_bad
     let ReloadOutcome::Failed(error) = tls.reload().await else {
         panic!("a missing key must not load");
     };
-    assert_eq!(error.message, format!("{}: file not found", path_str(&pki.server.key)));
+    assert_eq!(
+        error.message,
+        format!("{}: file not found", path_str(&pki.server.key))
+    );
 
     std::fs::write(&pki.server.key, &next.key_pem).unwrap();
     assert_eq!(tls.reload().await, ReloadOutcome::Reloaded);

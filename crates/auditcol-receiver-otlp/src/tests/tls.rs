@@ -70,7 +70,10 @@ fn tls_files_are_checked_when_the_config_is_built() {
     }}))
     .unwrap_err();
     assert_eq!(err.path, "protocols.http.tls.key_file");
-    assert!(err.message.contains("does not match the certificate in"), "{err}");
+    assert!(
+        err.message.contains("does not match the certificate in"),
+        "{err}"
+    );
     let err = parse_component_config::<OtlpReceiverConfig>(&json!({"protocols": {
         "http": {"tls": {"cert_file": pki.server.cert}},
     }}))
@@ -194,7 +197,10 @@ async fn mutual_tls_refuses_clients_without_a_certificate_of_the_client_ca() {
         key_file: Some(path_str(&stranger.key).to_owned()),
         ..trusting(&pki)
     };
-    assert!(get(&foreign, addr).await.is_err(), "another CA's certificate");
+    assert!(
+        get(&foreign, addr).await.is_err(),
+        "another CA's certificate"
+    );
     let member = TlsClientSettings {
         cert_file: Some(path_str(&pki.client.cert).to_owned()),
         key_file: Some(path_str(&pki.client.key).to_owned()),
@@ -227,7 +233,10 @@ async fn rotated_files_are_served_after_reload_interval_without_a_restart() {
         if presented == rotated.der {
             break;
         }
-        assert_eq!(presented, pki.server_der, "the old certificate until the reload");
+        assert_eq!(
+            presented, pki.server_der,
+            "the old certificate until the reload"
+        );
         assert!(
             tokio::time::Instant::now() < deadline,
             "the rotated certificate was never served"
