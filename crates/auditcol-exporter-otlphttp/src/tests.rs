@@ -31,9 +31,21 @@ impl LogsConsumer for Recording {
 
 /// An OTLP receiver (HTTP only) on 127.0.0.1:0 and what it received.
 async fn start_receiver() -> (Arc<OtlpReceiver>, Arc<Recording>, String) {
+    start_receiver_with(None).await
+}
+
+/// An OTLP receiver (HTTP only, over TLS with `tls` as given) on
+/// 127.0.0.1:0, what it received and its URL (`http://` or `https://`).
+async fn start_receiver_with(
+    tls: Option<serde_json::Value>,
+) -> (Arc<OtlpReceiver>, Arc<Recording>, String) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut http = json!({"endpoint": "127.0.0.1:0"});
+    if let Some(tls) = tls {
+        http["tls"] = tls;
+    }
     let config: OtlpReceiverConfig =
-        parse_component_config(&json!({"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}))
-            .unwrap();
+        parse_component_config(&json!({"protocols": {"http": http}})).unwrap();
     let recording = Arc::new(Recording::default());
     let receiver = Arc::new(OtlpReceiver::new(
         ComponentId::new("otlp", None),
@@ -42,7 +54,7 @@ async fn start_receiver() -> (Arc<OtlpReceiver>, Arc<Recording>, String) {
     ));
     receiver.start().await.unwrap();
     let addr = receiver.local_addrs()[0].1;
-    (receiver, recording, format!("http://{addr}"))
+    (receiver, recording, format!("{scheme}://{addr}"))
 }
 
 /// Audit events already stamped as a receiver would (observed time,
@@ -315,22 +327,8 @@ async fn headers_content_type_and_encoding_are_sent() {
 
 use auditcol_testkit::pki::{TestCa, TestPki};
 
-/// An OTLP receiver (HTTP over TLS, `tls` as given) on 127.0.0.1:0: its
-/// `https://` URL.
 async fn start_tls_receiver(tls: serde_json::Value) -> (Arc<OtlpReceiver>, Arc<Recording>, String) {
-    let config: OtlpReceiverConfig = parse_component_config(
-        &json!({"protocols": {"http": {"endpoint": "127.0.0.1:0", "tls": tls}}}),
-    )
-    .unwrap();
-    let recording = Arc::new(Recording::default());
-    let receiver = Arc::new(OtlpReceiver::new(
-        ComponentId::new("otlp", None),
-        config,
-        recording.clone(),
-    ));
-    receiver.start().await.unwrap();
-    let addr = receiver.local_addrs()[0].1;
-    (receiver, recording, format!("https://{addr}"))
+    start_receiver_with(Some(tls)).await
 }
 
 #[test]

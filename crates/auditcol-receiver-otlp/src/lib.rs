@@ -240,15 +240,10 @@ impl Component for OtlpReceiver {
             }
         }
         for (protocol, local_addr) in &addrs {
-            let tls = match *protocol {
+            let tls = ServerTls::mode(match *protocol {
                 "grpc" => grpc_tls.as_deref(),
                 _ => http_tls.as_deref(),
-            };
-            let tls = match tls {
-                None => "off",
-                Some(tls) if tls.mutual() => "mutual",
-                Some(_) => "on",
-            };
+            });
             // Tests and operators find the chosen ports from this event.
             tracing::info!(component = %self.id, protocol = *protocol, endpoint = %local_addr, tls, "listening");
         }

@@ -187,11 +187,7 @@ impl Component for WebhookReceiver {
         });
         let endpoint = &self.endpoint;
         // Tests and operators find the chosen port from this event.
-        let tls = match &tls {
-            None => "off",
-            Some(tls) if tls.mutual() => "mutual",
-            Some(_) => "on",
-        };
+        let tls = ServerTls::mode(tls.as_deref());
         tracing::info!(component = %self.id, protocol = "http", endpoint = %addr, path = %endpoint.path, format = endpoint.format.name(), tls, "listening");
         match &endpoint.verifier {
             Some(verifier) => {

@@ -203,6 +203,16 @@ impl ServerTls {
         self.settings.client_ca_file.is_some()
     }
 
+    /// What a listener with `tls` speaks, for its `listening` event:
+    /// `off`, `on` or `mutual`.
+    pub fn mode(tls: Option<&ServerTls>) -> &'static str {
+        match tls {
+            None => "off",
+            Some(tls) if tls.mutual() => "mutual",
+            Some(_) => "on",
+        }
+    }
+
     /// Handshakes that failed or timed out so far.
     pub fn failed_handshakes(&self) -> u64 {
         self.failed_handshakes.load(Ordering::Relaxed)
@@ -304,7 +314,7 @@ impl ServerTls {
     {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config());
         let deadline = tokio::time::Instant::now() + timeout;
-        let stream = match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
+        let mut stream = match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 self.note_failure(client, &e);
@@ -315,7 +325,6 @@ impl ServerTls {
                 return None;
             }
         };
-        let mut stream = stream;
         let mut first = vec![0u8; FIRST_READ];
         match tokio::time::timeout_at(deadline, stream.read(&mut first)).await {
             Ok(Ok(n)) if n > 0 => {
