@@ -437,10 +437,33 @@ pub fn send_with_python_sdk(
     endpoint: SocketAddr,
     events: &serde_json::Value,
 ) -> serde_json::Value {
+    let output = run_python_sdk(protocol, endpoint, events, &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "Python SDK client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+/// Runs `tests/python/send_audit.py` with `events` on stdin and `args`
+/// after the protocol and endpoint (`--ca-file`, `--client-cert`,
+/// `--client-key`, `--timeout`); whatever the outcome.
+pub fn run_python_sdk(
+    protocol: &str,
+    endpoint: SocketAddr,
+    events: &serde_json::Value,
+    args: &[&str],
+) -> std::process::Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/send_audit.py");
     let mut child = Command::new(python())
         .arg(script)
         .args(["--protocol", protocol, "--endpoint", &endpoint.to_string()])
+        .args(args)
+        // `requests` lets these override the SDK's own `certificate_file`.
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -452,14 +475,7 @@ pub fn send_with_python_sdk(
         .unwrap()
         .write_all(events.to_string().as_bytes())
         .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "Python SDK client failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap()
+    child.wait_with_output().unwrap()
 }
 
 /// A plain HTTP/1.1 response.

@@ -212,50 +212,6 @@ fn mask_url_password(text: &str) -> Option<String> {
     ))
 }
 
-/// The PEM files of a client's `tls` section (`tls.ca_file`,
-/// `tls.cert_file`, `tls.key_file`), for [`check_tls_files`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TlsFiles<'a> {
-    pub ca_file: Option<&'a str>,
-    pub cert_file: Option<&'a str>,
-    pub key_file: Option<&'a str>,
-}
-
-/// Checks the PEM file keys of a client's `tls` section, the same way for
-/// every client: no empty file name; none given when the connection is
-/// plain text (`plain_text` says why it is, e.g. "is unused: the connection
-/// is plain text (an http:// endpoint)"); and a client certificate comes
-/// with its key.
-pub fn check_tls_files(files: TlsFiles<'_>, plain_text: Option<&str>) -> Result<(), ConfigError> {
-    for (key, file) in [
-        ("tls.ca_file", files.ca_file),
-        ("tls.cert_file", files.cert_file),
-        ("tls.key_file", files.key_file),
-    ] {
-        let Some(file) = file else { continue };
-        if file.trim().is_empty() {
-            return Err(ConfigError::at(
-                key,
-                "must not be empty: give a PEM file or remove the key",
-            ));
-        }
-        if let Some(why) = plain_text {
-            return Err(ConfigError::at(key, why));
-        }
-    }
-    match (files.cert_file, files.key_file) {
-        (Some(_), None) => Err(ConfigError::at(
-            "tls.key_file",
-            "is required with `tls.cert_file`: the client certificate's private key",
-        )),
-        (None, Some(_)) => Err(ConfigError::at(
-            "tls.cert_file",
-            "is required with `tls.key_file`: the client certificate",
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Prefixes the key path of errors from a nested settings struct.
 pub fn nested(prefix: &str, result: Result<(), ConfigError>) -> Result<(), ConfigError> {
     result.map_err(|e| ConfigError {

@@ -10,7 +10,9 @@
 //!   factories; [`config`]: the YAML collector config; [`pipeline`]: the
 //!   graph built from it; [`exporterhelper`]: timeout, retry and queue that
 //!   every exporter wraps; [`receiverhelper`]: what every receiver does the
-//!   same way (listen address, receipt time, refusal → HTTP answer).
+//!   same way (listen address, receipt time, refusal → HTTP answer);
+//!   [`tls`] (feature `tls`): server and client TLS settings, one type each
+//!   for every listener and client.
 
 pub mod batch;
 pub mod component;
@@ -26,6 +28,8 @@ pub mod pipeline;
 pub mod receiverhelper;
 pub mod rpc_status;
 pub mod signature;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use auditcol_model as model;
 pub use batch::{DecodeError, Decoded, LogBatch, RecordEdit, RecordError, RecordRef};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use auditcol_core::config::{ConfigDuration, ConfigError, TlsFiles, Validate, check_tls_files};
+use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
@@ -62,20 +62,11 @@ pub enum Compression {
     None,
 }
 
-/// `tls`, as the Collector's `configtls` client settings.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsSettings {
-    /// Plain text (no TLS) for a `host:port` endpoint.
-    pub insecure: bool,
-    /// A PEM file of CA certificates trusted besides the built-in (webpki)
-    /// roots.
-    pub ca_file: Option<String>,
-    /// The client certificate (PEM) for mutual TLS; with `key_file`.
-    pub cert_file: Option<String>,
-    /// The client certificate's private key (PEM); with `cert_file`.
-    pub key_file: Option<String>,
-}
+/// `tls`, as the Collector's `configtls` client settings. As in the
+/// Collector's gRPC clients, `insecure: true` means plain text (for a
+/// `host:port` endpoint; the scheme of an `http://` or `https://` one
+/// decides by itself).
+pub type TlsSettings = auditcol_core::tls::TlsClientSettings;
 
 impl OtlpExporterConfig {
     /// Whether the connection uses TLS: an `https://` endpoint always, an
@@ -161,16 +152,16 @@ impl Validate for OtlpExporterConfig {
                 "contradicts the https:// endpoint: remove one of them",
             ));
         }
-        check_tls_files(
-            TlsFiles {
-                ca_file: self.tls.ca_file.as_deref(),
-                cert_file: self.tls.cert_file.as_deref(),
-                key_file: self.tls.key_file.as_deref(),
-            },
-            (!self.uses_tls()).then_some(
-                "is unused: the connection is plain text (`tls.insecure` or an http:// endpoint)",
-            ),
-        )?;
+        if self.uses_tls() {
+            nested("tls", self.tls.validate())?;
+        } else {
+            nested(
+                "tls",
+                self.tls.check_unused(
+                    "is unused: the connection is plain text (`tls.insecure` or an http:// endpoint)",
+                ),
+            )?;
+        }
         self.helper_settings().validate()
     }
 }
@@ -252,9 +243,19 @@ mod tests {
         assert_eq!(err.path, "tls.cert_file");
         let json = serde_json::json!({"endpoint": "h:1", "tls": {"insecure": true, "cert_file": "c", "key_file": "k"}});
         assert_eq!(parse(json).unwrap_err().path, "tls.cert_file");
-        let err = parse(serde_json::json!({"endpoint": "h:1", "tls": {"min_version": "1.3"}}))
-            .unwrap_err();
+        let err = parse(
+            serde_json::json!({"endpoint": "h:1", "tls": {"insecure": true, "min_version": "1.3"}}),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "tls.min_version");
+        let err = parse(
+            serde_json::json!({"endpoint": "h:1", "tls": {"ca_file": "/nonexistent/ca.pem"}}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tls.ca_file: /nonexistent/ca.pem: file not found"
+        );
     }
 
     #[test]

@@ -83,9 +83,10 @@ pub enum Compression {
     None,
 }
 
-/// `tls`: how `https://` endpoints are trusted. `http://` endpoints are
-/// plain text, as in the Collector: the URL scheme decides.
-pub type TlsSettings = auditcol_core::httpclient::TlsClientSettings;
+/// `tls`: how `https://` endpoints are trusted, and the client certificate.
+/// `http://` endpoints are plain text, as in the Collector: the URL scheme
+/// decides, so `tls.insecure` is refused.
+pub type TlsSettings = auditcol_core::tls::TlsClientSettings;
 
 impl OtlpHttpExporterConfig {
     /// The URL logs are POSTed to: `logs_endpoint`, else `endpoint` +
@@ -116,24 +117,25 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
 
 impl Validate for OtlpHttpExporterConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        match (&self.endpoint, &self.logs_endpoint) {
+        if let Some(url) = &self.endpoint {
+            check_url("endpoint", url)?;
+        }
+        if let Some(url) = &self.logs_endpoint {
+            check_url("logs_endpoint", url)?;
+        }
+        // The URL requests go to: `logs_endpoint` wins over `endpoint`.
+        let used = match (&self.logs_endpoint, &self.endpoint) {
+            (Some(url), _) => ("logs_endpoint", url),
+            (None, Some(url)) => ("endpoint", url),
             (None, None) => {
                 return Err(ConfigError::at(
                     "endpoint",
                     "is required (or `logs_endpoint`): the base URL of the OTLP/HTTP server, e.g. https://otlp.example.com:4318",
                 ));
             }
-            (endpoint, logs_endpoint) => {
-                if let Some(url) = endpoint {
-                    check_url("endpoint", url)?;
-                }
-                if let Some(url) = logs_endpoint {
-                    check_url("logs_endpoint", url)?;
-                }
-            }
-        }
+        };
         httpclient::check_headers(&self.headers)?;
-        self.tls.validate()?;
+        httpclient::check_tls(&self.tls, used.0, used.1)?;
         self.helper_settings().validate()
     }
 }
@@ -242,11 +244,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.path, "tls.cert_file");
         let err =
-            parse(serde_json::json!({"endpoint": "https://h", "tls": {"min_version": "1.3"}}))
+            parse(serde_json::json!({"endpoint": "https://h", "tls": {"min_version": "1.0"}}))
                 .unwrap_err();
         assert_eq!(err.path, "tls.min_version");
         assert!(
-            err.message.contains("unknown field `min_version`"),
+            err.message.contains("TLS 1.0 is not supported"),
             "{}",
             err.message
         );

@@ -51,7 +51,8 @@ pub struct WebhookExporterConfig {
     /// A body template instead of the event JSON.
     #[serde(default)]
     pub template: Option<TemplateSettings>,
-    /// TLS for `https://` endpoints.
+    /// TLS for `https://` endpoints (the URL scheme decides, as in the
+    /// Collector: `tls.insecure` is refused).
     #[serde(default)]
     pub tls: TlsClientSettings,
     /// Per request: an answer must have come within it.
@@ -259,7 +260,7 @@ impl Validate for WebhookExporterConfig {
             BodyTemplate::new(&template.body, &template.content_type)
                 .map_err(|e| ConfigError::at("template.body", e))?;
         }
-        self.tls.validate()?;
+        httpclient::check_tls(&self.tls, "endpoint", endpoint)?;
         self.helper_settings().validate()
     }
 }

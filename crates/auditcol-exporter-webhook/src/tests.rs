@@ -554,9 +554,12 @@ async fn a_redirect_is_not_followed() {
 
 #[tokio::test]
 async fn https_with_the_ca_file_delivers_and_without_it_is_refused() {
-    use auditcol_testkit::tls::{https_server, tls_file};
-    let (url, requests) = https_server(false).await;
-    let trusting = exporter(json!({"endpoint": url, "tls": {"ca_file": tls_file("ca.pem")}})).await;
+    use auditcol_testkit::pki::TestPki;
+    use auditcol_testkit::tls::https_server;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path());
+    let (url, requests) = https_server(&pki.server, None).await;
+    let trusting = exporter(json!({"endpoint": url, "tls": {"ca_file": pki.ca}})).await;
     trusting.consume(batch(2)).await.unwrap();
     assert_eq!(requests.load(Ordering::SeqCst), 2);
     let default_roots = exporter(json!({
@@ -570,6 +573,63 @@ async fn https_with_the_ca_file_delivers_and_without_it_is_refused() {
     let skipping = exporter(json!({"endpoint": url, "tls": {"insecure_skip_verify": true}})).await;
     skipping.consume(batch(1)).await.unwrap();
     assert_eq!(requests.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn mutual_tls_and_server_name_override() {
+    use auditcol_testkit::pki::TestPki;
+    use auditcol_testkit::tls::https_server;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path());
+    // A certificate for a name, not for the address the endpoint has.
+    let named = pki
+        .authority
+        .server(&["siem.internal"])
+        .write(dir.path(), "named");
+    let (url, requests) = https_server(&named, Some(&pki.ca)).await;
+    let by_address = exporter(json!({
+        "endpoint": url,
+        "retry_on_failure": {"enabled": false},
+        "tls": {"ca_file": pki.ca, "cert_file": pki.client.cert, "key_file": pki.client.key},
+    }))
+    .await;
+    let err = by_address.consume(batch(1)).await.unwrap_err();
+    assert!(err.message().contains("not valid for name"), "{err}");
+    let without_certificate = exporter(json!({
+        "endpoint": url,
+        "retry_on_failure": {"enabled": false},
+        "tls": {"ca_file": pki.ca, "server_name_override": "siem.internal"},
+    }))
+    .await;
+    assert!(without_certificate.consume(batch(1)).await.is_err());
+    assert_eq!(requests.load(Ordering::SeqCst), 0);
+    let both = exporter(json!({
+        "endpoint": url,
+        "tls": {
+            "ca_file": pki.ca, "server_name_override": "siem.internal",
+            "cert_file": pki.client.cert, "key_file": pki.client.key,
+        },
+    }))
+    .await;
+    both.consume(batch(1)).await.unwrap();
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn tls_with_an_http_endpoint_or_insecure_is_refused() {
+    let err = parse_component_config::<WebhookExporterConfig>(
+        &json!({"endpoint": "http://h/hook", "tls": {"ca_file": "/ca.pem"}}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "tls.ca_file: is unused: `endpoint` is an http:// URL (plain text); write https:// for TLS"
+    );
+    let err = parse_component_config::<WebhookExporterConfig>(
+        &json!({"endpoint": "https://h/hook", "tls": {"insecure": true}}),
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "tls.insecure");
 }
 
 #[tokio::test]

@@ -14,12 +14,23 @@
 //!         timeout: 20s           # ...and close it if the ping is not answered
 //!         max_connection_age: 0s # 0 = no limit; else GOAWAY after this long
 //!         max_connection_age_grace: 0s
+//!     tls:                       # absent = plain text
+//!       cert_file: /etc/auditcol/tls/server.pem
+//!       key_file: /etc/auditcol/tls/server.key
+//!       client_ca_file: /etc/auditcol/tls/clients-ca.pem   # mutual TLS
+//!       min_version: "1.2"
+//!       reload_interval: 1m
 //!   http:
 //!     endpoint: 127.0.0.1:4318
 //!     max_request_body_size: 4194304
 //!     max_connections: 1024
 //!     read_header_timeout: 10s
+//!     tls: {cert_file: ..., key_file: ...}   # the same keys
 //! ```
+//!
+//! `tls` is [`auditcol_core::tls::TlsServerSettings`]: its files are read and
+//! checked when the config is built. gRPC over TLS offers ALPN `h2`, HTTP
+//! `h2` and `http/1.1`.
 //!
 //! As in the Collector, a protocol that is absent is disabled, and one that
 //! is present (even as `grpc:` or `grpc: {}`) runs with its defaults.
@@ -36,6 +47,7 @@ use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::receiverhelper::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
 };
+use auditcol_core::tls::TlsServerSettings;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Default OTLP/gRPC listen address (the Collector's port, loopback only).
@@ -105,6 +117,8 @@ pub struct GrpcConfig {
     pub max_connections: usize,
     /// HTTP/2 keepalive and connection age, in the Collector's shape.
     pub keepalive: KeepaliveConfig,
+    /// TLS (and mutual TLS); plain text when absent.
+    pub tls: Option<TlsServerSettings>,
 }
 
 /// `protocols.grpc.keepalive`.
@@ -160,7 +174,10 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Time a client has to send a request's headers, counted from when the
     /// server waits for them: also how long a keep-alive connection may idle.
+    /// Over TLS, the handshake must be done within it too.
     pub read_header_timeout: ConfigDuration,
+    /// TLS (and mutual TLS); plain text when absent.
+    pub tls: Option<TlsServerSettings>,
 }
 
 impl Default for GrpcConfig {
@@ -171,6 +188,7 @@ impl Default for GrpcConfig {
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             keepalive: KeepaliveConfig::default(),
+            tls: None,
         }
     }
 }
@@ -182,6 +200,7 @@ impl Default for HttpConfig {
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
+            tls: None,
         }
     }
 }
@@ -270,6 +289,9 @@ impl Validate for GrpcConfig {
                 "applies with `max_connection_age` only",
             ));
         }
+        if let Some(tls) = &self.tls {
+            nested("tls", tls.validate())?;
+        }
         Ok(())
     }
 }
@@ -301,6 +323,9 @@ impl Validate for HttpConfig {
                 "max_request_body_size",
                 "must be at least 1 (bytes); the default is 4194304 (4 MiB)",
             ));
+        }
+        if let Some(tls) = &self.tls {
+            nested("tls", tls.validate())?;
         }
         Ok(())
     }

@@ -18,7 +18,10 @@ use std::task::{Context, Poll};
 use auditcol_core::LogBatch;
 use auditcol_core::PipelineError;
 use auditcol_core::config::ConfigDuration;
-use auditcol_core::receiverhelper::{ConnectionLimit, admitted_incoming};
+use auditcol_core::receiverhelper::{
+    ConnectionLimit, DEFAULT_TLS_HANDSHAKE_TIMEOUT, admitted_incoming, tls_incoming,
+};
+use auditcol_core::tls::ServerTls;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue};
@@ -55,6 +58,8 @@ pub(crate) struct Limits {
     pub(crate) connections: ConnectionLimit,
     /// Pings, and the age at which a connection is sent away.
     pub(crate) keepalive: KeepaliveServerParameters,
+    /// TLS, when configured: ALPN `h2`, handshakes off the accept loop.
+    pub(crate) tls: Option<Arc<ServerTls>>,
 }
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled, then lets
@@ -80,19 +85,36 @@ pub(crate) async fn serve(
             server = server.max_connection_age_grace(grace);
         }
     }
-    server
-        .add_service(LogsGrpc {
-            ingest,
-            max_recv_msg_size: limits.max_recv_msg_size,
-        })
-        // Connections are admitted up to max_connections, with TCP_NODELAY
-        // (without it a small response waits for the client's delayed ACK:
-        // ~40 ms added to every request of a lone synchronous client).
-        .serve_with_incoming_shutdown(
-            admitted_incoming(listener, limits.connections),
-            shutdown.cancelled_owned(),
-        )
-        .await
+    let router = server.add_service(LogsGrpc {
+        ingest,
+        max_recv_msg_size: limits.max_recv_msg_size,
+    });
+    // Connections are admitted up to max_connections, with TCP_NODELAY
+    // (without it a small response waits for the client's delayed ACK:
+    // ~40 ms added to every request of a lone synchronous client).
+    match limits.tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    admitted_incoming(listener, limits.connections),
+                    shutdown.cancelled_owned(),
+                )
+                .await
+        }
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(
+                    tls_incoming(
+                        listener,
+                        limits.connections,
+                        tls,
+                        DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+                    ),
+                    shutdown.cancelled_owned(),
+                )
+                .await
+        }
+    }
 }
 
 /// The `LogsService` server: one unary method, `Export`.

@@ -55,6 +55,7 @@ pub(crate) async fn serve(
         limits.connections,
         router,
         limits.read_header_timeout,
+        limits.tls,
         shutdown,
     )
     .await;
@@ -68,8 +69,10 @@ pub(crate) struct Limits {
     /// Most connections open at once.
     pub(crate) connections: ConnectionLimit,
     /// Time a client has for a request's headers (and an idle connection
-    /// before it is closed).
+    /// before it is closed); over TLS, for the handshake too.
     pub(crate) read_header_timeout: std::time::Duration,
+    /// TLS, when configured.
+    pub(crate) tls: Option<Arc<auditcol_core::tls::ServerTls>>,
 }
 
 async fn not_found() -> Response {

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use auditcol_core::component::StartError;
 use auditcol_core::config::ConfigError;
 use auditcol_core::receiverhelper::ConnectionLimit;
+use auditcol_core::tls::{ALPN_GRPC, ALPN_HTTP, ServerTls, TlsServerSettings};
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
 };
@@ -144,6 +145,22 @@ fn local_addr(listener: &TcpListener, protocol: &str) -> Result<SocketAddr, Star
         .map_err(|e| StartError(format!("cannot read the {protocol} listen address: {e}")))
 }
 
+/// Loads the `tls` of the listener at `path` (`protocols.grpc`), if any.
+/// The files were checked at build; one that changed since fails the start.
+fn load_tls(
+    settings: Option<&TlsServerSettings>,
+    alpn: &[&[u8]],
+    listener: String,
+    path: &str,
+) -> Result<Option<Arc<ServerTls>>, StartError> {
+    settings
+        .map(|settings| {
+            ServerTls::load(settings, alpn, listener)
+                .map_err(|e| StartError(format!("{path}.tls.{e}")))
+        })
+        .transpose()
+}
+
 /// Runs a server in the background; a server that fails after binding is
 /// logged, as there is no caller left to tell.
 fn spawn_server<E: std::fmt::Display>(
@@ -179,6 +196,18 @@ impl Component for OtlpReceiver {
             )));
         }
         let protocols = &self.config.protocols;
+        let grpc_tls = load_tls(
+            protocols.grpc.as_ref().and_then(|c| c.tls.as_ref()),
+            ALPN_GRPC,
+            format!("{} grpc", self.id),
+            "protocols.grpc",
+        )?;
+        let http_tls = load_tls(
+            protocols.http.as_ref().and_then(|c| c.tls.as_ref()),
+            ALPN_HTTP,
+            format!("{} http", self.id),
+            "protocols.http",
+        )?;
         let bound = self
             .bound
             .lock()
@@ -213,6 +242,7 @@ impl Component for OtlpReceiver {
                         format!("{} grpc", self.id),
                     ),
                     keepalive: c.keepalive.server_parameters.clone(),
+                    tls: grpc_tls.clone(),
                 },
                 shutdown.clone(),
             );
@@ -228,15 +258,25 @@ impl Component for OtlpReceiver {
                         format!("{} http", self.id),
                     ),
                     read_header_timeout: c.read_header_timeout.0,
+                    tls: http_tls.clone(),
                 },
                 self.ingest.clone(),
                 shutdown.clone(),
             );
             servers.push(spawn_server(self.id.clone(), "http", server));
         }
+        for tls in grpc_tls.iter().chain(&http_tls) {
+            if let Some(reloading) = tls.spawn_reloading(shutdown.clone()) {
+                servers.push(reloading);
+            }
+        }
         for (protocol, local_addr) in &addrs {
+            let tls = ServerTls::mode(match *protocol {
+                "grpc" => grpc_tls.as_deref(),
+                _ => http_tls.as_deref(),
+            });
             // Tests and operators find the chosen ports from this event.
-            tracing::info!(component = %self.id, protocol = *protocol, endpoint = %local_addr, "listening");
+            tracing::info!(component = %self.id, protocol = *protocol, endpoint = %local_addr, tls, "listening");
         }
         *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running {
             addrs,

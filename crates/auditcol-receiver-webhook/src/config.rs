@@ -7,15 +7,21 @@
 //! signing_secret: ${env:FLIPT_WEBHOOK_SECRET}
 //! signature_header: x-flipt-webhook-signature   # the format's header by default
 //! max_request_body_size: 1048576
+//! tls:                                          # absent = plain text
+//!   cert_file: /etc/auditcol/tls/server.pem
+//!   key_file: /etc/auditcol/tls/server.key
+//!   client_ca_file: /etc/auditcol/tls/clients-ca.pem   # mutual TLS
+//!   reload_interval: 1m
 //! ```
 
 use std::fmt;
 use std::net::SocketAddr;
 
-use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
+use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::receiverhelper::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
 };
+use auditcol_core::tls::TlsServerSettings;
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
 
@@ -99,7 +105,10 @@ pub struct WebhookReceiverConfig {
     pub max_connections: usize,
     /// Time a client has to send a request's headers, counted from when the
     /// server waits for them: also how long a keep-alive connection may idle.
+    /// Over TLS, the handshake must be done within it too.
     pub read_header_timeout: ConfigDuration,
+    /// TLS (and mutual TLS); plain text when absent.
+    pub tls: Option<TlsServerSettings>,
 }
 
 impl Default for WebhookReceiverConfig {
@@ -113,6 +122,7 @@ impl Default for WebhookReceiverConfig {
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
+            tls: None,
         }
     }
 }
@@ -132,6 +142,7 @@ impl fmt::Debug for WebhookReceiverConfig {
             .field("max_request_body_size", &self.max_request_body_size)
             .field("max_connections", &self.max_connections)
             .field("read_header_timeout", &self.read_header_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -208,6 +219,9 @@ impl Validate for WebhookReceiverConfig {
                 "max_connections",
                 format!("must be at least 1; the default is {DEFAULT_MAX_CONNECTIONS}"),
             ));
+        }
+        if let Some(tls) = &self.tls {
+            nested("tls", tls.validate())?;
         }
         Ok(())
     }

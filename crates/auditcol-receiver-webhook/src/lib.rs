@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use auditcol_core::component::StartError;
 use auditcol_core::config::ConfigError;
 use auditcol_core::receiverhelper::ConnectionLimit;
+use auditcol_core::tls::{ALPN_HTTP, ServerTls, TlsServerSettings};
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
 };
@@ -81,6 +82,7 @@ pub struct WebhookReceiver {
     addr: Result<SocketAddr, String>,
     max_connections: usize,
     read_header_timeout: std::time::Duration,
+    tls: Option<TlsServerSettings>,
     /// The listener bound by [`Component::bind`], waiting for `start`.
     bound: Mutex<Option<TcpListener>>,
     running: Mutex<Option<Running>>,
@@ -90,6 +92,7 @@ struct Running {
     addr: SocketAddr,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
+    reloading: Option<JoinHandle<()>>,
 }
 
 impl WebhookReceiver {
@@ -124,6 +127,7 @@ impl WebhookReceiver {
             addr: config.socket_addr(),
             max_connections: config.max_connections,
             read_header_timeout: config.read_header_timeout.0,
+            tls: config.tls,
             id,
             bound: Mutex::new(None),
             running: Mutex::new(None),
@@ -163,6 +167,15 @@ impl Component for WebhookReceiver {
                 self.id
             )));
         }
+        // The files were checked at build; one that changed since fails the start.
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|settings| {
+                ServerTls::load(settings, ALPN_HTTP, self.id.to_string())
+                    .map_err(|e| StartError(format!("tls.{e}")))
+            })
+            .transpose()?;
         let bound = self
             .bound
             .lock()
@@ -181,9 +194,13 @@ impl Component for WebhookReceiver {
             listener,
             ConnectionLimit::new(self.max_connections, self.id.to_string()),
             self.read_header_timeout,
+            tls.clone(),
             self.endpoint.clone(),
             shutdown.clone(),
         );
+        let reloading = tls
+            .as_ref()
+            .and_then(|tls| tls.spawn_reloading(shutdown.clone()));
         let server = tokio::spawn(async move {
             if let Err(e) = serving.await {
                 tracing::error!(component = %id, error = %e, "the webhook server stopped");
@@ -191,7 +208,8 @@ impl Component for WebhookReceiver {
         });
         let endpoint = &self.endpoint;
         // Tests and operators find the chosen port from this event.
-        tracing::info!(component = %self.id, protocol = "http", endpoint = %addr, path = %endpoint.path, format = endpoint.format.name(), "listening");
+        let tls = ServerTls::mode(tls.as_deref());
+        tracing::info!(component = %self.id, protocol = "http", endpoint = %addr, path = %endpoint.path, format = endpoint.format.name(), tls, "listening");
         match &endpoint.verifier {
             Some(verifier) => {
                 tracing::info!(component = %self.id, header = %verifier.header(), "requests must be signed");
@@ -205,6 +223,7 @@ impl Component for WebhookReceiver {
             addr,
             shutdown,
             server,
+            reloading,
         });
         Ok(())
     }
@@ -220,6 +239,9 @@ impl Component for WebhookReceiver {
         };
         // Stop accepting; requests in flight run to their answer.
         running.shutdown.cancel();
+        if let Some(reloading) = running.reloading {
+            reloading.abort();
+        }
         if tokio::time::timeout_at(deadline, &mut running.server)
             .await
             .is_err()

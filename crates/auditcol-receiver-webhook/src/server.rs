@@ -41,13 +41,22 @@ pub(crate) async fn serve(
     listener: TcpListener,
     connections: ConnectionLimit,
     read_header_timeout: std::time::Duration,
+    tls: Option<Arc<auditcol_core::tls::ServerTls>>,
     endpoint: Arc<Endpoint>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     // One handler for every path and method: the configured path is matched
     // literally, so no character in it can mean a route pattern.
     let router = Router::new().fallback(handle).with_state(endpoint);
-    serve_http(listener, connections, router, read_header_timeout, shutdown).await;
+    serve_http(
+        listener,
+        connections,
+        router,
+        read_header_timeout,
+        tls,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 

@@ -16,6 +16,7 @@ mod factory;
 mod grpc;
 mod http;
 mod lifecycle;
+mod tls;
 
 /// Records every batch and answers with `answer`. While a test holds
 /// `hold`, `consume` waits (after signalling `entered`), which keeps a
