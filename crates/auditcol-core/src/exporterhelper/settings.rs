@@ -27,7 +27,7 @@ pub fn default_timeout() -> ConfigDuration {
 ///     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 /// };
 ///
-/// #[derive(serde::Deserialize, Serialize)]
+/// #[derive(serde::Deserialize)]
 /// #[serde(deny_unknown_fields)]
 /// struct MyExporterConfig {
 ///     endpoint: String,
