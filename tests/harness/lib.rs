@@ -603,3 +603,25 @@ pub fn flipt_event(noun: &str, verb: &str, key: &str, timestamp: &str) -> serde_
         "status": "success"
     })
 }
+
+/// The signature of `body`, computed by the Flagsmith documentation's own
+/// Python snippet (Flipt's sink signs the same way: hex HMAC-SHA256).
+pub fn sign_with_documented_snippet(secret: &str, body: &[u8]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/flagsmith_signature.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .arg(secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run Python");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}

@@ -249,6 +249,53 @@ pub enum Connectivity {
     Unreachable(String),
 }
 
+/// What a component left undone at shutdown (see [`Component::leftover`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftover {
+    /// Batches kept in a persistent queue: sent at the next start.
+    pub kept_batches: u64,
+    /// Where they are kept (the queue's directory).
+    pub kept_in: Option<String>,
+    /// Records whose senders were answered with an error (they may retry):
+    /// not acknowledged, so not lost.
+    pub refused_records: u64,
+    /// Records acknowledged when queued in memory and never exported.
+    pub lost_records: u64,
+}
+
+impl Leftover {
+    /// True when nothing was left.
+    pub fn is_empty(&self) -> bool {
+        self.kept_batches == 0 && self.refused_records == 0 && self.lost_records == 0
+    }
+}
+
+impl fmt::Display for Leftover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.kept_batches > 0 {
+            parts.push(format!(
+                "{} batches kept in the persistent queue {} (sent at the next start)",
+                self.kept_batches,
+                self.kept_in.as_deref().unwrap_or("")
+            ));
+        }
+        if self.refused_records > 0 {
+            parts.push(format!(
+                "{} records not exported and answered as failed to their senders",
+                self.refused_records
+            ));
+        }
+        if self.lost_records > 0 {
+            parts.push(format!(
+                "{} records LOST: acknowledged when queued in memory and never exported",
+                self.lost_records
+            ));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
 /// Lifecycle shared by every component.
 #[async_trait]
 pub trait Component: Send + Sync + 'static {
@@ -271,6 +318,13 @@ pub trait Component: Send + Sync + 'static {
     /// `deadline` is abandoned (a persistent queue keeps it for the next start).
     async fn shutdown(&self, deadline: Instant) {
         let _ = deadline;
+    }
+
+    /// What the component left undone when it stopped (read after
+    /// [`Component::shutdown`]): records kept for the next start, records
+    /// handed back to senders as failed, records lost.
+    fn leftover(&self) -> Leftover {
+        Leftover::default()
     }
 
     /// Checks, without starting, that what the component needs outside the

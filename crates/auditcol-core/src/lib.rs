@@ -35,7 +35,8 @@ pub use auditcol_model as model;
 pub use batch::{DecodeError, Decoded, LogBatch, RecordEdit, RecordError, RecordRef};
 pub use component::{
     BuildContext, Component, ComponentId, ComponentKind, Connectivity, Exporter, ExporterFactory,
-    Processor, ProcessorFactory, Receiver, ReceiverFactory, Registry,
+    Extension, ExtensionFactory, Host, Leftover, Processor, ProcessorFactory, Receiver,
+    ReceiverFactory, Registry,
 };
 pub use consumer::{FanOut, LogsConsumer, SharedConsumer};
 pub use error::PipelineError;

@@ -438,7 +438,10 @@ impl Service {
     /// exported, so waiting for receivers to drain first would wait for a
     /// flush that only shutdown triggers. A request that reaches a processor
     /// after it stopped is refused as retryable, never acknowledged.
-    pub async fn shutdown(&self, deadline: Instant) {
+    ///
+    /// Returns what was left undone, per component (`exporters::file`);
+    /// empty when everything drained.
+    pub async fn shutdown(&self, deadline: Instant) -> Vec<(String, crate::component::Leftover)> {
         let receivers =
             futures::future::join_all(self.receivers.iter().map(|(_, r)| r.shutdown(deadline)));
         let processors = async {
@@ -451,6 +454,21 @@ impl Service {
         for (_, extension) in self.extensions.iter().rev() {
             extension.shutdown(deadline).await;
         }
+        let components = self
+            .receivers
+            .iter()
+            .map(|(id, c)| (format!("receivers::{id}"), c.leftover()))
+            .chain(
+                self.processors
+                    .iter()
+                    .map(|(_, id, c)| (format!("processors::{id}"), c.leftover())),
+            )
+            .chain(
+                self.exporters
+                    .iter()
+                    .map(|(id, c)| (format!("exporters::{id}"), c.leftover())),
+            );
+        components.filter(|(_, left)| !left.is_empty()).collect()
     }
 }
 

@@ -93,11 +93,25 @@ pub async fn run(text: &str, shutdown_timeout: Duration) -> anyhow::Result<()> {
     tracing::info!("auditcol is running");
     wait_for_signal().await?;
     tracing::info!(timeout = ?shutdown_timeout, "shutting down: stopping receivers, flushing processors, draining exporters");
-    service
+    let left = service
         .shutdown(tokio::time::Instant::now() + shutdown_timeout)
         .await;
-    tracing::info!("auditcol stopped");
-    Ok(())
+    if left.is_empty() {
+        tracing::info!("auditcol stopped");
+        return Ok(());
+    }
+    for (component, leftover) in &left {
+        tracing::warn!(component = %component, "{leftover}");
+    }
+    let lost: u64 = left.iter().map(|(_, l)| l.lost_records).sum();
+    let kept: u64 = left.iter().map(|(_, l)| l.kept_batches).sum();
+    let refused: u64 = left.iter().map(|(_, l)| l.refused_records).sum();
+    anyhow::bail!(
+        "stopped before every exporter drained (--shutdown-timeout {}): \
+         {kept} batches kept in persistent queues, {refused} records answered \
+         as failed to their senders, {lost} records lost",
+        auditcol_core::config::ConfigDuration(shutdown_timeout)
+    )
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
