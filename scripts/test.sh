@@ -9,7 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE="${AUDITCOL_CACHE:-$HOME/.cache/auditcol}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+# The same build directory as `cargo run` (./target), so the README's two
+# commands build the collector once; CI points CARGO_TARGET_DIR at a cache
+# outside its fresh clones.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 mkdir -p "$CACHE"
 
 # 1. Python venv with the official OpenTelemetry SDK (the OTLP client of the e2e tests).
@@ -40,15 +43,17 @@ else
 fi
 
 # 3. The binary the end-to-end tests start.
-echo "==> building auditcol"
-cargo build --quiet -p auditcol --bin auditcol
+echo "==> building auditcol (into $CARGO_TARGET_DIR)"
+cargo build -p auditcol --bin auditcol
 export AUDITCOL_BIN="$CARGO_TARGET_DIR/debug/auditcol"
 
 # 4. Every test of the workspace.
 echo "==> running tests"
 if cargo nextest --version >/dev/null 2>&1; then
   # Doc tests first: nextest does not run them, and its summary should close the output.
-  cargo test --workspace --doc --quiet
+  echo "==> building and running the doc tests"
+  cargo test --workspace --doc
+  echo "==> building and running the tests"
   cargo nextest run --workspace --no-fail-fast "$@"
 else
   cargo test --workspace --no-fail-fast "$@"

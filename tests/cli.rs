@@ -353,3 +353,117 @@ service:
         .unwrap_or_else(|| panic!("{stderr}"));
     assert_eq!(running["level"], "INFO");
 }
+
+#[test]
+fn the_python_example_of_the_readme_delivers_its_event() {
+    let collector = Collector::start(
+        r#"
+receivers: {otlp: {protocols: {grpc: {endpoint: "127.0.0.1:0"}}}}
+exporters: {file: {path: "{DIR}/audit.jsonl"}}
+service: {pipelines: {logs: {receivers: [otlp], exporters: [file]}}}
+"#,
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/python/send_audit_event.py");
+    let out = Command::new(auditcol_e2e::python())
+        .arg(script)
+        .arg(format!("http://{}", collector.endpoint("grpc")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = file_lines(&collector.path("audit.jsonl"), 1);
+    let event: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        (
+            &event["type"],
+            &event["action"],
+            &event["metadata"]["actor"]["email"]
+        ),
+        (
+            &"flag".into(),
+            &"updated".into(),
+            &"kyle@example.com".into()
+        )
+    );
+    assert_eq!(
+        event["payload"],
+        serde_json::json!({"key": "dark-mode", "enabled": true})
+    );
+}
+
+#[test]
+fn security_review_config_does_what_its_comment_says() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../collector-config/security-review.yaml");
+    let config = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("127.0.0.1:4317", "127.0.0.1:0")
+        .replace("127.0.0.1:4318", "127.0.0.1:0")
+        .replace("./audit/", "{DIR}/");
+    let collector = Collector::start(&config);
+    let record = |noun: &str, verb: Option<&str>| {
+        let mut attributes =
+            vec![serde_json::json!({"key": "audit.type", "value": {"stringValue": noun}})];
+        if let Some(verb) = verb {
+            attributes
+                .push(serde_json::json!({"key": "audit.action", "value": {"stringValue": verb}}));
+        } else {
+            attributes.clear();
+        }
+        serde_json::json!({"timeUnixNano": "1714557600000000000", "attributes": attributes,
+                           "body": {"stringValue": format!("{noun} {verb:?}")}})
+    };
+    let body = serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        record("flag", Some("deleted")),
+        record("flag", Some("created")),
+        record("segment", Some("deleted")),
+        record("not-audit", None),
+    ]}]}]});
+    let reply = http_post(
+        collector.endpoint("http"),
+        "/v1/logs",
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // Deletions: full OTLP JSON, deletions only.
+    let deletions = file_lines(&collector.path("deletions.otlp.jsonl"), 1);
+    let deletions = deletions.join("\n");
+    assert_eq!(
+        deletions.matches(r#""stringValue":"deleted""#).count(),
+        2,
+        "{deletions}"
+    );
+    assert!(deletions.contains("resourceLogs"), "{deletions}");
+    assert!(
+        !deletions.contains("created") && !deletions.contains("not-audit"),
+        "{deletions}"
+    );
+    // The trail: every audit event, in Flipt's format, and nothing else.
+    let trail = file_lines(&collector.path("trail.jsonl"), 3);
+    let events: Vec<(String, String)> = trail
+        .iter()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(event["version"], "0.2", "{line}");
+            (
+                event["type"].as_str().unwrap().to_owned(),
+                event["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut events = events;
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            ("flag".into(), "created".into()),
+            ("flag".into(), "deleted".into()),
+            ("segment".into(), "deleted".into())
+        ]
+    );
+}
