@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use crate::auth::{ClientAuthenticator, ServerAuthenticator};
 use crate::config::ConfigError;
 use crate::consumer::{LogsConsumer, SharedConsumer};
 
@@ -257,6 +258,16 @@ pub trait Extension: Component {
     /// The extension itself, so a component that found it through
     /// [`Host::extension`] can ask for the capability it needs.
     fn as_any(&self) -> &dyn std::any::Any;
+
+    /// The extension as a server authenticator (receivers' `auth`), if it is one.
+    fn server_authenticator(&self) -> Option<Arc<dyn ServerAuthenticator>> {
+        None
+    }
+
+    /// The extension as a client authenticator (exporters' `auth`), if it is one.
+    fn client_authenticator(&self) -> Option<Arc<dyn ClientAuthenticator>> {
+        None
+    }
 }
 
 /// Builds extensions of one type.

@@ -10,8 +10,10 @@
 //!   factories; [`config`]: the YAML collector config; [`pipeline`]: the
 //!   graph built from it; [`exporterhelper`]: timeout, retry and queue that
 //!   every exporter wraps; [`receiverhelper`]: what every receiver does the
-//!   same way (listen address, receipt time, refusal → HTTP answer).
+//!   same way (listen address, receipt time, refusal → HTTP answer);
+//!   [`auth`]: the authenticators extensions offer to receivers and exporters.
 
+pub mod auth;
 pub mod batch;
 pub mod component;
 pub mod config;
@@ -31,7 +33,8 @@ pub use auditcol_model as model;
 pub use batch::{DecodeError, Decoded, LogBatch, RecordEdit, RecordError, RecordRef};
 pub use component::{
     BuildContext, Component, ComponentId, ComponentKind, Connectivity, Exporter, ExporterFactory,
-    Processor, ProcessorFactory, Receiver, ReceiverFactory, Registry,
+    Extension, ExtensionFactory, Host, Processor, ProcessorFactory, Receiver, ReceiverFactory,
+    Registry,
 };
 pub use consumer::{FanOut, LogsConsumer, SharedConsumer};
 pub use error::PipelineError;

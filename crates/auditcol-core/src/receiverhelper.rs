@@ -284,7 +284,7 @@ pub async fn serve_http(
         .max_header_list_size(MAX_HEADER_LIST_SIZE);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let (connection, _) = tokio::select! {
+        let (connection, client) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = limit.accept(&listener) => accepted,
         };
@@ -303,6 +303,14 @@ pub async fn serve_http(
             if !matches!(peeked.await, Ok(Ok(1))) {
                 return;
             }
+            // Handlers learn the client's address (`ConnectInfo`), e.g. to log a refusal.
+            let router =
+                tower::ServiceExt::map_request(router, move |mut request: http::Request<_>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(client));
+                    request
+                });
             let service = hyper_util::service::TowerToHyperService::new(router);
             let served = builder
                 .serve_connection_with_upgrades(TokioIo::new(connection), service)

@@ -131,7 +131,10 @@ impl ReceiverFactory for Factories {
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let cfg: Empty = parse_component_config(raw)?;
         if let Some(uses) = &cfg.uses {
-            let found = ctx.host.extension(uses).map_err(|m| ConfigError::at("uses", m))?;
+            let found = ctx
+                .host
+                .extension(uses)
+                .map_err(|m| ConfigError::at("uses", m))?;
             assert!(found.as_any().downcast_ref::<Ext>().is_some());
         }
         let r = Arc::new(TestReceiver {
