@@ -169,6 +169,16 @@ impl AuthSettings {
     }
 }
 
+/// The client authenticator of an exporter's `auth` key, when it has one;
+/// errors are at `auth.authenticator`.
+pub fn exporter_authenticator(
+    auth: Option<&AuthSettings>,
+    host: &Host,
+) -> Result<Option<Arc<dyn ClientAuthenticator>>, ConfigError> {
+    auth.map(|auth| crate::config::nested("auth", auth.client_authenticator(host)))
+        .transpose()
+}
+
 /// Requests a receiver refused for missing or wrong credentials (and those
 /// it could not check), shared by all its protocols. Cloning shares the count.
 #[derive(Debug, Clone, Default)]

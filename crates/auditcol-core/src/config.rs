@@ -168,7 +168,7 @@ pub fn check_tls_files(files: TlsFiles<'_>, plain_text: Option<&str>) -> Result<
 }
 
 /// Prefixes the key path of errors from a nested settings struct.
-pub fn nested(prefix: &str, result: Result<(), ConfigError>) -> Result<(), ConfigError> {
+pub fn nested<T>(prefix: &str, result: Result<T, ConfigError>) -> Result<T, ConfigError> {
     result.map_err(|e| ConfigError {
         path: if e.path.is_empty() {
             prefix.to_owned()

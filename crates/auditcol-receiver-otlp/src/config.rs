@@ -8,6 +8,8 @@
 //!     max_recv_msg_size_mib: 4
 //!     max_concurrent_streams: 100
 //!     max_connections: 1024
+//!     auth:
+//!       authenticator: bearertokenauth/ingest   # an extension listed in service.extensions
 //!     keepalive:
 //!       server_parameters:
 //!         time: 1m               # ping a connection idle this long...
@@ -19,6 +21,8 @@
 //!     max_request_body_size: 4194304
 //!     max_connections: 1024
 //!     read_header_timeout: 10s
+//!     auth:
+//!       authenticator: basicauth/ingest
 //! ```
 //!
 //! As in the Collector, a protocol that is absent is disabled, and one that
@@ -32,6 +36,7 @@
 
 use std::net::SocketAddr;
 
+use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::receiverhelper::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
@@ -105,6 +110,8 @@ pub struct GrpcConfig {
     pub max_connections: usize,
     /// HTTP/2 keepalive and connection age, in the Collector's shape.
     pub keepalive: KeepaliveConfig,
+    /// The authenticator every request must pass, before its message is read.
+    pub auth: Option<AuthSettings>,
 }
 
 /// `protocols.grpc.keepalive`.
@@ -161,6 +168,8 @@ pub struct HttpConfig {
     /// Time a client has to send a request's headers, counted from when the
     /// server waits for them: also how long a keep-alive connection may idle.
     pub read_header_timeout: ConfigDuration,
+    /// The authenticator every request must pass, before its body is read.
+    pub auth: Option<AuthSettings>,
 }
 
 impl Default for GrpcConfig {
@@ -171,6 +180,7 @@ impl Default for GrpcConfig {
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             keepalive: KeepaliveConfig::default(),
+            auth: None,
         }
     }
 }
@@ -182,6 +192,7 @@ impl Default for HttpConfig {
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
+            auth: None,
         }
     }
 }

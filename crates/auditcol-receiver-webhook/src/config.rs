@@ -7,11 +7,14 @@
 //! signing_secret: ${env:FLIPT_WEBHOOK_SECRET}
 //! signature_header: x-flipt-webhook-signature   # the format's header by default
 //! max_request_body_size: 1048576
+//! auth:                                         # on top of the signature
+//!   authenticator: bearertokenauth/flipt
 //! ```
 
 use std::fmt;
 use std::net::SocketAddr;
 
+use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
 use auditcol_core::receiverhelper::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
@@ -100,6 +103,9 @@ pub struct WebhookReceiverConfig {
     /// Time a client has to send a request's headers, counted from when the
     /// server waits for them: also how long a keep-alive connection may idle.
     pub read_header_timeout: ConfigDuration,
+    /// An authenticator extension every request must pass (before its body
+    /// is read), besides its signature.
+    pub auth: Option<AuthSettings>,
 }
 
 impl Default for WebhookReceiverConfig {
@@ -113,6 +119,7 @@ impl Default for WebhookReceiverConfig {
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
+            auth: None,
         }
     }
 }
@@ -132,6 +139,7 @@ impl fmt::Debug for WebhookReceiverConfig {
             .field("max_request_body_size", &self.max_request_body_size)
             .field("max_connections", &self.max_connections)
             .field("read_header_timeout", &self.read_header_timeout)
+            .field("auth", &self.auth)
             .finish()
     }
 }
