@@ -356,3 +356,69 @@ async fn mutual_tls_needs_the_client_certificate() {
     assert!(without.send_batch(&stamped_batch(1)).await.is_err());
     assert_eq!(requests.load(Ordering::SeqCst), 1, "nothing got through");
 }
+
+/// Extensions as the host offers them: a bearer token and Basic client credentials.
+fn auth_host() -> auditcol_core::component::Host {
+    use auditcol_core::component::ExtensionFactory;
+    use auditcol_extension_auth::{BasicAuthFactory, BearerTokenAuthFactory};
+    let mut enabled = std::collections::BTreeMap::new();
+    for (factory, config) in [
+        (
+            &BearerTokenAuthFactory as &dyn ExtensionFactory,
+            json!({"token": "exporter-test-token"}),
+        ),
+        (
+            &BasicAuthFactory,
+            json!({"client_auth": {"username": "auditcol", "password": "pw"}}),
+        ),
+    ] {
+        let id = ComponentId::new(factory.type_name(), Some("backend"));
+        let extension = factory
+            .build(&BuildContext::new(id.clone()), &config)
+            .unwrap();
+        enabled.insert(id, extension);
+    }
+    auditcol_core::component::Host::new(enabled, Vec::new())
+}
+
+#[tokio::test]
+async fn auth_adds_the_authenticators_header_over_a_configured_one() {
+    let server = scripted(vec![(StatusCode::OK, vec![], b"")]).await;
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, Some("test"))).with_host(auth_host());
+    for (authenticator, expected) in [
+        ("bearertokenauth/backend", "Bearer exporter-test-token"),
+        // base64 of auditcol:pw
+        ("basicauth/backend", "Basic YXVkaXRjb2w6cHc="),
+    ] {
+        let exporter = OtlpHttpExporterFactory
+            .build(
+                &ctx,
+                &json!({"endpoint": server.url, "auth": {"authenticator": authenticator},
+                        "headers": {"authorization": "Bearer stale", "x-tenant": "t1"}}),
+            )
+            .unwrap();
+        exporter.start().await.unwrap();
+        exporter.consume(stamped_batch(1)).await.unwrap();
+        exporter.shutdown(far()).await;
+        let headers = server.headers.lock().unwrap().pop().unwrap();
+        assert_eq!(headers.get_all("authorization").iter().count(), 1);
+        assert_eq!(headers["authorization"], expected);
+        assert_eq!(headers["x-tenant"], "t1");
+    }
+}
+
+#[test]
+fn an_undefined_authenticator_is_a_config_error_at_its_key() {
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, None)).with_host(auth_host());
+    let err = OtlpHttpExporterFactory
+        .build(
+            &ctx,
+            &json!({"endpoint": "http://h", "auth": {"authenticator": "bearertokenauth/other"}}),
+        )
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "auth.authenticator: extension `bearertokenauth/other` is not defined in the `extensions` section"
+    );
+}

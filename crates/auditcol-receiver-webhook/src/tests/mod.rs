@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::*;
 
+mod auth;
 mod factory;
 mod http;
 mod lifecycle;
