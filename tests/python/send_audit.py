@@ -1,6 +1,6 @@
 """Send Flipt-style audit events to auditcol with the official OpenTelemetry Python SDK.
 
-Usage: send_audit.py --protocol grpc|http --endpoint HOST:PORT < events.json
+Usage: send_audit.py --protocol grpc|http --endpoint HOST:PORT [--header NAME=VALUE]... < events.json
 
 Each event of the JSON list on stdin becomes one OTLP log record following
 auditcol's conventions (audit.* attributes, payload as a structured body,
@@ -53,16 +53,27 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--protocol", choices=["grpc", "http"], required=True)
     parser.add_argument("--endpoint", required=True)
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        help="NAME=VALUE sent with every export (gRPC metadata or HTTP header), e.g. authorization=Bearer ...",
+    )
     args = parser.parse_args()
+    headers = dict(h.split("=", 1) for h in args.header)
 
     if args.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-        inner = OTLPLogExporter(endpoint=f"http://{args.endpoint}", insecure=True, timeout=10)
+        inner = OTLPLogExporter(
+            endpoint=f"http://{args.endpoint}", insecure=True, timeout=10, headers=headers
+        )
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-        inner = OTLPLogExporter(endpoint=f"http://{args.endpoint}/v1/logs", timeout=10)
+        inner = OTLPLogExporter(
+            endpoint=f"http://{args.endpoint}/v1/logs", timeout=10, headers=headers
+        )
     exporter = CountingExporter(inner)
     provider = LoggerProvider(resource=Resource.create({"service.name": "python-e2e"}))
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter))

@@ -13,13 +13,16 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Builds `text` as `auditcol validate` does, with stand-ins for the secrets
-/// that examples read from the environment (`${env:..._SECRET}`): examples
-/// never hold secrets, and an empty one is a config error.
+/// that examples read from the environment (`${env:..._SECRET}`,
+/// `_TOKEN`, `_PASSWORD`): examples never hold secrets, and an empty one is
+/// a config error. A stand-in is one word, as a token must be.
 fn build(text: &str) -> anyhow::Result<Service> {
     let env = |name: &str| {
         std::env::var(name).ok().or_else(|| {
-            name.ends_with("_SECRET")
-                .then(|| format!("stand-in for {name}"))
+            ["_SECRET", "_TOKEN", "_PASSWORD"]
+                .iter()
+                .any(|suffix| name.ends_with(suffix))
+                .then(|| format!("stand-in-for-{name}"))
         })
     };
     let config = CollectorConfig::from_yaml(text, &env)?;
