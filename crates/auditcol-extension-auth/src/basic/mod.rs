@@ -93,7 +93,14 @@ impl Users {
 struct VerifiedCache {
     key: [u8; 32],
     capacity: usize,
-    entries: Mutex<(HashSet<[u8; 32]>, VecDeque<[u8; 32]>)>,
+    entries: Mutex<Verified>,
+}
+
+/// The keyed hashes, and their order of arrival.
+#[derive(Default)]
+struct Verified {
+    set: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
 }
 
 impl VerifiedCache {
@@ -120,13 +127,13 @@ impl VerifiedCache {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .0
+            .set
             .contains(key)
     }
 
     fn insert(&self, key: [u8; 32]) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (set, order) = &mut *entries;
+        let Verified { set, order } = &mut *entries;
         if !set.insert(key) {
             return;
         }
@@ -143,7 +150,7 @@ impl VerifiedCache {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .1
+            .order
             .len()
     }
 }
