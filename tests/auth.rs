@@ -435,3 +435,52 @@ fn an_exporter_without_the_token_is_refused_for_good_and_b_writes_nothing() {
     assert!(refused.message().contains("401"), "{}", refused.message());
     assert!(!b.path("audit.jsonl").exists() || written_keys(&b, 0).is_empty());
 }
+
+/// `auditcol send` (the OpenTelemetry Rust SDK underneath) takes its
+/// credentials from the standard `OTEL_EXPORTER_OTLP_HEADERS`.
+#[test]
+fn auditcol_send_authenticates_with_otel_exporter_otlp_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path(), &otlp_config("bearertokenauth/ingest"));
+    let send = |protocol: &str, key: &str, headers: Option<&str>| {
+        let endpoint = format!(
+            "http://{}",
+            collector.endpoint(if protocol == "grpc" { "grpc" } else { "http" })
+        );
+        let mut command = std::process::Command::new(auditcol_e2e::binary());
+        command
+            .args([
+                "send",
+                "--endpoint",
+                &endpoint,
+                "--protocol",
+                protocol,
+                "--timeout",
+                "5s",
+            ])
+            .args(["--type", "flag", "--action", "created", "--payload"])
+            .arg(json!({"key": key}).to_string())
+            .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+            .env_remove("OTEL_EXPORTER_OTLP_LOGS_HEADERS");
+        if let Some(headers) = headers {
+            command.env("OTEL_EXPORTER_OTLP_HEADERS", headers);
+        }
+        command.output().unwrap()
+    };
+    // Values are URL-decoded: %20 is the space after the scheme.
+    let headers = format!("authorization=Bearer%20{TOKEN}");
+    for protocol in ["grpc", "http/protobuf"] {
+        let refused = send(protocol, "send-refused", None);
+        assert_eq!(refused.status.code(), Some(1), "{protocol}");
+        let sent = send(protocol, &format!("send-{protocol}"), Some(&headers));
+        assert!(
+            sent.status.success(),
+            "{protocol}: {}",
+            String::from_utf8_lossy(&sent.stderr)
+        );
+    }
+    let mut keys = written_keys(&collector, 2);
+    keys.sort();
+    assert_eq!(keys, ["send-grpc", "send-http/protobuf"]);
+    assert_log_holds_none_of(&collector, &[TOKEN]);
+}

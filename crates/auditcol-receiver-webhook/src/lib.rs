@@ -142,8 +142,9 @@ impl WebhookReceiver {
     pub fn with_authenticator(mut self, host: &Host) -> Result<Self, ConfigError> {
         if let Some(auth) = &self.auth_settings {
             let authenticator = nested("auth", auth.server_authenticator(host))?;
-            let endpoint = Arc::get_mut(&mut self.endpoint)
-                .expect("the endpoint is shared only once the receiver starts");
+            let endpoint = Arc::get_mut(&mut self.endpoint).ok_or_else(|| {
+                ConfigError::at("auth", "cannot be resolved once the receiver has started")
+            })?;
             endpoint.auth = Some(RequestAuth::new(
                 authenticator,
                 &self.id,
