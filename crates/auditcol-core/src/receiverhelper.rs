@@ -323,6 +323,23 @@ pub async fn serve_http(
     graceful.shutdown().await;
 }
 
+/// The client's address of a request served by [`serve_http`] or a tonic
+/// server on [`admitted_incoming`], from its extensions; `None` when unknown.
+pub fn client_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) =
+        extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(*addr);
+    }
+    #[cfg(feature = "tonic")]
+    if let Some(info) = extensions.get::<tonic::transport::server::TcpConnectInfo>() {
+        return info.remote_addr();
+    }
+    let _ = extensions;
+    None
+}
+
 #[cfg(feature = "tonic")]
 impl tonic::transport::server::Connected for Admitted<TcpStream> {
     type ConnectInfo = <TcpStream as tonic::transport::server::Connected>::ConnectInfo;

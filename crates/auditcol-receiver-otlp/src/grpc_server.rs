@@ -19,7 +19,7 @@ use auditcol_core::LogBatch;
 use auditcol_core::PipelineError;
 use auditcol_core::auth::{AuthError, RequestAuth};
 use auditcol_core::config::ConfigDuration;
-use auditcol_core::receiverhelper::{ConnectionLimit, admitted_incoming};
+use auditcol_core::receiverhelper::{ConnectionLimit, admitted_incoming, client_addr};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue};
@@ -148,10 +148,7 @@ async fn authenticate(
     headers: &HeaderMap,
     extensions: &http::Extensions,
 ) -> Result<(), Status> {
-    let client = extensions
-        .get::<tonic::transport::server::TcpConnectInfo>()
-        .and_then(|info| info.remote_addr());
-    auth.check(headers, client)
+    auth.check(headers, client_addr(extensions))
         .await
         .map_err(|refused: AuthError| {
             Status::new(Code::from_i32(refused.grpc_code()), refused.to_string())

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use auditcol_core::LogBatch;
 use auditcol_core::auth::RequestAuth;
 use auditcol_core::receiverhelper::HttpRefusal;
-use auditcol_core::receiverhelper::{ConnectionLimit, serve_http};
+use auditcol_core::receiverhelper::{ConnectionLimit, client_addr, serve_http};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http::header::{
@@ -205,30 +205,10 @@ impl From<Rejection> for Failure {
 }
 
 async fn export_logs(State(state): State<Arc<HttpState>>, request: Request) -> Response {
-    if let Some(auth) = &state.auth {
-        let client = request
-            .extensions()
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0);
-        if let Err(refused) = auth.check(request.headers(), client).await {
-            // The answer in the request's encoding when it has one we speak.
-            let format = Format::from_headers(request.headers()).unwrap_or(Format::Json);
-            let mut response = Failure {
-                retry_after: refused.retry_after_secs(),
-                ..Failure::new(
-                    StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
-                    refused.grpc_code(),
-                    refused.to_string(),
-                )
-            }
-            .into_response(format);
-            if refused.http_status() == 401 {
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, auth.challenge());
-            }
-            return response;
-        }
+    if let Some(auth) = &state.auth
+        && let Err(refused) = authenticate(auth, request.headers(), request.extensions()).await
+    {
+        return refused;
     }
     let format = match Format::from_headers(request.headers()) {
         Ok(format) => format,
@@ -249,6 +229,35 @@ async fn export_logs(State(state): State<Arc<HttpState>>, request: Request) -> R
         Ok(accepted) => success(format, accepted),
         Err(failure) => failure.into_response(format),
     }
+}
+
+/// Lets the request in, or answers 401 with `WWW-Authenticate` (503 when
+/// the credentials cannot be checked now) and a `google.rpc.Status` in the
+/// request's encoding (JSON when it has none we speak), before its body is read.
+async fn authenticate(
+    auth: &RequestAuth,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> Result<(), Response> {
+    let Err(refused) = auth.check(headers, client_addr(extensions)).await else {
+        return Ok(());
+    };
+    let format = Format::from_headers(headers).unwrap_or(Format::Json);
+    let mut response = Failure {
+        retry_after: refused.retry_after_secs(),
+        ..Failure::new(
+            StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            refused.grpc_code(),
+            refused.to_string(),
+        )
+    }
+    .into_response(format);
+    if refused.http_status() == 401 {
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, auth.challenge());
+    }
+    Err(response)
 }
 
 async fn handle(state: &HttpState, request: Request, format: Format) -> Result<Accepted, Failure> {

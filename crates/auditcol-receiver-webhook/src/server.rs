@@ -9,10 +9,10 @@ use std::sync::Arc;
 use auditcol_core::ComponentId;
 use auditcol_core::auth::RequestAuth;
 use auditcol_core::receiverhelper::HttpRefusal;
-use auditcol_core::receiverhelper::{ConnectionLimit, serve_http};
+use auditcol_core::receiverhelper::{ConnectionLimit, client_addr, serve_http};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::header::{
     ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
@@ -165,11 +165,7 @@ async fn receive(endpoint: &Endpoint, request: Request) -> Result<(usize, usize)
         });
     }
     if let Some(auth) = &endpoint.auth {
-        let client = request
-            .extensions()
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0);
-        auth.check(request.headers(), client)
+        auth.check(request.headers(), client_addr(request.extensions()))
             .await
             .map_err(|refused| Failure {
                 retry_after: refused.retry_after_secs(),
