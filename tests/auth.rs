@@ -169,21 +169,15 @@ fn refuse_then_accept(collector: &Collector, right: &str, wrong: &str, challenge
         );
     }
 
-    let headers = [("authorization", right)];
-    let summary = send_with_python_sdk_and_headers(
-        "grpc",
-        collector.endpoint("grpc"),
-        &events("sdk-grpc", 2),
-        &headers,
-    );
-    assert_eq!(summary, json!({"exported": 2, "failed": 0}));
-    let summary = send_with_python_sdk_and_headers(
-        "http",
-        collector.endpoint("http"),
-        &events("sdk-http", 3),
-        &headers,
-    );
-    assert_eq!(summary, json!({"exported": 3, "failed": 0}));
+    for (protocol, n) in [("grpc", 2), ("http", 3)] {
+        let summary = send_with_python_sdk_and_headers(
+            protocol,
+            collector.endpoint(protocol),
+            &events(&format!("sdk-{protocol}"), n),
+            &[("authorization", right)],
+        );
+        assert_eq!(summary, json!({"exported": n, "failed": 0}), "{protocol}");
+    }
 
     let mut keys = written_keys(collector, 5);
     keys.sort();
@@ -283,7 +277,7 @@ service:
         post_http(&collector, Some("Bearer old-token-aaaa")).status,
         401
     );
-    collector.wait_for_log("tokens file changed: the new tokens are in force");
+    collector.wait_for_log("tokens file changed: its new entries are in force");
     assert_log_holds_none_of(&collector, &["old-token-aaaa", "new-token-bbbb"]);
 }
 

@@ -228,6 +228,29 @@ impl RequestAuth {
         }
     }
 
+    /// The check a receiver's `auth` setting (at key path `key`, e.g.
+    /// `protocols.grpc.auth`) asks for, found through `host`; `None`
+    /// without `auth`. Errors are at `<key>.authenticator`.
+    pub fn resolve(
+        auth: Option<&AuthSettings>,
+        key: &str,
+        host: &Host,
+        component: &ComponentId,
+        protocol: &'static str,
+        refusals: &AuthRefusals,
+    ) -> Result<Option<Self>, ConfigError> {
+        auth.map(|auth| {
+            let authenticator = crate::config::nested(key, auth.server_authenticator(host))?;
+            Ok(Self::new(
+                authenticator,
+                component,
+                protocol,
+                refusals.clone(),
+            ))
+        })
+        .transpose()
+    }
+
     /// Accepts a request from `client` with `headers`, or refuses it: the
     /// refusal is counted and logged (never the credential).
     pub async fn check(

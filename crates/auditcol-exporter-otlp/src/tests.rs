@@ -441,28 +441,22 @@ mod scripted_server {
     }
 }
 
-/// Extensions as the host offers them: a bearer token and Basic client credentials.
+/// A host offering a bearer token and a Basic server (no client side).
 fn auth_host() -> auditcol_core::component::Host {
-    use auditcol_core::component::ExtensionFactory;
-    use auditcol_extension_auth::{BasicAuthFactory, BearerTokenAuthFactory};
-    let mut enabled = std::collections::BTreeMap::new();
-    for (factory, config) in [
-        (
-            &BearerTokenAuthFactory as &dyn ExtensionFactory,
-            json!({"token": "exporter-test-token"}),
-        ),
-        (
-            &BasicAuthFactory,
-            json!({"htpasswd": {"inline": "u:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M="}}),
-        ),
-    ] {
-        let id = ComponentId::new(factory.type_name(), Some("backend"));
-        let extension = factory
-            .build(&BuildContext::new(id.clone()), &config)
-            .unwrap();
-        enabled.insert(id, extension);
-    }
-    auditcol_core::component::Host::new(enabled, Vec::new())
+    auditcol_extension_auth::test_host(
+        &[
+            (
+                "bearertokenauth/backend",
+                json!({"token": "exporter-test-token"}),
+            ),
+            (
+                "basicauth/backend",
+                json!({"htpasswd": {"inline": "u:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M="}}),
+            ),
+        ],
+        &[],
+    )
+    .unwrap()
 }
 
 #[tokio::test]

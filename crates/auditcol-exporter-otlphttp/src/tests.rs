@@ -357,28 +357,22 @@ async fn mutual_tls_needs_the_client_certificate() {
     assert_eq!(requests.load(Ordering::SeqCst), 1, "nothing got through");
 }
 
-/// Extensions as the host offers them: a bearer token and Basic client credentials.
+/// A host offering a bearer token and Basic client credentials.
 fn auth_host() -> auditcol_core::component::Host {
-    use auditcol_core::component::ExtensionFactory;
-    use auditcol_extension_auth::{BasicAuthFactory, BearerTokenAuthFactory};
-    let mut enabled = std::collections::BTreeMap::new();
-    for (factory, config) in [
-        (
-            &BearerTokenAuthFactory as &dyn ExtensionFactory,
-            json!({"token": "exporter-test-token"}),
-        ),
-        (
-            &BasicAuthFactory,
-            json!({"client_auth": {"username": "auditcol", "password": "pw"}}),
-        ),
-    ] {
-        let id = ComponentId::new(factory.type_name(), Some("backend"));
-        let extension = factory
-            .build(&BuildContext::new(id.clone()), &config)
-            .unwrap();
-        enabled.insert(id, extension);
-    }
-    auditcol_core::component::Host::new(enabled, Vec::new())
+    auditcol_extension_auth::test_host(
+        &[
+            (
+                "bearertokenauth/backend",
+                json!({"token": "exporter-test-token"}),
+            ),
+            (
+                "basicauth/backend",
+                json!({"client_auth": {"username": "auditcol", "password": "pw"}}),
+            ),
+        ],
+        &[],
+    )
+    .unwrap()
 }
 
 #[tokio::test]

@@ -584,18 +584,14 @@ async fn build_reports_config_errors_with_their_path() {
 
 #[tokio::test]
 async fn auth_adds_the_authenticators_header_to_every_request_besides_the_signature() {
-    use auditcol_core::component::ExtensionFactory;
-    let id = ComponentId::new("basicauth", Some("siem"));
-    let extension = auditcol_extension_auth::BasicAuthFactory
-        .build(
-            &BuildContext::new(id.clone()),
-            &json!({"client_auth": {"username": "auditcol", "password": "pw"}}),
-        )
-        .unwrap();
-    let host = auditcol_core::component::Host::new(
-        std::collections::BTreeMap::from([(id, extension)]),
-        Vec::new(),
-    );
+    let host = auditcol_extension_auth::test_host(
+        &[(
+            "basicauth/siem",
+            json!({"client_auth": {"username": "auditcol", "password": "pw"}}),
+        )],
+        &[],
+    )
+    .unwrap();
     let sink = Sink::start(|_| Answer::Ok).await;
     let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, Some("test"))).with_host(host);
     let exporter = WebhookExporterFactory

@@ -85,5 +85,33 @@ impl ExtensionFactory for BasicAuthFactory {
     }
 }
 
+/// A host offering these extensions, built by their factories from
+/// `(id, config)` pairs (`("bearertokenauth/ingest", json!({"token": "t"}))`),
+/// and knowing `disabled` ids as defined but not enabled: for other crates'
+/// tests of `auth` (feature `test-util`).
+#[cfg(feature = "test-util")]
+pub fn test_host(
+    enabled: &[(&str, serde_json::Value)],
+    disabled: &[&str],
+) -> Result<auditcol_core::component::Host, ConfigError> {
+    use auditcol_core::ComponentId;
+    let mut built = std::collections::BTreeMap::new();
+    for (id, config) in enabled {
+        let id = ComponentId::parse(id).map_err(|e| ConfigError::at("", e))?;
+        let factory: &dyn ExtensionFactory = match id.type_name() {
+            bearer::TYPE_NAME => &BearerTokenAuthFactory,
+            basic::TYPE_NAME => &BasicAuthFactory,
+            other => return Err(ConfigError::at("", format!("no extension type `{other}`"))),
+        };
+        let extension = factory.build(&BuildContext::new(id.clone()), config)?;
+        built.insert(id, extension);
+    }
+    let disabled = disabled
+        .iter()
+        .map(|id| ComponentId::parse(id).map_err(|e| ConfigError::at("", e)))
+        .collect::<Result<_, _>>()?;
+    Ok(auditcol_core::component::Host::new(built, disabled))
+}
+
 #[cfg(test)]
 mod tests;

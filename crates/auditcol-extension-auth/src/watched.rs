@@ -159,6 +159,26 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
         Reload::Failed(error)
     }
 
+    /// Reads the file (the error names it, and the line) and from then on
+    /// watches it; logs how many `entries` each version holds.
+    pub(crate) fn start(self: &Arc<Self>, entries: fn(&T) -> usize) -> Result<(), String> {
+        self.load()?;
+        let (component, what) = (self.component.clone(), self.what);
+        tracing::info!(
+            component = %component,
+            entries = self.current().map_or(0, |c| entries(&c)),
+            "{what} read; it is read again when it changes"
+        );
+        self.watch(move |content: &T| {
+            tracing::info!(
+                component = %component,
+                entries = entries(content),
+                "{what} changed: its new entries are in force"
+            );
+        });
+        Ok(())
+    }
+
     /// Starts looking at the file every [`POLL_INTERVAL`]; `on_reload` is
     /// told about each new version.
     pub(crate) fn watch(self: &Arc<Self>, on_reload: impl Fn(&T) + Send + Sync + 'static) {

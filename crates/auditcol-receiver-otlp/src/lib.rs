@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use auditcol_core::auth::{AuthRefusals, RequestAuth};
 use auditcol_core::component::{Host, StartError};
-use auditcol_core::config::{ConfigError, nested, parse_component_config};
+use auditcol_core::config::{ConfigError, parse_component_config};
 use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
@@ -113,24 +113,22 @@ impl OtlpReceiver {
     /// `auth` refuses to start without.
     pub fn with_authenticators(mut self, host: &Host) -> Result<Self, ConfigError> {
         let protocols = &self.config.protocols;
-        if let Some(auth) = protocols.grpc.as_ref().and_then(|c| c.auth.as_ref()) {
-            let authenticator = nested("protocols.grpc.auth", auth.server_authenticator(host))?;
-            self.grpc_auth = Some(RequestAuth::new(
-                authenticator,
-                &self.id,
-                "grpc",
-                self.auth_refusals.clone(),
-            ));
-        }
-        if let Some(auth) = protocols.http.as_ref().and_then(|c| c.auth.as_ref()) {
-            let authenticator = nested("protocols.http.auth", auth.server_authenticator(host))?;
-            self.http_auth = Some(RequestAuth::new(
-                authenticator,
-                &self.id,
-                "http",
-                self.auth_refusals.clone(),
-            ));
-        }
+        self.grpc_auth = RequestAuth::resolve(
+            protocols.grpc.as_ref().and_then(|c| c.auth.as_ref()),
+            "protocols.grpc.auth",
+            host,
+            &self.id,
+            "grpc",
+            &self.auth_refusals,
+        )?;
+        self.http_auth = RequestAuth::resolve(
+            protocols.http.as_ref().and_then(|c| c.auth.as_ref()),
+            "protocols.http.auth",
+            host,
+            &self.id,
+            "http",
+            &self.auth_refusals,
+        )?;
         Ok(self)
     }
 

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use auditcol_core::auth::{AuthRefusals, RequestAuth};
 use auditcol_core::component::{Host, StartError};
-use auditcol_core::config::{ConfigError, nested, parse_component_config};
+use auditcol_core::config::{ConfigError, parse_component_config};
 use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
@@ -140,17 +140,19 @@ impl WebhookReceiver {
     /// then on every request must pass it. The factory does it: a receiver
     /// whose config has `auth` refuses to start without.
     pub fn with_authenticator(mut self, host: &Host) -> Result<Self, ConfigError> {
-        if let Some(auth) = &self.auth_settings {
-            let authenticator = nested("auth", auth.server_authenticator(host))?;
+        let auth = RequestAuth::resolve(
+            self.auth_settings.as_ref(),
+            "auth",
+            host,
+            &self.id,
+            "http",
+            &self.auth_refusals,
+        )?;
+        if auth.is_some() {
             let endpoint = Arc::get_mut(&mut self.endpoint).ok_or_else(|| {
                 ConfigError::at("auth", "cannot be resolved once the receiver has started")
             })?;
-            endpoint.auth = Some(RequestAuth::new(
-                authenticator,
-                &self.id,
-                "http",
-                self.auth_refusals.clone(),
-            ));
+            endpoint.auth = auth;
         }
         Ok(self)
     }

@@ -364,18 +364,11 @@ impl Component for BasicAuth {
             return Ok(());
         };
         match &server.source {
-            Source::File(file) => {
-                file.load()
-                    .map_err(|e| StartError(format!("extension {}: {e}", self.id)))?;
-                let users = file.current().map_or(0, |u| u.htpasswd.len());
-                tracing::info!(component = %self.id, users, "htpasswd file read; it is read again when it changes");
-                let id = self.id.clone();
-                file.watch(move |users: &Users| {
-                    tracing::info!(component = %id, users = users.htpasswd.len(), "htpasswd file changed: the new entries are in force");
-                });
-            }
+            Source::File(file) => file
+                .start(|users: &Users| users.htpasswd.len())
+                .map_err(|e| StartError(format!("extension {}: {e}", self.id)))?,
             Source::Fixed(users) => {
-                tracing::info!(component = %self.id, users = users.htpasswd.len(), "htpasswd entries read from the config");
+                tracing::info!(component = %self.id, entries = users.htpasswd.len(), "htpasswd entries read from the config");
             }
         }
         Ok(())

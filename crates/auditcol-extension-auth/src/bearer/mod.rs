@@ -211,14 +211,8 @@ impl BearerTokenAuth {
 impl Component for BearerTokenAuth {
     async fn start(&self) -> Result<(), StartError> {
         if let Tokens::File(file) = &self.authenticator.tokens {
-            file.load()
+            file.start(TokenSet::len)
                 .map_err(|e| StartError(format!("extension {}: {e}", self.id)))?;
-            let tokens = file.current().map_or(0, |t| t.len());
-            tracing::info!(component = %self.id, tokens, "tokens file read; it is read again when it changes");
-            let id = self.id.clone();
-            file.watch(move |set: &TokenSet| {
-                tracing::info!(component = %id, tokens = set.len(), "tokens file changed: the new tokens are in force");
-            });
         }
         Ok(())
     }

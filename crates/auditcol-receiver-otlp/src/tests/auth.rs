@@ -2,13 +2,10 @@
 //! right credentials pass, anything else is refused before the message is
 //! read, counted, and logged without the credential.
 
-use std::collections::BTreeMap;
-
 use ::http::{Method, StatusCode};
+use auditcol_core::BuildContext;
 use auditcol_core::auth::GRPC_UNAUTHENTICATED;
-use auditcol_core::component::{ExtensionFactory, Host};
-use auditcol_core::{BuildContext, Extension};
-use auditcol_extension_auth::{BasicAuthFactory, BearerTokenAuthFactory};
+use auditcol_core::component::Host;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
@@ -24,34 +21,21 @@ const HTPASSWD: &str = "flipt:{SHA}GbkOdOsgFIUKF77lIkD+1Y1Ld+8=";
 const BASIC: &str = "Basic ZmxpcHQ6YmFzaWMtdGVzdC1wdw==";
 
 fn host() -> Host {
-    let mut enabled: BTreeMap<ComponentId, Arc<dyn Extension>> = BTreeMap::new();
-    for (factory, name, config) in [
-        (
-            &BearerTokenAuthFactory as &dyn ExtensionFactory,
-            "ingest",
-            json!({"token": TOKEN}),
-        ),
-        (
-            &BasicAuthFactory,
-            "ingest",
-            json!({"htpasswd": {"inline": HTPASSWD}}),
-        ),
-        (
-            &BasicAuthFactory,
-            "client",
-            json!({"client_auth": {"username": "u", "password": "p"}}),
-        ),
-    ] {
-        let id = ComponentId::new(factory.type_name(), Some(name));
-        let extension = factory
-            .build(&BuildContext::new(id.clone()), &config)
-            .unwrap();
-        enabled.insert(id, extension);
-    }
-    Host::new(
-        enabled,
-        vec![ComponentId::new("bearertokenauth", Some("off"))],
+    auditcol_extension_auth::test_host(
+        &[
+            ("bearertokenauth/ingest", json!({"token": TOKEN})),
+            (
+                "basicauth/ingest",
+                json!({"htpasswd": {"inline": HTPASSWD}}),
+            ),
+            (
+                "basicauth/client",
+                json!({"client_auth": {"username": "u", "password": "p"}}),
+            ),
+        ],
+        &["bearertokenauth/off"],
     )
+    .unwrap()
 }
 
 /// A receiver on both protocols, `grpc_auth` / `http_auth` naming authenticators.

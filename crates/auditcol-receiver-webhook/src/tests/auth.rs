@@ -2,11 +2,8 @@
 //! extension: both must pass, the credential is checked first, and a
 //! refusal is counted and logged without the credential.
 
-use std::collections::BTreeMap;
-
-use auditcol_core::component::{ExtensionFactory, Host};
-use auditcol_core::{BuildContext, Extension};
-use auditcol_extension_auth::BearerTokenAuthFactory;
+use auditcol_core::BuildContext;
+use auditcol_core::component::Host;
 
 use super::*;
 
@@ -14,11 +11,8 @@ const SECRET: &str = "flipt webhook secret";
 const TOKEN: &str = "webhook-test-token-91c2";
 
 fn host() -> Host {
-    let id = ComponentId::new("bearertokenauth", Some("flipt"));
-    let extension: Arc<dyn Extension> = BearerTokenAuthFactory
-        .build(&BuildContext::new(id.clone()), &json!({"token": TOKEN}))
-        .unwrap();
-    Host::new(BTreeMap::from([(id, extension)]), Vec::new())
+    auditcol_extension_auth::test_host(&[("bearertokenauth/flipt", json!({"token": TOKEN}))], &[])
+        .unwrap()
 }
 
 async fn start_with_auth() -> Running {
