@@ -1,12 +1,14 @@
 """Send Flipt-style audit events to auditcol with the official OpenTelemetry Python SDK.
 
 Usage: send_audit.py --protocol grpc|http --endpoint HOST:PORT [--timeout SECONDS]
-                     [--ca-file CA.pem [--client-cert CERT.pem --client-key KEY.pem]] < events.json
+                     [--ca-file CA.pem [--client-cert CERT.pem --client-key KEY.pem]]
+                     [--header NAME=VALUE]... < events.json
 
 With --ca-file the connection is TLS (https://), through the SDK's own
 options: for HTTP the exporter's certificate_file / client_certificate_file /
 client_key_file, for gRPC its OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE /
-_CLIENT_CERTIFICATE / _CLIENT_KEY variables.
+_CLIENT_CERTIFICATE / _CLIENT_KEY variables. --header goes with every export
+(gRPC metadata or HTTP header), through the SDK's `headers` option.
 
 Each event of the JSON list on stdin becomes one OTLP log record following
 auditcol's conventions (audit.* attributes, payload as a structured body,
@@ -64,8 +66,15 @@ def main():
     parser.add_argument("--ca-file")
     parser.add_argument("--client-cert")
     parser.add_argument("--client-key")
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        help="NAME=VALUE sent with every export (gRPC metadata or HTTP header), e.g. authorization=Bearer ...",
+    )
     args = parser.parse_args()
     scheme = "https" if args.ca_file else "http"
+    headers = dict(h.split("=", 1) for h in args.header)
 
     if args.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
@@ -75,10 +84,13 @@ def main():
             if args.client_cert:
                 os.environ["OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE"] = args.client_cert
                 os.environ["OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY"] = args.client_key
-            inner = OTLPLogExporter(endpoint=f"https://{args.endpoint}", timeout=args.timeout)
+            inner = OTLPLogExporter(
+                endpoint=f"https://{args.endpoint}", timeout=args.timeout, headers=headers
+            )
         else:
             inner = OTLPLogExporter(
-                endpoint=f"http://{args.endpoint}", insecure=True, timeout=args.timeout
+                endpoint=f"http://{args.endpoint}", insecure=True, timeout=args.timeout,
+                headers=headers,
             )
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -89,6 +101,7 @@ def main():
             client_certificate_file=args.client_cert,
             client_key_file=args.client_key,
             timeout=args.timeout,
+            headers=headers,
         )
     exporter = CountingExporter(inner)
     provider = LoggerProvider(resource=Resource.create({"service.name": "python-e2e"}))

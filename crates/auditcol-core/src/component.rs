@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::auth::{ClientAuthenticator, ServerAuthenticator};
 use crate::config::{ConfigError, Validate, parse_component_config};
 use crate::consumer::{LogsConsumer, SharedConsumer};
 
@@ -352,6 +353,16 @@ pub trait Extension: Component {
     /// The extension itself, so a component that found it through
     /// [`Host::extension`] can ask for the capability it needs.
     fn as_any(&self) -> &dyn std::any::Any;
+
+    /// The extension as a server authenticator (receivers' `auth`), if it is one.
+    fn server_authenticator(&self) -> Option<Arc<dyn ServerAuthenticator>> {
+        None
+    }
+
+    /// The extension as a client authenticator (exporters' `auth`), if it is one.
+    fn client_authenticator(&self) -> Option<Arc<dyn ClientAuthenticator>> {
+        None
+    }
 }
 
 /// Builds extensions of one type.

@@ -55,6 +55,53 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A secret setting (a token, a password, a key): read as a string, never
+/// printed — its `Debug` is `***`, and it has no `Display` — so a config
+/// struct that derives `Debug` cannot leak it into a log or `validate`'s
+/// output. Use [`Secret::expose`] only where the value is needed.
+///
+/// ```
+/// use auditcol_core::config::Secret;
+///
+/// let token: Secret = serde_json::from_value(serde_json::json!("s3cr3t")).unwrap();
+/// assert_eq!(format!("{token:?}"), "***");
+/// assert_eq!(token.expose(), "s3cr3t");
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True for an empty value (most often an unset `${env:…}`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Serialised masked (`[REDACTED]`, or empty when empty): the only
+/// serialisation of settings is for showing them (`auditcol print-config`).
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { REDACTED })
+    }
+}
+
 /// Checks of a component's settings beyond what their types say.
 pub trait Validate {
     /// Returns the first invalid setting, with its key path.
@@ -213,7 +260,7 @@ fn mask_url_password(text: &str) -> Option<String> {
 }
 
 /// Prefixes the key path of errors from a nested settings struct.
-pub fn nested(prefix: &str, result: Result<(), ConfigError>) -> Result<(), ConfigError> {
+pub fn nested<T>(prefix: &str, result: Result<T, ConfigError>) -> Result<T, ConfigError> {
     result.map_err(|e| ConfigError {
         path: if e.path.is_empty() {
             prefix.to_owned()

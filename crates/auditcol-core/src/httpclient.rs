@@ -103,6 +103,21 @@ pub fn client_builder(
         .use_preconfigured_tls(rustls::ClientConfig::clone(config.rustls_config())))
 }
 
+/// `request` with the headers of `auth` (an exporter's `auth`), which
+/// replace headers of the same name; an error says why there are none.
+pub fn authenticate(
+    request: reqwest::RequestBuilder,
+    auth: Option<&std::sync::Arc<dyn crate::auth::ClientAuthenticator>>,
+) -> Result<reqwest::RequestBuilder, String> {
+    match auth {
+        None => Ok(request),
+        Some(auth) => Ok(request.headers(
+            auth.headers()
+                .map_err(|e| format!("cannot authenticate: {e}"))?,
+        )),
+    }
+}
+
 /// Builds a client from [`client_builder`]'s result.
 pub fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
     builder

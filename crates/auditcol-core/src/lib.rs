@@ -13,7 +13,9 @@
 //!   same way (listen address, receipt time, refusal → HTTP answer);
 //!   [`tls`] (feature `tls`): server and client TLS settings, one type each
 //!   for every listener and client.
+//!   [`auth`]: the authenticators extensions offer to receivers and exporters.
 
+pub mod auth;
 pub mod batch;
 pub mod component;
 pub mod config;

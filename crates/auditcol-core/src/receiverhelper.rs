@@ -307,7 +307,7 @@ pub async fn serve_http(
                     if let Some(connection) =
                         tls.accept(connection, client, read_header_timeout).await
                     {
-                        serve_http_connection(builder, connection, router, watcher).await;
+                        serve_http_connection(builder, connection, router, client, watcher).await;
                     }
                 }
                 None => {
@@ -322,7 +322,7 @@ pub async fn serve_http(
                         connection.get_ref().peek(&mut first),
                     );
                     if matches!(peeked.await, Ok(Ok(1))) {
-                        serve_http_connection(builder, connection, router, watcher).await;
+                        serve_http_connection(builder, connection, router, client, watcher).await;
                     }
                 }
             }
@@ -332,22 +332,47 @@ pub async fn serve_http(
     graceful.shutdown().await;
 }
 
-/// One HTTP connection, HTTP/1 or HTTP/2 as the client speaks.
+/// One HTTP connection, HTTP/1 or HTTP/2 as the client speaks. Handlers
+/// learn the client's address (`ConnectInfo`), e.g. to log a refusal.
 #[cfg(feature = "axum")]
 async fn serve_http_connection<IO>(
     builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     io: IO,
     router: axum::Router,
+    client: SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let router = tower::ServiceExt::map_request(router, move |mut request: http::Request<_>| {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(client));
+        request
+    });
     let service = hyper_util::service::TowerToHyperService::new(router);
     let served = builder
         .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service)
         .into_owned();
     // A client that goes away mid-request is its own business.
     let _ = watcher.watch(served).await;
+}
+
+/// The client's address of a request served by [`serve_http`] or a tonic
+/// server on [`admitted_incoming`], from its extensions; `None` when unknown.
+pub fn client_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) =
+        extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(*addr);
+    }
+    #[cfg(feature = "tonic")]
+    if let Some(info) = extensions.get::<tonic::transport::server::TcpConnectInfo>() {
+        return info.remote_addr();
+    }
+    let _ = extensions;
+    None
 }
 
 #[cfg(feature = "tonic")]

@@ -148,7 +148,7 @@ impl Validate for IntegritySettings {
             (Some(file), None) if file.trim().is_empty() => {
                 return Err(ConfigError::at("signing_key_file", "must not be empty"));
             }
-            (None, Some(key)) if key.0.len() < MIN_HMAC_KEY_BYTES => {
+            (None, Some(key)) if key.expose().len() < MIN_HMAC_KEY_BYTES => {
                 return Err(ConfigError::at(
                     "hmac_key",
                     format!(
@@ -169,15 +169,7 @@ impl Validate for IntegritySettings {
 }
 
 /// A secret setting: deserialised as a string, never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
+pub use auditcol_core::config::Secret;
 
 /// The output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
@@ -26,6 +27,9 @@ pub struct OtlpExporterConfig {
     /// TLS: on unless `insecure` or an `http://` endpoint.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// An authenticator extension whose credentials go with every call, as metadata.
+    #[serde(default)]
+    pub auth: Option<AuthSettings>,
     /// Per-request timeout (exporter helper).
     #[serde(default = "default_timeout")]
     pub timeout: ConfigDuration,
@@ -44,6 +48,7 @@ impl Default for OtlpExporterConfig {
             compression: Compression::default(),
             headers: BTreeMap::new(),
             tls: TlsSettings::default(),
+            auth: None,
             timeout: default_timeout(),
             retry_on_failure: RetrySettings::default(),
             sending_queue: QueueSettings::default(),

@@ -1,9 +1,10 @@
 //! [`OtlpGrpcSender`]: one `LogsService/Export` call per batch; the exporter
 //! helper around it queues and retries.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use auditcol_core::auth::ClientAuthenticator;
 use auditcol_core::component::StartError;
 use auditcol_core::error::error_chain;
 use auditcol_core::exporterhelper::{BatchSender, SendError};
@@ -39,6 +40,8 @@ pub struct OtlpGrpcSender {
     tls: Option<TlsClientSettings>,
     compression: Compression,
     metadata: MetadataMap,
+    /// `auth`: metadata asked for on every call (a token may rotate).
+    auth: Option<Arc<dyn ClientAuthenticator>>,
     channel: OnceLock<Channel>,
     /// Records the server rejected for good in partial successes.
     rejected: RejectedRecords,
@@ -63,9 +66,35 @@ impl OtlpGrpcSender {
             tls: config.uses_tls().then(|| config.tls.clone()),
             compression: config.compression,
             metadata,
+            auth: None,
             channel: OnceLock::new(),
             rejected: RejectedRecords::default(),
         }
+    }
+
+    /// Sends the credentials of `auth` (the client side of an authenticator
+    /// extension) as metadata with every call.
+    pub fn with_auth(mut self, auth: Option<Arc<dyn ClientAuthenticator>>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The metadata of one call: `headers`, then the authenticator's, which
+    /// replace entries of the same name.
+    fn call_metadata(&self) -> Result<MetadataMap, String> {
+        let Some(auth) = &self.auth else {
+            return Ok(self.metadata.clone());
+        };
+        let mut headers = self.metadata.clone().into_headers();
+        for (name, value) in auth
+            .headers()
+            .map_err(|e| format!("cannot authenticate: {e}"))?
+        {
+            if let Some(name) = name {
+                headers.insert(name, value);
+            }
+        }
+        Ok(MetadataMap::from_headers(headers))
     }
 
     /// Records the server rejected in partial successes so far.
@@ -134,8 +163,11 @@ impl OtlpGrpcSender {
         client.ready().await.map_err(|e| {
             PipelineError::retryable(format!("{}: not reachable: {}", what(), error_chain(&e)))
         })?;
+        let metadata = self
+            .call_metadata()
+            .map_err(|e| PipelineError::retryable(format!("{}: {e}", what())))?;
         let mut request = tonic::Request::new(Bytes::from(encoded));
-        *request.metadata_mut() = self.metadata.clone();
+        *request.metadata_mut() = metadata;
         let response = client
             .unary(request, PathAndQuery::from_static(EXPORT_PATH), PreEncoded)
             .await

@@ -534,3 +534,80 @@ mod scripted_server {
         );
     }
 }
+
+/// A host offering a bearer token and a Basic server (no client side).
+fn auth_host() -> auditcol_core::component::Host {
+    auditcol_extension_auth::test_host(
+        &[
+            (
+                "bearertokenauth/backend",
+                json!({"token": "exporter-test-token"}),
+            ),
+            (
+                "basicauth/backend",
+                json!({"htpasswd": {"inline": "u:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M="}}),
+            ),
+        ],
+        &[],
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn auth_sends_the_token_as_metadata_and_a_receiver_checking_it_accepts() {
+    let host = auth_host();
+    let config: OtlpReceiverConfig = parse_component_config(&json!({"protocols": {"grpc": {
+        "endpoint": "127.0.0.1:0", "auth": {"authenticator": "bearertokenauth/backend"},
+    }}}))
+    .unwrap();
+    let consumer = Arc::new(Scripted::default());
+    let receiver = Arc::new(
+        OtlpReceiver::new(ComponentId::new("otlp", None), config, consumer.clone())
+            .with_authenticators(&host)
+            .unwrap(),
+    );
+    receiver.start().await.unwrap();
+    let addr = receiver.local_addrs()[0].1;
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, Some("test"))).with_host(host);
+    let with_auth = OtlpExporterFactory
+        .build(
+            &ctx,
+            &json!({"endpoint": addr.to_string(), "tls": {"insecure": true},
+                    "auth": {"authenticator": "bearertokenauth/backend"},
+                    "headers": {"authorization": "Bearer stale-token"}}),
+        )
+        .unwrap();
+    with_auth.start().await.unwrap();
+    with_auth.consume(stamped_batch(2)).await.unwrap();
+    assert_eq!(consumer.batches.lock().unwrap().len(), 1);
+
+    // Without it, UNAUTHENTICATED: permanent per the OTLP specification.
+    let without = build(json!({"endpoint": addr.to_string(), "tls": {"insecure": true}}));
+    without.start().await.unwrap();
+    let err = without.consume(stamped_batch(1)).await.unwrap_err();
+    assert!(matches!(err, PipelineError::Permanent { .. }), "{err}");
+    assert!(err.to_string().contains("no authorization header"), "{err}");
+    assert_eq!(consumer.batches.lock().unwrap().len(), 1);
+    assert_eq!(receiver.unauthenticated_requests(), 1);
+    with_auth.shutdown(far()).await;
+    without.shutdown(far()).await;
+    receiver.shutdown(far()).await;
+}
+
+#[test]
+fn an_authenticator_without_a_client_side_is_a_config_error_at_its_key() {
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, None)).with_host(auth_host());
+    let err = OtlpExporterFactory
+        .build(
+            &ctx,
+            &json!({"endpoint": "h:4317", "auth": {"authenticator": "basicauth/backend"}}),
+        )
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().starts_with(
+            "auth.authenticator: extension `basicauth/backend` is not a client authenticator"
+        ),
+        "{err}"
+    );
+}

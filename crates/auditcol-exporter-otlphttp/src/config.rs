@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
@@ -34,6 +35,9 @@ pub struct OtlpHttpExporterConfig {
     /// TLS for `https://` URLs.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// An authenticator extension whose credentials go with every request.
+    #[serde(default)]
+    pub auth: Option<AuthSettings>,
     /// Per-request timeout (exporter helper).
     #[serde(default = "default_timeout")]
     pub timeout: ConfigDuration,
@@ -54,6 +58,7 @@ impl Default for OtlpHttpExporterConfig {
             compression: Compression::default(),
             headers: BTreeMap::new(),
             tls: TlsSettings::default(),
+            auth: None,
             timeout: default_timeout(),
             retry_on_failure: RetrySettings::default(),
             sending_queue: QueueSettings::default(),

@@ -434,3 +434,63 @@ async fn server_name_override_trusts_a_certificate_issued_for_another_name() {
     overriding.send_batch(&stamped_batch(1)).await.unwrap();
     assert_eq!(recording.0.lock().unwrap().len(), 1);
 }
+
+/// A host offering a bearer token and Basic client credentials.
+fn auth_host() -> auditcol_core::component::Host {
+    auditcol_extension_auth::test_host(
+        &[
+            (
+                "bearertokenauth/backend",
+                json!({"token": "exporter-test-token"}),
+            ),
+            (
+                "basicauth/backend",
+                json!({"client_auth": {"username": "auditcol", "password": "pw"}}),
+            ),
+        ],
+        &[],
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn auth_adds_the_authenticators_header_over_a_configured_one() {
+    let server = scripted(vec![(StatusCode::OK, vec![], b"")]).await;
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, Some("test"))).with_host(auth_host());
+    for (authenticator, expected) in [
+        ("bearertokenauth/backend", "Bearer exporter-test-token"),
+        // base64 of auditcol:pw
+        ("basicauth/backend", "Basic YXVkaXRjb2w6cHc="),
+    ] {
+        let exporter = OtlpHttpExporterFactory
+            .build(
+                &ctx,
+                &json!({"endpoint": server.url, "auth": {"authenticator": authenticator},
+                        "headers": {"authorization": "Bearer stale", "x-tenant": "t1"}}),
+            )
+            .unwrap();
+        exporter.start().await.unwrap();
+        exporter.consume(stamped_batch(1)).await.unwrap();
+        exporter.shutdown(far()).await;
+        let headers = server.headers.lock().unwrap().pop().unwrap();
+        assert_eq!(headers.get_all("authorization").iter().count(), 1);
+        assert_eq!(headers["authorization"], expected);
+        assert_eq!(headers["x-tenant"], "t1");
+    }
+}
+
+#[test]
+fn an_undefined_authenticator_is_a_config_error_at_its_key() {
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, None)).with_host(auth_host());
+    let err = OtlpHttpExporterFactory
+        .build(
+            &ctx,
+            &json!({"endpoint": "http://h", "auth": {"authenticator": "bearertokenauth/other"}}),
+        )
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "auth.authenticator: extension `bearertokenauth/other` is not defined in the `extensions` section"
+    );
+}

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
@@ -55,6 +56,10 @@ pub struct WebhookExporterConfig {
     /// Collector: `tls.insecure` is refused).
     #[serde(default)]
     pub tls: TlsClientSettings,
+    /// An authenticator extension whose credentials go with every request
+    /// (besides the signature).
+    #[serde(default)]
+    pub auth: Option<AuthSettings>,
     /// Per request: an answer must have come within it.
     #[serde(default = "default_timeout")]
     pub timeout: ConfigDuration,
@@ -84,6 +89,7 @@ impl Default for WebhookExporterConfig {
             signature_header: None,
             template: None,
             tls: TlsClientSettings::default(),
+            auth: None,
             timeout: default_timeout(),
             retry_on_failure: RetrySettings::default(),
             sending_queue: QueueSettings::default(),

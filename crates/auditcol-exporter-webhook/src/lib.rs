@@ -8,6 +8,7 @@
 //!     endpoint: https://siem.example.com/audit
 //!     signing_secret: ${env:SIEM_WEBHOOK_SECRET}  # X-Auditcol-Signature: hex HMAC-SHA256 of the body
 //!     mode: event                                 # one Flipt v0.2 event per request (default) | batch
+//!     auth: {authenticator: basicauth/siem}       # an extension's credentials on every request
 //! ```
 //!
 //! The exporter is an [`ExporterHelper`] around a [`WebhookSender`]: the
@@ -22,6 +23,7 @@
 
 use std::sync::Arc;
 
+use auditcol_core::auth::exporter_authenticator;
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
 use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
@@ -51,7 +53,8 @@ impl ExporterFactory for WebhookExporterFactory {
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
         let config: WebhookExporterConfig = ctx.parse_config(config)?;
-        let sender = WebhookSender::new(ctx.id.to_string(), &config);
+        let auth = exporter_authenticator(config.auth.as_ref(), &ctx.host)?;
+        let sender = WebhookSender::new(ctx.id.to_string(), &config).with_auth(auth);
         Ok(Arc::new(ExporterHelper::new(
             ctx.id.clone(),
             config.helper_settings(),

@@ -641,3 +641,34 @@ async fn build_reports_config_errors_with_their_path() {
         .unwrap();
     assert_eq!(err.path, "signature");
 }
+
+#[tokio::test]
+async fn auth_adds_the_authenticators_header_to_every_request_besides_the_signature() {
+    let host = auditcol_extension_auth::test_host(
+        &[(
+            "basicauth/siem",
+            json!({"client_auth": {"username": "auditcol", "password": "pw"}}),
+        )],
+        &[],
+    )
+    .unwrap();
+    let sink = Sink::start(|_| Answer::Ok).await;
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, Some("test"))).with_host(host);
+    let exporter = WebhookExporterFactory
+        .build(
+            &ctx,
+            &json!({"endpoint": sink.url, "signing_secret": "s3cret",
+                    "auth": {"authenticator": "basicauth/siem"},
+                    "retry_on_failure": fast_retries()}),
+        )
+        .unwrap();
+    exporter.start().await.unwrap();
+    exporter.consume(batch(3)).await.unwrap();
+    let received = sink.received();
+    assert_eq!(received.len(), 3);
+    for r in &received {
+        // base64 of auditcol:pw
+        assert_eq!(r.headers["authorization"], "Basic YXVkaXRjb2w6cHc=");
+        assert!(r.headers.contains_key("x-auditcol-signature"));
+    }
+}

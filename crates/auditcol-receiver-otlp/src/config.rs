@@ -8,6 +8,8 @@
 //!     max_recv_msg_size_mib: 4
 //!     max_concurrent_streams: 100
 //!     max_connections: 1024
+//!     auth:
+//!       authenticator: bearertokenauth/ingest   # an extension listed in service.extensions
 //!     keepalive:
 //!       server_parameters:
 //!         time: 1m               # ping a connection idle this long...
@@ -26,6 +28,8 @@
 //!     max_connections: 1024
 //!     read_header_timeout: 10s
 //!     tls: {cert_file: ..., key_file: ...}   # the same keys
+//!     auth:
+//!       authenticator: basicauth/ingest
 //! ```
 //!
 //! `tls` is [`auditcol_core::tls::TlsServerSettings`]: its files are read and
@@ -43,6 +47,7 @@
 
 use std::net::SocketAddr;
 
+use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::receiverhelper::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
@@ -119,6 +124,8 @@ pub struct GrpcConfig {
     pub keepalive: KeepaliveConfig,
     /// TLS (and mutual TLS); plain text when absent.
     pub tls: Option<TlsServerSettings>,
+    /// The authenticator every request must pass, before its message is read.
+    pub auth: Option<AuthSettings>,
 }
 
 /// `protocols.grpc.keepalive`.
@@ -178,6 +185,8 @@ pub struct HttpConfig {
     pub read_header_timeout: ConfigDuration,
     /// TLS (and mutual TLS); plain text when absent.
     pub tls: Option<TlsServerSettings>,
+    /// The authenticator every request must pass, before its body is read.
+    pub auth: Option<AuthSettings>,
 }
 
 impl Default for GrpcConfig {
@@ -189,6 +198,7 @@ impl Default for GrpcConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             keepalive: KeepaliveConfig::default(),
             tls: None,
+            auth: None,
         }
     }
 }
@@ -201,6 +211,7 @@ impl Default for HttpConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
             tls: None,
+            auth: None,
         }
     }
 }

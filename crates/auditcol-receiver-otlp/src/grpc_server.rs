@@ -17,9 +17,10 @@ use std::task::{Context, Poll};
 
 use auditcol_core::LogBatch;
 use auditcol_core::PipelineError;
+use auditcol_core::auth::{AuthError, RequestAuth};
 use auditcol_core::config::ConfigDuration;
 use auditcol_core::receiverhelper::{
-    ConnectionLimit, DEFAULT_TLS_HANDSHAKE_TIMEOUT, admitted_incoming, tls_incoming,
+    ConnectionLimit, DEFAULT_TLS_HANDSHAKE_TIMEOUT, admitted_incoming, client_addr, tls_incoming,
 };
 use auditcol_core::tls::ServerTls;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -68,6 +69,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     ingest: Arc<Ingest>,
     limits: Limits,
+    auth: Option<RequestAuth>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let keepalive = &limits.keepalive;
@@ -88,6 +90,7 @@ pub(crate) async fn serve(
     let router = server.add_service(LogsGrpc {
         ingest,
         max_recv_msg_size: limits.max_recv_msg_size,
+        auth: auth.map(Arc::new),
     });
     // Connections are admitted up to max_connections, with TCP_NODELAY
     // (without it a small response waits for the client's delayed ACK:
@@ -122,6 +125,8 @@ pub(crate) async fn serve(
 struct LogsGrpc {
     ingest: Arc<Ingest>,
     max_recv_msg_size: usize,
+    /// Checked on the request's headers before anything is read.
+    auth: Option<Arc<RequestAuth>>,
 }
 
 impl NamedService for LogsGrpc {
@@ -142,13 +147,34 @@ impl tower::Service<http::Request<tonic::body::Body>> for LogsGrpc {
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let ingest = self.ingest.clone();
         let max = self.max_recv_msg_size;
+        let auth = self.auth.clone();
         Box::pin(async move {
+            if let Some(auth) = auth
+                && let Err(refused) =
+                    authenticate(&auth, request.headers(), request.extensions()).await
+            {
+                return Ok(refused.into_http());
+            }
             Ok(match export(&ingest, max, request).await {
                 Ok(response) => response,
                 Err(status) => status.into_http(),
             })
         })
     }
+}
+
+/// Lets the call in, or answers UNAUTHENTICATED (UNAVAILABLE when the
+/// credentials cannot be checked now) without reading its message.
+async fn authenticate(
+    auth: &RequestAuth,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> Result<(), Status> {
+    auth.check(headers, client_addr(extensions))
+        .await
+        .map_err(|refused: AuthError| {
+            Status::new(Code::from_i32(refused.grpc_code()), refused.to_string())
+        })
 }
 
 /// One `Export` call: the message read, decoded, handed to the pipeline.

@@ -10,6 +10,12 @@
 //! an error it can act on (bad data: INVALID_ARGUMENT / 400, never retried;
 //! full or failing pipeline: UNAVAILABLE / 503 with `Retry-After`, retried).
 //!
+//! With `auth` on a protocol, every request must first pass the named
+//! authenticator extension, on its headers alone: a refused one is answered
+//! UNAUTHENTICATED / 401 before any of its body is read, counted
+//! ([`OtlpReceiver::unauthenticated_requests`]) and logged without the
+//! credential.
+//!
 //! The factory only parses the config; sockets are bound in
 //! [`Component::start`] and released in [`Component::shutdown`].
 //!
@@ -20,7 +26,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use auditcol_core::component::StartError;
+use auditcol_core::auth::{AuthRefusals, RequestAuth};
+use auditcol_core::component::{Host, StartError};
 use auditcol_core::config::ConfigError;
 use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::tls::{ALPN_GRPC, ALPN_HTTP, ServerTls, TlsServerSettings};
@@ -60,7 +67,9 @@ impl ReceiverFactory for OtlpReceiverFactory {
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let config: OtlpReceiverConfig = ctx.parse_config(config)?;
-        Ok(Arc::new(OtlpReceiver::new(ctx.id.clone(), config, next)))
+        let receiver =
+            OtlpReceiver::new(ctx.id.clone(), config, next).with_authenticators(&ctx.host)?;
+        Ok(Arc::new(receiver))
     }
 }
 
@@ -72,6 +81,10 @@ pub struct OtlpReceiver {
     ingest: Arc<Ingest>,
     /// Listeners bound by [`Component::bind`], waiting for `start`.
     bound: Mutex<Option<Bound>>,
+    /// The authentication of each protocol that has `auth`.
+    grpc_auth: Option<RequestAuth>,
+    http_auth: Option<RequestAuth>,
+    auth_refusals: AuthRefusals,
     running: Mutex<Option<Running>>,
 }
 
@@ -97,6 +110,9 @@ impl OtlpReceiver {
             id,
             config,
             bound: Mutex::new(None),
+            grpc_auth: None,
+            http_auth: None,
+            auth_refusals: AuthRefusals::default(),
             running: Mutex::new(None),
         }
     }
@@ -114,6 +130,37 @@ impl OtlpReceiver {
             None => None,
         };
         Ok(Bound { grpc, http })
+    }
+
+    /// Finds the authenticators the protocols' `auth` name among `host`'s
+    /// extensions; from then on every request of such a protocol must pass
+    /// its authenticator. The factory does it: a receiver whose config has
+    /// `auth` refuses to start without.
+    pub fn with_authenticators(mut self, host: &Host) -> Result<Self, ConfigError> {
+        let protocols = &self.config.protocols;
+        self.grpc_auth = RequestAuth::resolve(
+            protocols.grpc.as_ref().and_then(|c| c.auth.as_ref()),
+            "protocols.grpc.auth",
+            host,
+            &self.id,
+            "grpc",
+            &self.auth_refusals,
+        )?;
+        self.http_auth = RequestAuth::resolve(
+            protocols.http.as_ref().and_then(|c| c.auth.as_ref()),
+            "protocols.http.auth",
+            host,
+            &self.id,
+            "http",
+            &self.auth_refusals,
+        )?;
+        Ok(self)
+    }
+
+    /// Requests refused so far because they did not authenticate (missing
+    /// or wrong credentials, or none checkable now), both protocols together.
+    pub fn unauthenticated_requests(&self) -> u64 {
+        self.auth_refusals.get()
     }
 
     /// The addresses actually listened on, as (`"grpc"` | `"http"`, address):
@@ -196,6 +243,26 @@ impl Component for OtlpReceiver {
             )));
         }
         let protocols = &self.config.protocols;
+        for (protocol, configured, resolved) in [
+            (
+                "grpc",
+                protocols.grpc.as_ref().is_some_and(|c| c.auth.is_some()),
+                self.grpc_auth.is_some(),
+            ),
+            (
+                "http",
+                protocols.http.as_ref().is_some_and(|c| c.auth.is_some()),
+                self.http_auth.is_some(),
+            ),
+        ] {
+            // Never serve without the authentication the config asks for.
+            if configured && !resolved {
+                return Err(StartError(format!(
+                    "receiver {}: protocols.{protocol}.auth is set but no authenticator was resolved (build the receiver with its factory, or call with_authenticators)",
+                    self.id
+                )));
+            }
+        }
         let grpc_tls = load_tls(
             protocols.grpc.as_ref().and_then(|c| c.tls.as_ref()),
             ALPN_GRPC,
@@ -244,6 +311,7 @@ impl Component for OtlpReceiver {
                     keepalive: c.keepalive.server_parameters.clone(),
                     tls: grpc_tls.clone(),
                 },
+                self.grpc_auth.clone(),
                 shutdown.clone(),
             );
             servers.push(spawn_server(self.id.clone(), "grpc", server));
@@ -261,6 +329,7 @@ impl Component for OtlpReceiver {
                     tls: http_tls.clone(),
                 },
                 self.ingest.clone(),
+                self.http_auth.clone(),
                 shutdown.clone(),
             );
             servers.push(spawn_server(self.id.clone(), "http", server));
@@ -277,6 +346,13 @@ impl Component for OtlpReceiver {
             });
             // Tests and operators find the chosen ports from this event.
             tracing::info!(component = %self.id, protocol = *protocol, endpoint = %local_addr, tls, "listening");
+            let auth = match *protocol {
+                "grpc" => protocols.grpc.as_ref().and_then(|c| c.auth.as_ref()),
+                _ => protocols.http.as_ref().and_then(|c| c.auth.as_ref()),
+            };
+            if let Some(auth) = auth {
+                tracing::info!(component = %self.id, protocol = *protocol, authenticator = %auth.authenticator, "requests must authenticate");
+            }
         }
         *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running {
             addrs,

@@ -12,11 +12,14 @@
 //!   key_file: /etc/auditcol/tls/server.key
 //!   client_ca_file: /etc/auditcol/tls/clients-ca.pem   # mutual TLS
 //!   reload_interval: 1m
+//! auth:                                         # on top of the signature
+//!   authenticator: bearertokenauth/flipt
 //! ```
 
 use std::fmt;
 use std::net::SocketAddr;
 
+use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::receiverhelper::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
@@ -109,6 +112,9 @@ pub struct WebhookReceiverConfig {
     pub read_header_timeout: ConfigDuration,
     /// TLS (and mutual TLS); plain text when absent.
     pub tls: Option<TlsServerSettings>,
+    /// An authenticator extension every request must pass (before its body
+    /// is read), besides its signature.
+    pub auth: Option<AuthSettings>,
 }
 
 impl Default for WebhookReceiverConfig {
@@ -123,6 +129,7 @@ impl Default for WebhookReceiverConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
             tls: None,
+            auth: None,
         }
     }
 }
@@ -143,6 +150,7 @@ impl fmt::Debug for WebhookReceiverConfig {
             .field("max_connections", &self.max_connections)
             .field("read_header_timeout", &self.read_header_timeout)
             .field("tls", &self.tls)
+            .field("auth", &self.auth)
             .finish()
     }
 }

@@ -3,7 +3,8 @@
 //! Flipt's v0.2 shape.
 //!
 //! A request is checked in the order that costs a bad client the least of
-//! the collector's work: path and method, media type, body size, signature
+//! the collector's work: path and method, `auth` (an authenticator
+//! extension, on the headers alone), media type, body size, signature
 //! (HMAC-SHA256 of the raw body, compared in constant time), then every
 //! event. One bad event refuses the whole request with its path
 //! (`events[3].timestamp: not RFC 3339 ...`); a good request enters the
@@ -25,7 +26,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use auditcol_core::component::StartError;
+use auditcol_core::auth::{AuthRefusals, RequestAuth};
+use auditcol_core::component::{Host, StartError};
 use auditcol_core::config::ConfigError;
 use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::tls::{ALPN_HTTP, ServerTls, TlsServerSettings};
@@ -70,7 +72,8 @@ impl ReceiverFactory for WebhookReceiverFactory {
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let config: WebhookReceiverConfig = ctx.parse_config(config)?;
-        Ok(Arc::new(WebhookReceiver::new(ctx.id.clone(), config, next)))
+        let receiver = WebhookReceiver::new(ctx.id.clone(), config, next);
+        Ok(Arc::new(receiver.with_authenticator(&ctx.host)?))
     }
 }
 
@@ -79,6 +82,9 @@ impl ReceiverFactory for WebhookReceiverFactory {
 pub struct WebhookReceiver {
     id: ComponentId,
     endpoint: Arc<Endpoint>,
+    /// `auth` as configured, until resolved into `endpoint.auth`.
+    auth_settings: Option<auditcol_core::auth::AuthSettings>,
+    auth_refusals: AuthRefusals,
     addr: Result<SocketAddr, String>,
     max_connections: usize,
     read_header_timeout: std::time::Duration,
@@ -123,7 +129,10 @@ impl WebhookReceiver {
                 verifier,
                 max_body: config.max_request_body_bytes(),
                 ingest: Ingest::new(id.clone(), source, next),
+                auth: None,
             }),
+            auth_settings: config.auth.clone(),
+            auth_refusals: AuthRefusals::default(),
             addr: config.socket_addr(),
             max_connections: config.max_connections,
             read_header_timeout: config.read_header_timeout.0,
@@ -139,6 +148,32 @@ impl WebhookReceiver {
         TcpListener::bind(addr)
             .await
             .map_err(|e| StartError(format!("cannot listen on {addr} for webhooks: {e}")))
+    }
+
+    /// Finds the authenticator `auth` names among `host`'s extensions; from
+    /// then on every request must pass it. The factory does it: a receiver
+    /// whose config has `auth` refuses to start without.
+    pub fn with_authenticator(mut self, host: &Host) -> Result<Self, ConfigError> {
+        let auth = RequestAuth::resolve(
+            self.auth_settings.as_ref(),
+            "auth",
+            host,
+            &self.id,
+            "http",
+            &self.auth_refusals,
+        )?;
+        if auth.is_some() {
+            let endpoint = Arc::get_mut(&mut self.endpoint).ok_or_else(|| {
+                ConfigError::at("auth", "cannot be resolved once the receiver has started")
+            })?;
+            endpoint.auth = auth;
+        }
+        Ok(self)
+    }
+
+    /// Requests refused so far because they did not authenticate.
+    pub fn unauthenticated_requests(&self) -> u64 {
+        self.auth_refusals.get()
     }
 
     /// The address actually listened on (with port 0 configured, the port
@@ -164,6 +199,13 @@ impl Component for WebhookReceiver {
         if self.local_addr().is_some() {
             return Err(StartError(format!(
                 "receiver {} is already started",
+                self.id
+            )));
+        }
+        if self.auth_settings.is_some() && self.endpoint.auth.is_none() {
+            // Never serve without the authentication the config asks for.
+            return Err(StartError(format!(
+                "receiver {}: auth is set but no authenticator was resolved (build the receiver with its factory, or call with_authenticator)",
                 self.id
             )));
         }
@@ -210,6 +252,9 @@ impl Component for WebhookReceiver {
         // Tests and operators find the chosen port from this event.
         let tls = ServerTls::mode(tls.as_deref());
         tracing::info!(component = %self.id, protocol = "http", endpoint = %addr, path = %endpoint.path, format = endpoint.format.name(), tls, "listening");
+        if let Some(auth) = &self.auth_settings {
+            tracing::info!(component = %self.id, authenticator = %auth.authenticator, "requests must authenticate");
+        }
         match &endpoint.verifier {
             Some(verifier) => {
                 tracing::info!(component = %self.id, header = %verifier.header(), "requests must be signed");

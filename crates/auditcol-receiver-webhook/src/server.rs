@@ -7,13 +7,16 @@
 use std::sync::Arc;
 
 use auditcol_core::ComponentId;
+use auditcol_core::auth::RequestAuth;
 use auditcol_core::receiverhelper::HttpRefusal;
-use auditcol_core::receiverhelper::{ConnectionLimit, serve_http};
+use auditcol_core::receiverhelper::{ConnectionLimit, client_addr, serve_http};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{
+    ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::net::TcpListener;
@@ -33,6 +36,8 @@ pub(crate) struct Endpoint {
     pub(crate) verifier: Option<SignatureVerifier>,
     pub(crate) max_body: usize,
     pub(crate) ingest: Ingest,
+    /// `auth`: checked on the headers before the body is read.
+    pub(crate) auth: Option<RequestAuth>,
 }
 
 /// Serves `endpoint` on `listener` until `shutdown` is cancelled, then lets
@@ -67,6 +72,8 @@ struct Failure {
     message: String,
     retry_after: Option<u64>,
     allow: bool,
+    /// `WWW-Authenticate`, on a 401 from the authenticator.
+    challenge: Option<HeaderValue>,
 }
 
 impl Failure {
@@ -76,6 +83,7 @@ impl Failure {
             message: message.into(),
             retry_after: None,
             allow: false,
+            challenge: None,
         }
     }
 
@@ -88,6 +96,9 @@ impl Failure {
             response
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
         }
         response
     }
@@ -161,6 +172,18 @@ async fn receive(endpoint: &Endpoint, request: Request) -> Result<(usize, usize)
                 ),
             )
         });
+    }
+    if let Some(auth) = &endpoint.auth {
+        auth.check(request.headers(), client_addr(request.extensions()))
+            .await
+            .map_err(|refused| Failure {
+                retry_after: refused.retry_after_secs(),
+                challenge: (refused.http_status() == 401).then(|| auth.challenge()),
+                ..Failure::new(
+                    StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
+                    refused.to_string(),
+                )
+            })?;
     }
     let kind = body_kind(request.headers())?;
     let (parts, body) = request.into_parts();

@@ -30,6 +30,8 @@ pub fn registry() -> Registry {
         .exporter(auditcol_exporter_webhook::WebhookExporterFactory)
         .exporter(auditcol_exporter_debug::DebugExporterFactory)
         .exporter(auditcol_exporter_kafka::KafkaExporterFactory)
+        .extension(auditcol_extension_auth::BearerTokenAuthFactory)
+        .extension(auditcol_extension_auth::BasicAuthFactory)
 }
 
 /// Parses `text` and builds (without starting) every pipeline in it.

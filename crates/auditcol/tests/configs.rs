@@ -26,17 +26,20 @@ fn tls_dir() -> &'static str {
 }
 
 /// Builds `text` as `auditcol validate` does, with stand-ins for the secrets
-/// that examples read from the environment (`${env:..._SECRET}`): examples
-/// never hold secrets, and an empty one is a config error. TLS files come
-/// from [`tls_dir`].
+/// that examples read from the environment (`${env:..._SECRET}`,
+/// `_TOKEN`, `_PASSWORD`): examples never hold secrets, and an empty one is
+/// a config error. A stand-in is one word, as a token must be. TLS files
+/// come from [`tls_dir`].
 fn build(text: &str) -> anyhow::Result<Service> {
     let env = |name: &str| {
         if name == "AUDITCOL_TLS_DIR" {
             return Some(tls_dir().to_owned());
         }
         std::env::var(name).ok().or_else(|| {
-            name.ends_with("_SECRET")
-                .then(|| format!("stand-in for {name}"))
+            ["_SECRET", "_TOKEN", "_PASSWORD"]
+                .iter()
+                .any(|suffix| name.ends_with(suffix))
+                .then(|| format!("stand-in-for-{name}"))
         })
     };
     let config = CollectorConfig::from_yaml(text, &env)?;

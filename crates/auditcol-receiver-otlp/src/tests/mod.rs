@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::*;
 
+mod auth;
 mod factory;
 mod grpc;
 mod http;
