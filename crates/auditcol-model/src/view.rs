@@ -462,6 +462,9 @@ pub fn check_record(bytes: &[u8]) -> Result<RecordCheck<'_>, CheckError> {
                 check.event_name = check_utf8(b).map_err(|e| e.within(name))?;
             }
             (BODY, WireValue::Bytes(b)) => {
+                if check.body.is_some() {
+                    return Err(repeated_message("a log record has one body").within(name));
+                }
                 check_any_value(b, 1).map_err(|e| e.within(name))?;
                 check.body = Some(b);
             }
@@ -552,6 +555,7 @@ fn check_key_value(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, Check
         key: "",
         value: AnyValueView::Empty,
     };
+    let mut has_value = false;
     for field in Fields::new(bytes) {
         let field = field.map_err(CheckError::wire)?;
         match field.number {
@@ -559,6 +563,10 @@ fn check_key_value(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, Check
                 kv.key = check_utf8(expect_bytes(field.value)?).map_err(|e| e.within("key"))?
             }
             common::VALUE => {
+                if has_value {
+                    return Err(repeated_message("a key-value pair has one value").within("value"));
+                }
+                has_value = true;
                 let b = expect_bytes(field.value).map_err(|e| e.within("value"))?;
                 kv.value = check_any_value(b, depth).map_err(|e| e.within("value"))?;
             }
@@ -583,6 +591,7 @@ fn check_any_value(bytes: &[u8], depth: usize) -> Result<AnyValueView<'_>, Check
         ));
     }
     let mut value = AnyValueView::Empty;
+    let mut first_member: Option<&str> = None;
     for field in Fields::new(bytes) {
         let field = field.map_err(CheckError::wire)?;
         let (name, expected) = match field.number {
@@ -603,6 +612,12 @@ fn check_any_value(bytes: &[u8], depth: usize) -> Result<AnyValueView<'_>, Check
             ))
             .within(name));
         }
+        if let Some(first) = first_member {
+            return Err(CheckError::new(format!(
+                "an AnyValue holds one value, this one has {first} and then {name}: send one"
+            )));
+        }
+        first_member = Some(name);
         value = match (field.number, field.value) {
             (common::STRING_VALUE, WireValue::Bytes(b)) => {
                 AnyValueView::String(check_utf8(b).map_err(|e| e.within(name))?)
@@ -625,6 +640,14 @@ fn check_any_value(bytes: &[u8], depth: usize) -> Result<AnyValueView<'_>, Check
         };
     }
     Ok(value)
+}
+
+/// A message field given more than once. Protobuf readers merge the
+/// occurrences, while the views read the last one: such a record would
+/// read differently in auditcol's output and in a protobuf library, so it
+/// is refused (no encoder writes one; a concatenation of two messages can).
+fn repeated_message(what: &str) -> CheckError {
+    CheckError::new(format!("appears more than once ({what}): send it once"))
 }
 
 fn check_list(bytes: &[u8], depth: usize, kvlist: bool) -> Result<(), CheckError> {
@@ -734,6 +757,65 @@ mod tests {
         let err = check_record(&deep.encode_to_vec()).unwrap_err();
         assert!(err.path.starts_with("body.arrayValue.values[0]"), "{err}");
         assert!(err.reason.contains("nest"), "{err}");
+    }
+
+    /// Found by the `otlp_protobuf` fuzz target: protobuf readers merge a
+    /// message field given twice (`{"a":"x"}` and `{"b":7}` read as
+    /// `{"a":"x","b":7}`), the views read the last one, so the `json` output
+    /// and an OTLP backend would disagree on the event.
+    #[test]
+    fn a_message_field_given_twice_is_refused_with_its_path() {
+        let kvlist = |key: &str, value: Value| AnyValue {
+            value: Some(Value::KvlistValue(
+                opentelemetry_proto::tonic::common::v1::KeyValueList {
+                    values: vec![KeyValue {
+                        key: key.into(),
+                        value: Some(AnyValue { value: Some(value) }),
+                        key_strindex: 0,
+                    }],
+                },
+            )),
+        };
+        let with_body = |body| {
+            LogRecord {
+                body: Some(body),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let mut twice = with_body(kvlist("a", Value::StringValue("x".into())));
+        twice.extend(with_body(kvlist("b", Value::IntValue(7))));
+        let err = check_record(&twice).unwrap_err();
+        assert_eq!(err.path, "body");
+        assert!(err.reason.contains("appears more than once"), "{err}");
+
+        // A key-value pair with its value twice.
+        let mut pair = string_kv("k", "x").encode_to_vec();
+        pair.extend(string_kv("", "y").encode_to_vec()); // an empty key is not written: the value only
+        let mut record = Vec::new();
+        crate::wire::put_bytes(&mut record, log_record::ATTRIBUTES, &pair);
+        let err = check_record(&record).unwrap_err();
+        assert_eq!(err.path, "attributes[0].value");
+
+        // An AnyValue with two members: merged or replaced, depending on the reader.
+        let mut any = AnyValue {
+            value: Some(Value::StringValue("a".into())),
+        }
+        .encode_to_vec();
+        any.extend(
+            AnyValue {
+                value: Some(Value::IntValue(1)),
+            }
+            .encode_to_vec(),
+        );
+        let mut record = Vec::new();
+        crate::wire::put_bytes(&mut record, log_record::BODY, &any);
+        let err = check_record(&record).unwrap_err();
+        assert_eq!(err.path, "body");
+        assert!(
+            err.reason.contains("stringValue and then intValue"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -209,6 +209,7 @@ fn walk_container(
 ) -> Result<Bytes, DecodeError> {
     let mut header = Header::default();
     let mut index = 0usize;
+    let mut has_first = false;
     let mut fields = Fields::new(payload);
     loop {
         let start = fields.position();
@@ -227,7 +228,15 @@ fn walk_container(
             continue;
         }
         let checked = match (field.number, field.value.bytes()) {
-            (container::RESOURCE, Some(b)) => check_first(b).map_err(|e| e.within(first_name)),
+            // Protobuf readers merge the occurrences, the record views read
+            // the last: refused, so that both read the same.
+            (container::RESOURCE, Some(_)) if has_first => Err(CheckError::from_reason(format!(
+                "{first_name} appears more than once: send it once"
+            ))),
+            (container::RESOURCE, Some(b)) => {
+                has_first = true;
+                check_first(b).map_err(|e| e.within(first_name))
+            }
             (container::SCHEMA_URL, Some(b)) => {
                 check_utf8(b).map(|_| ()).map_err(|e| e.within("schemaUrl"))
             }

@@ -447,6 +447,53 @@ fn containers_with_fields_after_their_children_keep_them() {
     assert_eq!(back.resource_logs[0].scope_logs.len(), 1);
 }
 
+/// Found by the `otlp_protobuf` fuzz target: a resource (or scope) given
+/// twice is one merged resource to a protobuf reader, but the last one to
+/// `resource_attribute`; the request is refused instead.
+#[test]
+fn a_resource_or_scope_given_twice_refuses_the_request() {
+    use auditcol_model::wire::put_bytes;
+    let resource = |name: &str| {
+        let mut kv = Vec::new();
+        put_bytes(&mut kv, 1, &string_kv("service.name", name).encode_to_vec());
+        kv
+    };
+    let scope_logs =
+        ExportLogsServiceRequest::decode(LogBatch::sample_audit(1).encode_protobuf().as_slice())
+            .unwrap()
+            .resource_logs[0]
+            .scope_logs[0]
+            .encode_to_vec();
+    let mut resource_logs = Vec::new();
+    put_bytes(&mut resource_logs, 1, &resource("a"));
+    put_bytes(&mut resource_logs, 1, &resource("b"));
+    put_bytes(&mut resource_logs, 2, &scope_logs);
+    let mut request = Vec::new();
+    put_bytes(&mut request, 1, &resource_logs);
+    let err = decode_protobuf(&request).unwrap_err();
+    assert_eq!(
+        err.message,
+        "invalid OTLP protobuf: resourceLogs[0]: resource appears more than once: send it once"
+    );
+
+    // The scope logs of a batch have their scope already: one more.
+    let mut scope_twice = scope_logs.clone();
+    let mut scope = Vec::new();
+    put_bytes(&mut scope, 1, b"lib");
+    put_bytes(&mut scope_twice, 1, &scope);
+    let mut resource_logs = Vec::new();
+    put_bytes(&mut resource_logs, 2, &scope_twice);
+    let mut request = Vec::new();
+    put_bytes(&mut request, 1, &resource_logs);
+    let err = decode_protobuf(&request).unwrap_err();
+    assert!(
+        err.message
+            .ends_with("resourceLogs[0].scopeLogs[0]: scope appears more than once: send it once"),
+        "{}",
+        err.message
+    );
+}
+
 mod properties {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::{
