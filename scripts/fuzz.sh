@@ -128,8 +128,14 @@ for target in "${TARGETS[@]}"; do
   line=$(printf '%-20s %12s runs  %8s/s  peak RSS %5s MB' \
     "$target" "${runs:-?}" "${rate:-?}" "${rss:-?}")
   if [ "$status" -ne 0 ]; then
-    # libFuzzer's report: the crash, its stack, where the input was written.
-    grep -v -E '^#[0-9]+[[:space:]]' "$log" | tail -n 60 >&2
+    # libFuzzer's report from its start: the panic message (a broken
+    # invariant says which), a crash, a timeout or running out of memory.
+    start=$(grep -n -m 1 -E 'panicked at|ERROR: |ALARM: ' "$log" | cut -d: -f1)
+    if [ -n "$start" ]; then
+      sed -n "${start},$((start + 40))p" "$log" >&2
+    else
+      grep -v -E '^#[0-9]+[[:space:]]' "$log" | tail -n 40 >&2
+    fi
     artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
     line="$line  FAILED (exit $status)${artifact:+: $artifact}"
     failed+=("$target")

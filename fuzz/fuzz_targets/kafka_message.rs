@@ -69,7 +69,11 @@ fuzz_target!(|data: &[u8]| {
         let record = batch.records().next().expect("one record");
         let event = record.to_audit_event().expect("an audit event");
         let mut again = Vec::new();
-        assert_eq!(encoding.write_event(&record, &mut again), Ok(true), "written back");
+        assert_eq!(
+            encoding.write_event(&record, &mut again),
+            Ok(true),
+            "written back"
+        );
         let back = encoding
             .decode(&again, headers, SOURCE)
             .expect("what the exporter wrote decodes");

@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
     }
     // Every record is either kept or refused, never lost.
     if let Some(records) = prost_record_count(data) {
-        assert_eq!(decoded.batch.len() + decoded.rejected, records, "records lost");
+        assert_eq!(
+            decoded.batch.len() + decoded.rejected,
+            records,
+            "records lost"
+        );
     }
     let mut batch = decoded.batch;
     batch.prepare_ingest(OBSERVED, SOURCE_OTLP);

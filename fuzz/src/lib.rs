@@ -15,7 +15,8 @@
 //! - OTLP/JSON: one line of valid JSON that decodes to the same batch.
 //! - `json` lines: one line per audit event, exactly what serde writes for
 //!   the event the record carries (the twin of the direct writer).
-//! - `console`: one line per record, no control character in it.
+//! - `console`: one line per record, no control character (C0, DEL, C1)
+//!   or Unicode line separator in it.
 //! - Kafka `json`/`protobuf` messages of each event read back as the event;
 //!   the `otlp_*` messages are the batch's own encodings.
 //! - debug exporter: one line per record.
@@ -76,9 +77,17 @@ fn check_protobuf(batch: &LogBatch) {
     );
     let mut again = again.batch;
     assert_eq!(again.len(), batch.len(), "records lost in a round trip");
-    assert_eq!(again.encode_protobuf(), bytes, "decode(encode) changed bytes");
+    assert_eq!(
+        again.encode_protobuf(),
+        bytes,
+        "decode(encode) changed bytes"
+    );
     again.prepare_ingest(OBSERVED + 1, "again");
-    assert_eq!(again.encode_protobuf(), bytes, "a second ingest changed bytes");
+    assert_eq!(
+        again.encode_protobuf(),
+        bytes,
+        "a second ingest changed bytes"
+    );
     let request: ExportLogsServiceRequest =
         prost::Message::decode(bytes.as_slice()).expect("prost reads the batch's protobuf");
     let records: usize = request
@@ -100,7 +109,11 @@ fn check_otlp_json(batch: &LogBatch) {
     serde_json::from_slice::<serde_json::Value>(&json).expect("OTLP/JSON output is JSON");
     let back = LogBatch::decode_json(&json).expect("own OTLP/JSON decodes");
     assert_eq!(back.rejected, 0, "{:?}", back.first_rejection);
-    assert_eq!(back.batch.len(), batch.len(), "records lost through OTLP/JSON");
+    assert_eq!(
+        back.batch.len(),
+        batch.len(),
+        "records lost through OTLP/JSON"
+    );
     let mut again = Vec::new();
     back.batch.write_otlp_json(&mut again).expect("rewritten");
     assert_eq!(
@@ -112,7 +125,10 @@ fn check_otlp_json(batch: &LogBatch) {
 
 /// The file exporter's three formats.
 fn check_file_formats(batch: &LogBatch) {
-    let audit_events = batch.records().filter(|r| r.audit_fields().is_some()).count();
+    let audit_events = batch
+        .records()
+        .filter(|r| r.audit_fields().is_some())
+        .count();
 
     let mut out = Vec::new();
     let skipped = encode_batch(batch, Format::Json, &mut out).expect("json");
@@ -139,14 +155,21 @@ fn check_file_formats(batch: &LogBatch) {
     encode_batch(batch, Format::Console, &mut out).expect("console");
     let text = std::str::from_utf8(&out).expect("console output is UTF-8");
     assert_eq!(text.matches('\n').count(), batch.len(), "console: lines");
+    // Nothing a terminal or a line-oriented viewer would act on.
     assert!(
-        !text.chars().any(|c| c.is_ascii_control() && c != '\n'),
+        !text
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || matches!(c, '\u{2028}' | '\u{2029}')),
         "console: a control character in {text:?}"
     );
 
     out.clear();
     encode_batch(batch, Format::OtlpJson, &mut out).expect("otlp_json");
-    assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "otlp_json: one line");
+    assert_eq!(
+        out.iter().filter(|b| **b == b'\n').count(),
+        1,
+        "otlp_json: one line"
+    );
     assert_eq!(out.last(), Some(&b'\n'));
 }
 
@@ -205,10 +228,14 @@ fn check_kafka_encodings(batch: &LogBatch) {
         }
     }
     let mut value = Vec::new();
-    Encoding::OtlpProto.write_batch(batch, &mut value).expect("otlp_proto");
+    Encoding::OtlpProto
+        .write_batch(batch, &mut value)
+        .expect("otlp_proto");
     assert_eq!(value, batch.encode_protobuf());
     value.clear();
-    Encoding::OtlpJson.write_batch(batch, &mut value).expect("otlp_json");
+    Encoding::OtlpJson
+        .write_batch(batch, &mut value)
+        .expect("otlp_json");
 }
 
 /// `actor` without its empty fields.
