@@ -269,8 +269,10 @@ mod tests {
         let (text, _) = encode(&LogBatch::from_events("x", [&event]), Format::Console);
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(
-            !text.trim_end_matches('\n').chars().any(|c| c.is_control()
-                || matches!(c, '\u{2028}' | '\u{2029}')),
+            !text
+                .trim_end_matches('\n')
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')),
             "{text:?}"
         );
         assert!(

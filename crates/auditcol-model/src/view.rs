@@ -72,6 +72,12 @@ pub mod common {
     pub const SCOPE_NAME: u32 = 1;
     pub const SCOPE_VERSION: u32 = 2;
     pub const SCOPE_ATTRIBUTES: u32 = 3;
+    /// `Resource.dropped_attributes_count`.
+    pub const RESOURCE_DROPPED_ATTRIBUTES_COUNT: u32 = 2;
+    /// `InstrumentationScope.dropped_attributes_count`.
+    pub const SCOPE_DROPPED_ATTRIBUTES_COUNT: u32 = 4;
+    /// `KeyValue.key_strindex` (profiling only).
+    pub const KEY_STRINDEX: u32 = 3;
 }
 
 #[inline]
@@ -493,12 +499,17 @@ pub fn check_record(bytes: &[u8]) -> Result<RecordCheck<'_>, CheckError> {
 }
 
 /// Checks an encoded `Resource` or `InstrumentationScope`: well-formed, its
-/// strings UTF-8, its attributes valid. `attributes_field` is 1 for a
-/// resource and 3 for a scope; `string_fields` the numbers of its strings.
+/// strings UTF-8, its attributes valid, its integers varints.
+/// `attributes_field` is 1 for a resource and 3 for a scope;
+/// `string_fields` and `varint_fields` the numbers of its strings and
+/// integers (`dropped_attributes_count`). A known field with another wire
+/// type is refused: the batch forwards these bytes, and a protobuf reader
+/// downstream would refuse the whole request for it.
 pub fn check_attributes_holder(
     bytes: &[u8],
     attributes_field: u32,
     string_fields: &[u32],
+    varint_fields: &[u32],
 ) -> Result<(), CheckError> {
     let mut attribute = 0usize;
     for field in Fields::new(bytes) {
@@ -509,9 +520,20 @@ pub fn check_attributes_holder(
             attribute += 1;
         } else if string_fields.contains(&field.number) {
             check_utf8(expect_bytes(field.value)?)?;
+        } else if varint_fields.contains(&field.number) {
+            expect_varint(field.value)?;
         }
     }
     Ok(())
+}
+
+fn expect_varint(value: WireValue<'_>) -> Result<u64, CheckError> {
+    value.varint().ok_or_else(|| {
+        CheckError::new(format!(
+            "invalid protobuf: wire type {} where 0 is expected",
+            value.wire_type()
+        ))
+    })
 }
 
 fn expect_bytes(value: WireValue<'_>) -> Result<&[u8], CheckError> {
@@ -569,6 +591,9 @@ fn check_key_value(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, Check
                 has_value = true;
                 let b = expect_bytes(field.value).map_err(|e| e.within("value"))?;
                 kv.value = check_any_value(b, depth).map_err(|e| e.within("value"))?;
+            }
+            common::KEY_STRINDEX => {
+                expect_varint(field.value).map_err(|e| e.within("keyStrindex"))?;
             }
             _ => {}
         }

@@ -310,20 +310,28 @@ fn decode_scope_logs(
     Ok((!records.is_empty()).then_some(ScopeGroup { header, records }))
 }
 
-/// Checks an `InstrumentationScope`: name, version, attributes.
+/// Checks an `InstrumentationScope`: name, version, attributes,
+/// `dropped_attributes_count`.
 fn check_scope(bytes: &[u8]) -> Result<(), CheckError> {
     check_attributes_holder(
         bytes,
         common::SCOPE_ATTRIBUTES,
         &[common::SCOPE_NAME, common::SCOPE_VERSION],
+        &[common::SCOPE_DROPPED_ATTRIBUTES_COUNT],
     )
 }
 
-/// Checks a `Resource`: its attributes, and the strings of its entity
-/// references (`EntityRef`: fields 1 to 4 are all strings).
+/// Checks a `Resource`: its attributes, `dropped_attributes_count`, and
+/// the strings of its entity references (`EntityRef`: fields 1 to 4 are all
+/// strings).
 fn check_resource(bytes: &[u8]) -> Result<(), CheckError> {
     const ENTITY_REFS: u32 = 3;
-    check_attributes_holder(bytes, common::RESOURCE_ATTRIBUTES, &[])?;
+    check_attributes_holder(
+        bytes,
+        common::RESOURCE_ATTRIBUTES,
+        &[],
+        &[common::RESOURCE_DROPPED_ATTRIBUTES_COUNT],
+    )?;
     for (n, field) in Fields::new(bytes)
         .flatten()
         .filter(|f| f.number == ENTITY_REFS)
@@ -333,7 +341,7 @@ fn check_resource(bytes: &[u8]) -> Result<(), CheckError> {
             .value
             .bytes()
             .ok_or_else(|| CheckError::from_reason("not length-delimited"))?;
-        check_attributes_holder(entity, 0, &[1, 2, 3, 4])
+        check_attributes_holder(entity, 0, &[1, 2, 3, 4], &[])
             .map_err(|e| e.within(&format!("entityRefs[{n}]")))?;
     }
     Ok(())
