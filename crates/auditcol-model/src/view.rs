@@ -464,6 +464,23 @@ pub fn check_record(bytes: &[u8]) -> Result<RecordCheck<'_>, CheckError> {
             (SEVERITY_TEXT, WireValue::Bytes(b)) => {
                 check_utf8(b).map_err(|e| e.within(name))?;
             }
+            // OTLP/JSON can only spell ids of these lengths (hex), and its
+            // decoder refuses others: refused here too, so that a record
+            // let in can always be written as OTLP/JSON and read back.
+            (TRACE_ID, WireValue::Bytes(b)) if !matches!(b.len(), 0 | 16) => {
+                return Err(CheckError::new(format!(
+                    "a trace id has 16 bytes (or none), this one has {}",
+                    b.len()
+                ))
+                .within(name));
+            }
+            (SPAN_ID, WireValue::Bytes(b)) if !matches!(b.len(), 0 | 8) => {
+                return Err(CheckError::new(format!(
+                    "a span id has 8 bytes (or none), this one has {}",
+                    b.len()
+                ))
+                .within(name));
+            }
             (EVENT_NAME, WireValue::Bytes(b)) => {
                 check.event_name = check_utf8(b).map_err(|e| e.within(name))?;
             }
@@ -841,6 +858,32 @@ mod tests {
             err.reason.contains("stringValue and then intValue"),
             "{err}"
         );
+    }
+
+    /// Found by the `otlp_protobuf` fuzz target: a 6-byte trace id was let
+    /// in, written as 12 hex digits in OTLP/JSON output, which the OTLP/JSON
+    /// decoder refuses — a Kafka `otlp_json` message auditcol wrote could
+    /// not be read back by auditcol.
+    #[test]
+    fn trace_and_span_ids_of_other_lengths_are_refused() {
+        for (trace, span, path) in [
+            (vec![1; 6], vec![], Some("traceId")),
+            (vec![], vec![1; 16], Some("spanId")),
+            (vec![1; 16], vec![2; 8], None),
+            (vec![], vec![], None),
+        ] {
+            let record = LogRecord {
+                trace_id: trace,
+                span_id: span,
+                ..Default::default()
+            };
+            let bytes = record.encode_to_vec();
+            let result = check_record(&bytes);
+            match path {
+                Some(path) => assert_eq!(result.unwrap_err().path, path),
+                None => assert!(result.is_ok()),
+            }
+        }
     }
 
     #[test]
