@@ -12,9 +12,11 @@
 //! - protobuf: the batch encodes to a request that decodes again with
 //!   nothing refused, to the same bytes (a fixed point), that a second
 //!   ingest leaves alone, and that `prost` (any protobuf library) reads.
-//! - OTLP/JSON: one line of valid JSON that decodes to the same batch.
+//! - OTLP/JSON: one line of valid JSON that decodes to the same batch and
+//!   is what serde writes over opentelemetry-proto's types (its twin).
 //! - `json` lines: one line per audit event, exactly what serde writes for
-//!   the event the record carries (the twin of the direct writer).
+//!   the event the record carries (the twin of the direct writer), and the
+//!   same whether read from the index made at decode or by a walk.
 //! - `console`: one line per record, no control character (C0, DEL, C1)
 //!   or Unicode line separator in it.
 //! - Kafka `json`/`protobuf` messages of each event read back as the event;
@@ -121,6 +123,18 @@ fn check_otlp_json(batch: &LogBatch) {
         String::from_utf8_lossy(&json),
         "OTLP/JSON is not a fixed point"
     );
+    // The writer's twin: serde over opentelemetry-proto's types, which
+    // writes non-finite doubles as null where the writer follows proto3.
+    let text = String::from_utf8_lossy(&json);
+    if !["\"NaN\"", "\"Infinity\"", "\"-Infinity\""]
+        .iter()
+        .any(|s| text.contains(s))
+    {
+        let request: ExportLogsServiceRequest =
+            prost::Message::decode(batch.encode_protobuf().as_slice()).expect("prost reads it");
+        let serde = serde_json::to_string(&request).expect("serialises");
+        assert_eq!(text, serde, "OTLP/JSON differs from serde's");
+    }
 }
 
 /// The file exporter's three formats.
@@ -141,6 +155,13 @@ fn check_file_formats(batch: &LogBatch) {
             continue;
         };
         let line = lines.next().expect("a line per event");
+        // The index made at decode gives what a walk over the record gives.
+        let mut walked = Vec::new();
+        assert!(auditcol_core::model::json::write_audit_event_json(
+            &record.view(),
+            &mut walked
+        ));
+        assert_eq!(line.as_bytes(), walked.as_slice(), "index and walk differ");
         // The direct writer is byte-identical to serde over the event the
         // record carries (decoded the obvious way: prost, then the mapping).
         let expected = serde_json::to_string(&event).expect("serialises");
