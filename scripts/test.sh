@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of auditcol. Installs what the tests need on a fresh machine
 # (a Python venv with the OpenTelemetry SDK and confluent-kafka, the Tansu
-# Kafka broker) and skips what is already there.
+# Kafka broker, cargo-fuzz for scripts/fuzz.sh) and skips what is already there.
 #
 #   scripts/test.sh              # everything
 #   scripts/test.sh -E 'test(/otlp/)'   # extra arguments go to cargo nextest
@@ -42,12 +42,21 @@ else
   env -u CARGO_TARGET_DIR cargo install tansu --locked --features dynostore
 fi
 
-# 3. The binary the end-to-end tests start.
+# 3. cargo-fuzz, for the fuzz targets of fuzz/ (scripts/fuzz.sh runs them
+#    with the nightly toolchain; CI runs each for 30 s after the tests).
+if cargo fuzz --version >/dev/null 2>&1; then
+  echo "==> cargo-fuzz already installed ($(cargo fuzz --version))"
+else
+  echo "==> installing cargo-fuzz (cargo install cargo-fuzz --locked; once per machine)"
+  env -u CARGO_TARGET_DIR cargo install cargo-fuzz --locked
+fi
+
+# 4. The binary the end-to-end tests start.
 echo "==> building auditcol (into $CARGO_TARGET_DIR)"
 cargo build -p auditcol --bin auditcol
 export AUDITCOL_BIN="$CARGO_TARGET_DIR/debug/auditcol"
 
-# 4. Every test of the workspace.
+# 5. Every test of the workspace.
 echo "==> running tests"
 if cargo nextest --version >/dev/null 2>&1; then
   # Doc tests first: nextest does not run them, and its summary should close the output.

@@ -50,6 +50,15 @@ mod signature;
 
 pub use config::{Format, WebhookReceiverConfig};
 
+/// The receiver's steps from request body to batch, for the fuzz targets
+/// in `fuzz/`: not an API to build on.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::body::{BodyKind, EventError};
+    pub use crate::decode::{DecodedRequest, ReceivedEvent, decode_request};
+    pub use crate::ingest::batch_of;
+}
+
 use ingest::Ingest;
 use server::Endpoint;
 use signature::SignatureVerifier;
