@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of auditcol. Installs what the tests need on a fresh machine
 # (a Python venv with the OpenTelemetry SDK and confluent-kafka, the Tansu
-# Kafka broker) and skips what is already there.
+# Kafka broker, cargo-fuzz for scripts/fuzz.sh) and skips what is already there.
 #
 #   scripts/test.sh              # everything
 #   scripts/test.sh -E 'test(/otlp/)'   # extra arguments go to cargo nextest
@@ -9,7 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE="${AUDITCOL_CACHE:-$HOME/.cache/auditcol}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+# The same build directory as `cargo run` (./target), so the README's two
+# commands build the collector once; CI points CARGO_TARGET_DIR at a cache
+# outside its fresh clones.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 mkdir -p "$CACHE"
 
 # 1. Python venv with the official OpenTelemetry SDK (the OTLP client of the e2e tests).
@@ -39,16 +42,27 @@ else
   env -u CARGO_TARGET_DIR cargo install tansu --locked --features dynostore
 fi
 
-# 3. The binary the end-to-end tests start.
-echo "==> building auditcol"
-cargo build --quiet -p auditcol --bin auditcol
+# 3. cargo-fuzz, for the fuzz targets of fuzz/ (scripts/fuzz.sh runs them
+#    with the nightly toolchain; CI runs each for 30 s after the tests).
+if cargo fuzz --version >/dev/null 2>&1; then
+  echo "==> cargo-fuzz already installed ($(cargo fuzz --version))"
+else
+  echo "==> installing cargo-fuzz (cargo install cargo-fuzz --locked; once per machine)"
+  env -u CARGO_TARGET_DIR cargo install cargo-fuzz --locked
+fi
+
+# 4. The binary the end-to-end tests start.
+echo "==> building auditcol (into $CARGO_TARGET_DIR)"
+cargo build -p auditcol --bin auditcol
 export AUDITCOL_BIN="$CARGO_TARGET_DIR/debug/auditcol"
 
-# 4. Every test of the workspace.
+# 5. Every test of the workspace.
 echo "==> running tests"
 if cargo nextest --version >/dev/null 2>&1; then
   # Doc tests first: nextest does not run them, and its summary should close the output.
-  cargo test --workspace --doc --quiet
+  echo "==> building and running the doc tests"
+  cargo test --workspace --doc
+  echo "==> building and running the tests"
   cargo nextest run --workspace --no-fail-fast "$@"
 else
   cargo test --workspace --no-fail-fast "$@"

@@ -31,11 +31,16 @@ fn secret_variables(text: &str) -> Vec<&str> {
 #[test]
 fn validate_prints_ok_for_every_shipped_config() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector-config");
+    // TLS files are read by validate: certificates made now, where the
+    // configs find them (`${env:AUDITCOL_TLS_DIR}`).
+    let tls = tempfile::tempdir().unwrap();
+    auditcol_testkit::pki::TestPki::generate(tls.path());
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         // Shipped configs read secrets from the environment, as in production.
         let mut command = Command::new(binary());
+        command.env("AUDITCOL_TLS_DIR", tls.path());
         for name in secret_variables(&text) {
             command.env(name, format!("stand-in for {name}"));
         }
@@ -107,7 +112,7 @@ fn without_config_the_embedded_default_prints_console_lines() {
     let lines = collector.stdout_lines(1);
     assert!(
         lines[0].starts_with(
-            "2024-05-01T10:00:00Z flag:created success actor: authentication=none ip=172.17.0.1"
+            "2024-05-01T10:00:00.000Z flag:created success actor: authentication=none ip=172.17.0.1"
         ),
         "{}",
         lines[0]
@@ -255,4 +260,210 @@ fn graph_draws_the_pipelines_and_refuses_a_bad_config() {
     let (ok, out, err) = run(&["graph", "--config", bad.to_str().unwrap()]);
     assert!(!ok, "{out}");
     assert!(err.starts_with("error: "), "{err}");
+}
+
+/// Runs the collector on `config` (in `dir`) until it exits or gets
+/// SIGTERM after `seconds`.
+fn run_to_exit(
+    dir: &std::path::Path,
+    config: &str,
+    seconds: u32,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut command = Command::new("timeout");
+    command
+        .args(["--preserve-status", "--signal=TERM", &seconds.to_string()])
+        .arg(binary())
+        .args(["--config", path.to_str().unwrap()])
+        .current_dir(dir)
+        .env_remove("RUST_LOG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn a_port_in_use_fails_the_start_once_and_creates_no_file_or_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = format!(
+        r#"
+receivers:
+  otlp: {{protocols: {{http: {{endpoint: "127.0.0.1:0"}}, grpc: {{endpoint: "127.0.0.1:{port}"}}}}}}
+exporters:
+  file: {{path: ./out/audit.jsonl, sending_queue: {{storage: ./queue}}}}
+service: {{pipelines: {{logs: {{receivers: [otlp], exporters: [file]}}}}}}
+"#
+    );
+    let out = run_to_exit(dir.path(), &config, 20, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let reason = format!("cannot listen on 127.0.0.1:{port} for OTLP/gRPC: Address already in use");
+    assert_eq!(stderr.matches(&reason).count(), 1, "{stderr}");
+    let mut created: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    created.sort();
+    assert_eq!(created, ["config.yaml"], "{stderr}");
+    drop(taken);
+}
+
+#[test]
+fn telemetry_logs_set_the_level_and_the_json_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    // An unset variable is worth a WARN while the config loads.
+    let config = r#"
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:0"}}}}
+exporters: {file: {path: "./audit${env:AUDITCOL_TEST_UNSET}.jsonl"}}
+service:
+  telemetry: {logs: {level: warn, encoding: json}}
+  pipelines: {logs: {receivers: [otlp], exporters: [file]}}
+"#;
+    let out = run_to_exit(dir.path(), config, 2, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Ended by `timeout`'s SIGTERM: a clean shutdown.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // At `warn`, the INFO lines (listening, running, stopped) are left out.
+    let levels: Vec<String> = stderr
+        .lines()
+        .map(|line| {
+            let parsed: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            format!("{} {}", parsed["level"], parsed["message"])
+        })
+        .collect();
+    assert_eq!(
+        levels,
+        [r#""WARN" "environment variable is not set: substituting an empty string""#],
+        "{stderr}"
+    );
+
+    // RUST_LOG overrides the level; the encoding stays JSON.
+    let out = run_to_exit(dir.path(), config, 2, &[("RUST_LOG", "info")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let running = stderr
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|line| line["message"] == "auditcol is running")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(running["level"], "INFO");
+}
+
+#[test]
+fn the_python_example_of_the_readme_delivers_its_event() {
+    let collector = Collector::start(
+        r#"
+receivers: {otlp: {protocols: {grpc: {endpoint: "127.0.0.1:0"}}}}
+exporters: {file: {path: "{DIR}/audit.jsonl"}}
+service: {pipelines: {logs: {receivers: [otlp], exporters: [file]}}}
+"#,
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/python/send_audit_event.py");
+    let out = Command::new(auditcol_e2e::python())
+        .arg(script)
+        .arg(format!("http://{}", collector.endpoint("grpc")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = file_lines(&collector.path("audit.jsonl"), 1);
+    let event: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        (
+            &event["type"],
+            &event["action"],
+            &event["metadata"]["actor"]["email"]
+        ),
+        (
+            &"flag".into(),
+            &"updated".into(),
+            &"kyle@example.com".into()
+        )
+    );
+    assert_eq!(
+        event["payload"],
+        serde_json::json!({"key": "dark-mode", "enabled": true})
+    );
+}
+
+#[test]
+fn security_review_config_does_what_its_comment_says() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../collector-config/security-review.yaml");
+    let config = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("127.0.0.1:4317", "127.0.0.1:0")
+        .replace("127.0.0.1:4318", "127.0.0.1:0")
+        .replace("./audit/", "{DIR}/");
+    let collector = Collector::start(&config);
+    let record = |noun: &str, verb: Option<&str>| {
+        let mut attributes =
+            vec![serde_json::json!({"key": "audit.type", "value": {"stringValue": noun}})];
+        if let Some(verb) = verb {
+            attributes
+                .push(serde_json::json!({"key": "audit.action", "value": {"stringValue": verb}}));
+        } else {
+            attributes.clear();
+        }
+        serde_json::json!({"timeUnixNano": "1714557600000000000", "attributes": attributes,
+                           "body": {"stringValue": format!("{noun} {verb:?}")}})
+    };
+    let body = serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        record("flag", Some("deleted")),
+        record("flag", Some("created")),
+        record("segment", Some("deleted")),
+        record("not-audit", None),
+    ]}]}]});
+    let reply = http_post(
+        collector.endpoint("http"),
+        "/v1/logs",
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // Deletions: full OTLP JSON, deletions only.
+    let deletions = file_lines(&collector.path("deletions.otlp.jsonl"), 1);
+    let deletions = deletions.join("\n");
+    assert_eq!(
+        deletions.matches(r#""stringValue":"deleted""#).count(),
+        2,
+        "{deletions}"
+    );
+    assert!(deletions.contains("resourceLogs"), "{deletions}");
+    assert!(
+        !deletions.contains("created") && !deletions.contains("not-audit"),
+        "{deletions}"
+    );
+    // The trail: every audit event, in Flipt's format, and nothing else.
+    let trail = file_lines(&collector.path("trail.jsonl"), 3);
+    let events: Vec<(String, String)> = trail
+        .iter()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(event["version"], "0.2", "{line}");
+            (
+                event["type"].as_str().unwrap().to_owned(),
+                event["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut events = events;
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            ("flag".into(), "created".into()),
+            ("flag".into(), "deleted".into()),
+            ("segment".into(), "deleted".into())
+        ]
+    );
 }

@@ -549,3 +549,61 @@ service:
     assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
     assert_eq!(duplicates(&counts), 0);
 }
+
+#[test]
+fn a_shutdown_that_cannot_drain_exits_1_and_says_what_was_left_and_where() {
+    // Nobody listens at the destination: every send fails and is retried
+    // until the shutdown deadline.
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+receivers:
+  webhook: {endpoint: "127.0.0.1:0", format: audit}
+exporters:
+  webhook/memory:
+    endpoint: "http://127.0.0.1:{PORT}/down"
+    retry_on_failure: {initial_interval: 50ms, max_interval: 100ms}
+    sending_queue: {wait_for_result: false, num_consumers: 1}
+  webhook/persistent:
+    endpoint: "http://127.0.0.1:{PORT}/down"
+    retry_on_failure: {initial_interval: 50ms, max_interval: 100ms}
+    sending_queue: {storage: "{DIR}/queue", num_consumers: 1}
+service:
+  pipelines:
+    logs: {receivers: [webhook], exporters: [webhook/memory, webhook/persistent]}
+"#
+    .replace("{PORT}", &port.to_string())
+    .replace("{DIR}", dir.path().to_str().unwrap());
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut collector = Collector::spawn(
+        dir,
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "--shutdown-timeout",
+            "1s",
+        ],
+    );
+    let endpoint = collector.component_endpoint("webhook");
+    // Both exporters acknowledge when the events are queued.
+    for first in [0, 2] {
+        let (status, answer) = post_json(endpoint, "/", &numbered(first, 2)).unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+    let status = collector.terminate();
+    let log = collector.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("4 records LOST: acknowledged when queued in memory and never exported"),
+        "{log}"
+    );
+    assert!(
+        log.contains("2 batches kept in the persistent queue"),
+        "{log}"
+    );
+    assert!(
+        log.contains("stopped before every exporter drained (--shutdown-timeout 1s): 2 batches kept in persistent queues, 0 records answered as failed to their senders, 4 records lost"),
+        "{log}"
+    );
+}

@@ -66,8 +66,8 @@ fn http_events_are_printed_as_console_lines_on_stdout() {
     assert_eq!(
         lines,
         vec![
-            r#"2024-05-01T10:00:00Z flag:created success actor: authentication=none ip=172.17.0.1 payload: {"description":"flipt flag","enabled":true,"key":"flipt","name":"flipt","namespace_key":"default"}"#,
-            r#"2024-05-01T10:00:03Z variant:deleted success actor: authentication=none ip=172.17.0.1 payload: {"description":"flipt flag","enabled":true,"key":"blue","name":"blue","namespace_key":"default"}"#,
+            r#"2024-05-01T10:00:00.000Z flag:created success actor: authentication=none ip=172.17.0.1 payload: {"description":"flipt flag","enabled":true,"key":"flipt","name":"flipt","namespace_key":"default"}"#,
+            r#"2024-05-01T10:00:03.000Z variant:deleted success actor: authentication=none ip=172.17.0.1 payload: {"description":"flipt flag","enabled":true,"key":"blue","name":"blue","namespace_key":"default"}"#,
         ]
     );
 }

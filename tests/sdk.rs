@@ -4,10 +4,8 @@
 //! that was built; what it refuses, and an endpoint nobody listens on, make
 //! `send` exit 1 with the endpoint and the reason.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use auditcol_e2e::{Collector, binary, file_lines};
@@ -661,77 +659,34 @@ fn send_stdin_to_an_unreachable_endpoint_exits_1() {
 
 // ------------------------------------------------------------------ TLS
 
-fn tls_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tls")
-        .join(name)
-}
-
-/// A TLS front for `backend` on 127.0.0.1:0 (the test certificate in
-/// `tests/tls`, ALPN h2 and http/1.1): it terminates TLS and pipes the
-/// bytes to the collector's plain-text listener. Runs until the runtime ends.
-async fn tls_front(backend: SocketAddr) -> SocketAddr {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(tls_file("server.pem"))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(tls_file("server.key")).unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    address
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn send_over_tls_trusts_the_ca_file_and_only_it() {
-    let collector = Collector::start(CONFIG);
-    let ca = tls_file("ca.pem").display().to_string();
+/// The collector's own TLS on both listeners (certificates made now,
+/// issued for 127.0.0.1): `send` must trust its CA through `--ca-file`.
+#[test]
+fn send_over_tls_trusts_the_ca_file_and_only_it() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = auditcol_testkit::pki::TestPki::generate(pki_dir.path());
+    let tls = format!(
+        "tls: {{cert_file: \"{}\", key_file: \"{}\"}}",
+        pki.server.cert.display(),
+        pki.server.key.display()
+    );
+    let config = CONFIG
+        .replace(
+            r#"grpc: {endpoint: "127.0.0.1:0"}"#,
+            &format!(r#"grpc: {{endpoint: "127.0.0.1:0", {tls}}}"#),
+        )
+        .replace(
+            r#"http: {endpoint: "127.0.0.1:0"}"#,
+            &format!(r#"http: {{endpoint: "127.0.0.1:0", {tls}}}"#),
+        );
+    let collector = Collector::start(&config);
+    let ca = pki.ca.display().to_string();
     for (n, protocol) in [Protocol::Grpc, Protocol::HttpProtobuf]
         .into_iter()
         .enumerate()
     {
-        let listener = if protocol == Protocol::Grpc {
-            "grpc"
-        } else {
-            "http"
-        };
-        let endpoint = format!("https://{}", tls_front(collector.endpoint(listener)).await);
-        // `send` blocks: run it off the runtime that serves the TLS front.
-        let run = |args: Vec<String>| {
-            let endpoint = endpoint.clone();
-            tokio::task::spawn_blocking(move || {
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                send_flag_created(&endpoint, protocol, &args)
-            })
-        };
-        let trusted = run(vec!["--ca-file".into(), ca.clone()]).await.unwrap();
+        let endpoint = url(&collector, protocol).replace("http://", "https://");
+        let trusted = send_flag_created(&endpoint, protocol, &["--ca-file", &ca]);
         assert!(
             trusted.status.success(),
             "{protocol}: {}",
@@ -742,7 +697,7 @@ async fn send_over_tls_trusts_the_ca_file_and_only_it() {
             n + 1
         );
 
-        let untrusted = run(Vec::new()).await.unwrap();
+        let untrusted = send_flag_created(&endpoint, protocol, &[]);
         let stderr = not_delivered(&untrusted, "1 of 1", &endpoint, protocol);
         assert!(
             stderr.to_lowercase().contains("certificate"),

@@ -2,11 +2,9 @@
 //! pipeline into a `file` exporter. Requests are signed with the Python
 //! snippet of Flagsmith's documentation; outputs are compared byte for byte.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use auditcol_e2e::{Collector, HttpResponse, file_lines, http_post, python};
+use auditcol_e2e::{Collector, HttpResponse, file_lines, http_post, sign_with_documented_snippet};
 
 /// The secret of the Flagsmith documentation's snippet.
 const FLAGSMITH_SECRET: &str = "my shared secret";
@@ -33,29 +31,6 @@ service:
       receivers: [webhook/flipt, webhook/flagsmith]
       exporters: [file]
 "#;
-
-/// The signature of `body`, computed by the Flagsmith documentation's own
-/// Python snippet (Flipt's sink signs the same way: hex HMAC-SHA256).
-fn sign_with_documented_snippet(secret: &str, body: &[u8]) -> String {
-    use std::io::Write;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/flagsmith_signature.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .arg(secret)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run Python");
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
 
 fn post_flagsmith(collector: &Collector, signature: &str, body: &[u8]) -> HttpResponse {
     http_post(

@@ -122,6 +122,26 @@ impl Collector {
         )
     }
 
+    /// Like [`Collector::start_in`] (a directory the test keeps, e.g. with
+    /// files it wrote before the start), with environment variables for the
+    /// config's `${env:…}` references.
+    pub fn start_in_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Collector {
+        let config = config.replace("{DIR}", dir.to_str().unwrap());
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, config).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::launch(
+            dir.to_owned(),
+            None,
+            &[],
+            &["--config", path.to_str().unwrap()],
+            &env,
+        )
+    }
+
     /// Starts auditcol with the given arguments.
     pub fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Collector {
         Self::launch(dir.path().to_owned(), Some(dir), &[], args, &[])
@@ -504,10 +524,49 @@ pub fn send_with_python_sdk(
     endpoint: SocketAddr,
     events: &serde_json::Value,
 ) -> serde_json::Value {
+    send_with_python_sdk_and_headers(protocol, endpoint, events, &[])
+}
+
+/// [`send_with_python_sdk`], with `headers` (the SDK's `headers` option:
+/// gRPC metadata or HTTP headers) on every export.
+pub fn send_with_python_sdk_and_headers(
+    protocol: &str,
+    endpoint: SocketAddr,
+    events: &serde_json::Value,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
+    let args: Vec<String> = headers
+        .iter()
+        .flat_map(|(k, v)| ["--header".to_owned(), format!("{k}={v}")])
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_python_sdk(protocol, endpoint, events, &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "Python SDK client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+/// Runs `tests/python/send_audit.py` with `events` on stdin and `args`
+/// after the protocol and endpoint (`--ca-file`, `--client-cert`,
+/// `--client-key`, `--timeout`, `--header`); whatever the outcome.
+pub fn run_python_sdk(
+    protocol: &str,
+    endpoint: SocketAddr,
+    events: &serde_json::Value,
+    args: &[&str],
+) -> std::process::Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/send_audit.py");
     let mut child = Command::new(python())
         .arg(script)
         .args(["--protocol", protocol, "--endpoint", &endpoint.to_string()])
+        .args(args)
+        // `requests` lets these override the SDK's own `certificate_file`.
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -519,14 +578,29 @@ pub fn send_with_python_sdk(
         .unwrap()
         .write_all(events.to_string().as_bytes())
         .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The signature of `body`, computed by the Flagsmith documentation's own
+/// Python snippet (Flipt's sink signs the same way: hex HMAC-SHA256).
+pub fn sign_with_documented_snippet(secret: &str, body: &[u8]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/flagsmith_signature.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .arg(secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run Python");
+    child.stdin.take().unwrap().write_all(body).unwrap();
     let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "Python SDK client failed: {stdout}\n{}",
+        "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_str(stdout.trim()).unwrap()
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 /// A plain HTTP/1.1 response.

@@ -1,6 +1,14 @@
 """Send Flipt-style audit events to auditcol with the official OpenTelemetry Python SDK.
 
-Usage: send_audit.py --protocol grpc|http --endpoint HOST:PORT < events.json
+Usage: send_audit.py --protocol grpc|http --endpoint HOST:PORT [--timeout SECONDS]
+                     [--ca-file CA.pem [--client-cert CERT.pem --client-key KEY.pem]]
+                     [--header NAME=VALUE]... < events.json
+
+With --ca-file the connection is TLS (https://), through the SDK's own
+options: for HTTP the exporter's certificate_file / client_certificate_file /
+client_key_file, for gRPC its OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE /
+_CLIENT_CERTIFICATE / _CLIENT_KEY variables. --header goes with every export
+(gRPC metadata or HTTP header), through the SDK's `headers` option.
 
 Each event of the JSON list on stdin becomes one OTLP log record following
 auditcol's conventions (audit.* attributes, payload as a structured body,
@@ -9,6 +17,7 @@ if any export failed.
 """
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 
@@ -53,16 +62,47 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--protocol", choices=["grpc", "http"], required=True)
     parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--timeout", type=float, default=10)
+    parser.add_argument("--ca-file")
+    parser.add_argument("--client-cert")
+    parser.add_argument("--client-key")
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        help="NAME=VALUE sent with every export (gRPC metadata or HTTP header), e.g. authorization=Bearer ...",
+    )
     args = parser.parse_args()
+    scheme = "https" if args.ca_file else "http"
+    headers = dict(h.split("=", 1) for h in args.header)
 
     if args.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-        inner = OTLPLogExporter(endpoint=f"http://{args.endpoint}", insecure=True, timeout=10)
+        if args.ca_file:
+            os.environ["OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE"] = args.ca_file
+            if args.client_cert:
+                os.environ["OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE"] = args.client_cert
+                os.environ["OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY"] = args.client_key
+            inner = OTLPLogExporter(
+                endpoint=f"https://{args.endpoint}", timeout=args.timeout, headers=headers
+            )
+        else:
+            inner = OTLPLogExporter(
+                endpoint=f"http://{args.endpoint}", insecure=True, timeout=args.timeout,
+                headers=headers,
+            )
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-        inner = OTLPLogExporter(endpoint=f"http://{args.endpoint}/v1/logs", timeout=10)
+        inner = OTLPLogExporter(
+            endpoint=f"{scheme}://{args.endpoint}/v1/logs",
+            certificate_file=args.ca_file,
+            client_certificate_file=args.client_cert,
+            client_key_file=args.client_key,
+            timeout=args.timeout,
+            headers=headers,
+        )
     exporter = CountingExporter(inner)
     provider = LoggerProvider(resource=Resource.create({"service.name": "python-e2e"}))
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter))

@@ -12,7 +12,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use crate::config::ConfigError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{ClientAuthenticator, ServerAuthenticator};
+use crate::config::{ConfigError, Validate, parse_component_config};
 use crate::consumer::{LogsConsumer, SharedConsumer};
 use crate::status::StatusBoard;
 use crate::telemetry::Telemetry;
@@ -125,6 +129,9 @@ pub struct BuildContext {
     /// Where the component registers its metrics and rate-limited logs, at
     /// build time (see [`crate::telemetry`]).
     pub telemetry: Telemetry,
+    /// The settings the factory parsed, defaults filled in (for
+    /// `auditcol print-config`); see [`BuildContext::parse_config`].
+    effective: Arc<std::sync::OnceLock<serde_json::Value>>,
 }
 
 impl BuildContext {
@@ -136,7 +143,33 @@ impl BuildContext {
             pipeline: None,
             host: Host::default(),
             telemetry: Telemetry::disabled(),
+            effective: Arc::default(),
         }
+    }
+
+    /// Parses and validates the component's raw settings, as
+    /// [`parse_component_config`] does, and keeps the result with every
+    /// default filled in, so `auditcol print-config` can show it.
+    pub fn parse_config<T: DeserializeOwned + Validate + Serialize>(
+        &self,
+        raw: &serde_json::Value,
+    ) -> Result<T, ConfigError> {
+        let config: T = parse_component_config(raw)?;
+        if let Ok(value) = serde_json::to_value(&config) {
+            self.record_effective(value);
+        }
+        Ok(config)
+    }
+
+    /// Keeps `value` as the component's effective settings (for factories
+    /// that parse their settings in parts).
+    pub fn record_effective(&self, value: serde_json::Value) {
+        let _ = self.effective.set(value);
+    }
+
+    /// What [`BuildContext::parse_config`] kept, if the factory used it.
+    pub fn effective(&self) -> Option<&serde_json::Value> {
+        self.effective.get()
     }
 
     /// The same, for a processor instance of `pipeline`.
@@ -247,9 +280,65 @@ pub enum Connectivity {
     Unreachable(String),
 }
 
+/// What a component left undone at shutdown (see [`Component::leftover`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftover {
+    /// Batches kept in a persistent queue: sent at the next start.
+    pub kept_batches: u64,
+    /// Where they are kept (the queue's directory).
+    pub kept_in: Option<String>,
+    /// Records whose senders were answered with an error (they may retry):
+    /// not acknowledged, so not lost.
+    pub refused_records: u64,
+    /// Records acknowledged when queued in memory and never exported.
+    pub lost_records: u64,
+}
+
+impl Leftover {
+    /// True when nothing was left.
+    pub fn is_empty(&self) -> bool {
+        self.kept_batches == 0 && self.refused_records == 0 && self.lost_records == 0
+    }
+}
+
+impl fmt::Display for Leftover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.kept_batches > 0 {
+            parts.push(format!(
+                "{} batches kept in the persistent queue {} (sent at the next start)",
+                self.kept_batches,
+                self.kept_in.as_deref().unwrap_or("")
+            ));
+        }
+        if self.refused_records > 0 {
+            parts.push(format!(
+                "{} records not exported and answered as failed to their senders",
+                self.refused_records
+            ));
+        }
+        if self.lost_records > 0 {
+            parts.push(format!(
+                "{} records LOST: acknowledged when queued in memory and never exported",
+                self.lost_records
+            ));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
 /// Lifecycle shared by every component.
 #[async_trait]
 pub trait Component: Send + Sync + 'static {
+    /// Binds the sockets the component listens on, and nothing else. The
+    /// service binds every listener before it starts any component, so a
+    /// port that is taken fails the start before an exporter has created a
+    /// file or a directory. [`Component::start`] serves on what was bound
+    /// (and binds itself when `bind` was not called).
+    async fn bind(&self) -> Result<(), StartError> {
+        Ok(())
+    }
+
     /// Acquires resources (binds sockets, opens files, spawns workers).
     async fn start(&self) -> Result<(), StartError> {
         Ok(())
@@ -260,6 +349,13 @@ pub trait Component: Send + Sync + 'static {
     /// `deadline` is abandoned (a persistent queue keeps it for the next start).
     async fn shutdown(&self, deadline: Instant) {
         let _ = deadline;
+    }
+
+    /// What the component left undone when it stopped (read after
+    /// [`Component::shutdown`]): records kept for the next start, records
+    /// handed back to senders as failed, records lost.
+    fn leftover(&self) -> Leftover {
+        Leftover::default()
     }
 
     /// Checks, without starting, that what the component needs outside the
@@ -287,6 +383,16 @@ pub trait Extension: Component {
     /// The extension itself, so a component that found it through
     /// [`Host::extension`] can ask for the capability it needs.
     fn as_any(&self) -> &dyn std::any::Any;
+
+    /// The extension as a server authenticator (receivers' `auth`), if it is one.
+    fn server_authenticator(&self) -> Option<Arc<dyn ServerAuthenticator>> {
+        None
+    }
+
+    /// The extension as a client authenticator (exporters' `auth`), if it is one.
+    fn client_authenticator(&self) -> Option<Arc<dyn ClientAuthenticator>> {
+        None
+    }
 }
 
 /// Builds extensions of one type.

@@ -55,6 +55,53 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A secret setting (a token, a password, a key): read as a string, never
+/// printed — its `Debug` is `***`, and it has no `Display` — so a config
+/// struct that derives `Debug` cannot leak it into a log or `validate`'s
+/// output. Use [`Secret::expose`] only where the value is needed.
+///
+/// ```
+/// use auditcol_core::config::Secret;
+///
+/// let token: Secret = serde_json::from_value(serde_json::json!("s3cr3t")).unwrap();
+/// assert_eq!(format!("{token:?}"), "***");
+/// assert_eq!(token.expose(), "s3cr3t");
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True for an empty value (most often an unset `${env:…}`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Serialised masked (`[REDACTED]`, or empty when empty): the only
+/// serialisation of settings is for showing them (`auditcol print-config`).
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { REDACTED })
+    }
+}
+
 /// Checks of a component's settings beyond what their types say.
 pub trait Validate {
     /// Returns the first invalid setting, with its key path.
@@ -84,52 +131,136 @@ pub fn parse_component_config<T: DeserializeOwned + Validate>(
     Ok(config)
 }
 
-/// The PEM files of a client's `tls` section (`tls.ca_file`,
-/// `tls.cert_file`, `tls.key_file`), for [`check_tls_files`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TlsFiles<'a> {
-    pub ca_file: Option<&'a str>,
-    pub cert_file: Option<&'a str>,
-    pub key_file: Option<&'a str>,
+/// What a masked secret shows, as in the Collector's `print-config`.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Masks the secrets in a config tree, for output meant to be shown or
+/// shared (`auditcol print-config`): every value under a key that names a
+/// secret (`signing_secret`, `password`, `token`, `hash_key`,
+/// `sasl.password`, an `htpasswd` given inline…) and every value of a
+/// `headers` map (they carry API keys and `Authorization`, so all are
+/// opaque, as in the Collector) becomes `[REDACTED]`, and so does the
+/// password in a URL's `user:password@`. File names (`*_file`, `file`,
+/// `*.location`) are not secrets and stay. Component ids are not keys of
+/// settings: `bearertokenauth/in` is a name, not a token.
+pub fn mask_secrets(config: &mut Value) {
+    let Value::Object(sections) = config else {
+        return mask_settings(config);
+    };
+    for (name, section) in sections.iter_mut() {
+        match section {
+            Value::Object(components)
+                if ["receivers", "processors", "exporters", "extensions"]
+                    .contains(&name.as_str()) =>
+            {
+                components.values_mut().for_each(mask_settings);
+            }
+            other => mask_settings(other),
+        }
+    }
 }
 
-/// Checks the PEM file keys of a client's `tls` section, the same way for
-/// every client: no empty file name; none given when the connection is
-/// plain text (`plain_text` says why it is, e.g. "is unused: the connection
-/// is plain text (an http:// endpoint)"); and a client certificate comes
-/// with its key.
-pub fn check_tls_files(files: TlsFiles<'_>, plain_text: Option<&str>) -> Result<(), ConfigError> {
-    for (key, file) in [
-        ("tls.ca_file", files.ca_file),
-        ("tls.cert_file", files.cert_file),
-        ("tls.key_file", files.key_file),
-    ] {
-        let Some(file) = file else { continue };
-        if file.trim().is_empty() {
-            return Err(ConfigError::at(
-                key,
-                "must not be empty: give a PEM file or remove the key",
-            ));
+/// [`mask_secrets`] for one component's settings.
+fn mask_settings(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if key == "headers" {
+                    if let Value::Object(headers) = item {
+                        headers.values_mut().for_each(redact);
+                    }
+                } else if names_secret(key) {
+                    redact(item);
+                } else {
+                    mask_settings(item);
+                }
+            }
         }
-        if let Some(why) = plain_text {
-            return Err(ConfigError::at(key, why));
+        Value::Array(items) => items.iter_mut().for_each(mask_settings),
+        Value::String(text) => {
+            if let Some(masked) = mask_url_password(text) {
+                *text = masked;
+            }
         }
+        _ => {}
     }
-    match (files.cert_file, files.key_file) {
-        (Some(_), None) => Err(ConfigError::at(
-            "tls.key_file",
-            "is required with `tls.cert_file`: the client certificate's private key",
-        )),
-        (None, Some(_)) => Err(ConfigError::at(
-            "tls.cert_file",
-            "is required with `tls.key_file`: the client certificate",
-        )),
-        _ => Ok(()),
+}
+
+/// Whether a config key names a secret (and not the file that holds one).
+fn names_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    let names_file = key == "file"
+        || key == "filename"
+        || [
+            "_file",
+            "_files",
+            "_env",
+            "_path",
+            ".location",
+            "_header",
+            "_id",
+        ]
+        .iter()
+        .any(|end| key.ends_with(end));
+    !names_file
+        && [
+            "secret",
+            "password",
+            "passwd",
+            "token",
+            "api_key",
+            "apikey",
+            "api-key",
+            "authorization",
+            "credential",
+            "cookie",
+            "private",
+            "hash_key",
+            "hmac_key",
+            "htpasswd",
+            "inline",
+            "key.pem",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// Every scalar in `value` becomes [`REDACTED`] (file names excepted);
+/// empty and absent values stay as they are, so one can see none is set.
+fn redact(value: &mut Value) {
+    match value {
+        Value::Null => {}
+        Value::String(s) if s.is_empty() => {}
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if !(key == "file" || key.ends_with("_file")) {
+                    redact(item);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        other => *other = Value::String(REDACTED.into()),
     }
+}
+
+/// `scheme://user:password@host…` with the password masked; `None` when
+/// the text holds no such credentials.
+fn mask_url_password(text: &str) -> Option<String> {
+    let scheme_end = text.find("://")? + 3;
+    let rest = &text[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..authority_end].rfind('@')?;
+    let colon = rest[..at].find(':')?;
+    Some(format!(
+        "{}{}{REDACTED}{}",
+        &text[..scheme_end],
+        &rest[..=colon],
+        &rest[at..]
+    ))
 }
 
 /// Prefixes the key path of errors from a nested settings struct.
-pub fn nested(prefix: &str, result: Result<(), ConfigError>) -> Result<(), ConfigError> {
+pub fn nested<T>(prefix: &str, result: Result<T, ConfigError>) -> Result<T, ConfigError> {
     result.map_err(|e| ConfigError {
         path: if e.path.is_empty() {
             prefix.to_owned()
@@ -246,7 +377,7 @@ impl<'de> Deserialize<'de> for ConfigDuration {
 }
 
 /// The whole collector config, component settings still raw.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorConfig {
     /// Receivers by id.
@@ -267,7 +398,7 @@ pub struct CollectorConfig {
 }
 
 /// The `service` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// Pipelines by id: `logs` or `logs/<name>`.
@@ -281,9 +412,11 @@ pub struct ServiceConfig {
 }
 
 /// `service.telemetry`: what the collector tells about itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
+    /// The collector's log lines (on stderr).
+    pub logs: LogsConfig,
     /// `service.telemetry.metrics`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
 }
@@ -292,7 +425,7 @@ pub struct TelemetryConfig {
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:8888";
 
 /// `service.telemetry.metrics`, as the Collector's `address` and `level`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Where `GET /metrics` is served: `host:port` (`:8888` for every interface).
@@ -310,8 +443,51 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `service.telemetry.logs`, as in the Collector.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogsConfig {
+    /// The least severe level written. `RUST_LOG`, when set, overrides it
+    /// (and may set levels per module).
+    pub level: LogLevel,
+    /// `console` (readable lines) or `json` (one JSON object per line).
+    pub encoding: LogEncoding,
+}
+
+/// A log level of `service.telemetry.logs.level`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The level's name, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The encoding of `service.telemetry.logs.encoding`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogEncoding {
+    #[default]
+    Console,
+    Json,
+}
+
 /// One pipeline: where data comes from, how it is processed, where it goes.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Receiver ids; at least one.
@@ -376,8 +552,7 @@ impl CollectorConfig {
         env: &dyn Fn(&str) -> Option<String>,
         overrides: &[ConfigOverride],
     ) -> Result<Self, LoadError> {
-        let mut value: Value =
-            serde_saphyr::from_str(text).map_err(|e| LoadError::Yaml(e.to_string()))?;
+        let mut value: Value = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e))?;
         if value.is_null() {
             return Err(LoadError::Structure {
                 path: String::new(),
@@ -447,6 +622,14 @@ impl ConfigOverride {
         *node = self.value.clone();
         Ok(())
     }
+}
+
+/// A YAML syntax error as a user reads it: what is wrong and where, without
+/// the parser's advice to its own API's callers.
+fn yaml_error(error: &serde_saphyr::Error) -> LoadError {
+    let mut options = serde_saphyr::RenderOptions::new(&serde_saphyr::UserMessageFormatter);
+    options.snippets = serde_saphyr::SnippetMode::Off;
+    LoadError::Yaml(error.render_with_options(options))
 }
 
 fn substitute_env(
@@ -686,13 +869,62 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_keys_are_rejected() {
-        let err = CollectorConfig::from_yaml(
-            &format!("receivers: {{otlp: {{}}, otlp: {{}}}}\n{BASE}"),
-            &env,
-        )
-        .unwrap_err();
-        assert!(matches!(err, LoadError::Yaml(_)), "{err}");
+    fn secrets_are_masked_and_file_names_kept() {
+        let mut config = serde_json::json!({
+            "receivers": {"webhook/flipt": {"signing_secret": "s3cr3t", "signature_header": "x-flipt-webhook-signature"}},
+            "exporters": {
+                "webhook": {"endpoint": "https://user:pa55@siem.example/in?x=1", "headers": {"X-API-Key": "k1", "Content-Type": "application/json"}},
+                "kafka": {"sasl": {"username": "svc", "password": "pw"}, "properties": {"ssl.key.password": "kp", "ssl.ca.location": "/ca.pem", "linger.ms": "5"}},
+                "file": {"integrity": {"hmac_key": "hk", "signing_key_file": "/k.pem"}, "sync": true}
+            },
+            "processors": {"redaction": {"hash_key": "", "attributes": {"audit.actor.email": "hash"}}},
+            "extensions": {
+                "bearertokenauth": {"token": "t0k", "tokens": ["a", "b"], "tokens_file": "/t", "scheme": "Bearer"},
+                "basicauth": {"htpasswd": {"file": "/h", "inline": "u:$2y$x"}, "client_auth": {"username": "u", "password": "p"}}
+            }
+        });
+        mask_secrets(&mut config);
+        let text = config.to_string();
+        for secret in [
+            "s3cr3t", "pa55", "k1", "\"pw\"", "kp", "hk", "t0k", "[\"a\"", "$2y$x", "\"p\"",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        for kept in [
+            "x-flipt-webhook-signature",
+            "https://user:[REDACTED]@siem.example/in?x=1",
+            "\"Content-Type\":\"[REDACTED]\"",
+            "\"username\":\"svc\"",
+            "/ca.pem",
+            "\"linger.ms\":\"5\"",
+            "/k.pem",
+            "\"hash_key\":\"\"",
+            "\"tokens_file\":\"/t\"",
+            "\"file\":\"/h\"",
+            "\"scheme\":\"Bearer\"",
+            "\"sync\":true",
+        ] {
+            assert!(text.contains(kept), "{kept} not in {text}");
+        }
+    }
+
+    #[test]
+    fn yaml_errors_say_what_and_where_without_the_parsers_internals() {
+        let cases = [
+            (
+                format!("receivers:\n  otlp: {{}}\n  otlp: {{}}\n{BASE}"),
+                "invalid YAML: duplicate mapping key: otlp not allowed here at line 3, column 3",
+            ),
+            (
+                "receivers:\n  otlp: [\n".to_owned(),
+                "invalid YAML: unclosed bracket '[' at line 2, column 9",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let err = CollectorConfig::from_yaml(&yaml, &env).unwrap_err();
+            assert!(matches!(err, LoadError::Yaml(_)), "{err}");
+            assert_eq!(err.to_string(), want);
+        }
     }
 
     #[test]
@@ -719,13 +951,13 @@ mod tests {
         assert_eq!(ConfigDuration::from_secs(120).to_string(), "2m");
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     struct Inner {
         #[allow(dead_code)]
         endpoint: String,
     }
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     struct Outer {
         #[allow(dead_code)]

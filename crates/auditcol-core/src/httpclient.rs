@@ -1,53 +1,47 @@
 //! What every HTTP exporter does the same way (feature `http-client`): the
-//! `tls` and `headers` settings and their checks, building the `reqwest`
-//! client, reading `Retry-After` and quoting what an error answer said.
+//! `tls` and `headers` checks, building the `reqwest` client, reading
+//! `Retry-After` and quoting what an error answer said.
 //!
 //! As in the Collector, the URL scheme decides TLS: `https://` endpoints use
-//! rustls with the built-in web roots plus `tls.ca_file`, `http://` ones are
-//! plain text.
+//! rustls as `tls` says (the built-in web roots, or `tls.ca_file` instead),
+//! `http://` ones are plain text — so `tls.insecure` has no meaning here,
+//! and TLS keys with an `http://` URL are refused ([`check_tls`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde::Deserialize;
 
-use crate::config::{ConfigError, TlsFiles, check_tls_files};
+use crate::config::{ConfigError, nested};
 use crate::rpc_status::RpcStatus;
+use crate::tls::ALPN_HTTP;
 
 /// At most this many characters of an error answer go into a message.
 pub const SNIPPET_CHARS: usize = 256;
 
-/// `tls`: how `https://` endpoints are trusted, and the client certificate.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsClientSettings {
-    /// A PEM file of CA certificates trusted besides the built-in roots.
-    pub ca_file: Option<String>,
-    /// Accept any server certificate. For tests only: it gives up the
-    /// protection TLS exists for.
-    pub insecure_skip_verify: bool,
-    /// The client certificate (PEM) for mutual TLS; with `key_file`.
-    pub cert_file: Option<String>,
-    /// The client certificate's private key (PEM); with `cert_file`.
-    pub key_file: Option<String>,
-}
+pub use crate::tls::TlsClientSettings;
 
-impl TlsClientSettings {
-    /// Checks the keys under `tls`: no empty file names, and a client
-    /// certificate comes with its key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        check_tls_files(self.files(), None)
+/// Checks `tls` for a client of the URL `url`, the value of config key
+/// `key`: `insecure` is refused (the scheme decides), TLS keys with an
+/// `http://` URL are refused (unused), and the files are loaded. Error
+/// paths start with `tls.`.
+pub fn check_tls(tls: &TlsClientSettings, key: &str, url: &str) -> Result<(), ConfigError> {
+    if tls.insecure {
+        return Err(ConfigError::at(
+            "tls.insecure",
+            "has no meaning for an HTTP client: the URL scheme decides (http:// is plain text, https:// is TLS)",
+        ));
     }
-
-    /// The PEM files, for [`check_tls_files`].
-    pub fn files(&self) -> TlsFiles<'_> {
-        TlsFiles {
-            ca_file: self.ca_file.as_deref(),
-            cert_file: self.cert_file.as_deref(),
-            key_file: self.key_file.as_deref(),
-        }
+    let plain_text = reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http");
+    if plain_text {
+        nested(
+            "tls",
+            tls.check_unused(&format!(
+                "is unused: `{key}` is an http:// URL (plain text); write https:// for TLS"
+            )),
+        )?;
     }
+    nested("tls", tls.validate())
 }
 
 /// Checks that `url` (the value of config key `key`) is an absolute
@@ -97,42 +91,31 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> HeaderMap {
 
 /// A client builder sending `headers` with every request and trusting as
 /// `tls` says; the caller adds what is its own (timeouts, redirects) and
-/// builds. Reads the PEM files, so call it at start, not at build.
+/// builds. Reads the PEM files again (the config was checked at build),
+/// so call it at start.
 pub fn client_builder(
     headers: HeaderMap,
     tls: &TlsClientSettings,
 ) -> Result<reqwest::ClientBuilder, String> {
-    let mut builder = reqwest::Client::builder()
+    let config = tls.load(ALPN_HTTP).map_err(|e| format!("tls.{e}"))?;
+    Ok(reqwest::Client::builder()
         .default_headers(headers)
-        .danger_accept_invalid_certs(tls.insecure_skip_verify);
-    if let Some(path) = &tls.ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("cannot read tls.ca_file {path}: {e}"))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("tls.ca_file {path} holds no usable PEM certificate: {e}"))?;
-        if certs.is_empty() {
-            return Err(format!("tls.ca_file {path} holds no PEM certificate"));
-        }
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
+        .use_preconfigured_tls(rustls::ClientConfig::clone(config.rustls_config())))
+}
+
+/// `request` with the headers of `auth` (an exporter's `auth`), which
+/// replace headers of the same name; an error says why there are none.
+pub fn authenticate(
+    request: reqwest::RequestBuilder,
+    auth: Option<&std::sync::Arc<dyn crate::auth::ClientAuthenticator>>,
+) -> Result<reqwest::RequestBuilder, String> {
+    match auth {
+        None => Ok(request),
+        Some(auth) => Ok(request.headers(
+            auth.headers()
+                .map_err(|e| format!("cannot authenticate: {e}"))?,
+        )),
     }
-    if let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) {
-        let mut pem = std::fs::read(cert_file)
-            .map_err(|e| format!("cannot read tls.cert_file {cert_file}: {e}"))?;
-        pem.push(b'\n');
-        pem.extend(
-            std::fs::read(key_file)
-                .map_err(|e| format!("cannot read tls.key_file {key_file}: {e}"))?,
-        );
-        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-            format!(
-                "tls.cert_file {cert_file} and tls.key_file {key_file} are not a PEM certificate and key: {e}"
-            )
-        })?;
-        builder = builder.identity(identity);
-    }
-    Ok(builder)
 }
 
 /// Builds a client from [`client_builder`]'s result.
@@ -299,25 +282,25 @@ mod tests {
     }
 
     #[test]
-    fn a_client_certificate_needs_its_key_and_files_are_not_empty() {
-        let tls = |ca: Option<&str>, cert: Option<&str>, key: Option<&str>| TlsClientSettings {
-            ca_file: ca.map(Into::into),
-            cert_file: cert.map(Into::into),
-            key_file: key.map(Into::into),
-            insecure_skip_verify: false,
+    fn the_url_scheme_decides_tls() {
+        let insecure = TlsClientSettings {
+            insecure: true,
+            ..TlsClientSettings::default()
         };
+        let err = check_tls(&insecure, "endpoint", "https://h").unwrap_err();
+        assert_eq!(err.path, "tls.insecure");
+        assert!(err.message.contains("the URL scheme decides"), "{err}");
+        let ca = TlsClientSettings {
+            ca_file: Some("/ca.pem".into()),
+            ..TlsClientSettings::default()
+        };
+        let err = check_tls(&ca, "endpoint", "http://h:1").unwrap_err();
         assert_eq!(
-            tls(Some(""), None, None).validate().unwrap_err().path,
-            "tls.ca_file"
+            err.to_string(),
+            "tls.ca_file: is unused: `endpoint` is an http:// URL (plain text); write https:// for TLS"
         );
-        assert_eq!(
-            tls(None, Some("c"), None).validate().unwrap_err().path,
-            "tls.key_file"
-        );
-        assert_eq!(
-            tls(None, None, Some("k")).validate().unwrap_err().path,
-            "tls.cert_file"
-        );
-        tls(Some("ca"), Some("c"), Some("k")).validate().unwrap();
+        let err = check_tls(&ca, "endpoint", "https://h:1").unwrap_err();
+        assert_eq!(err.to_string(), "tls.ca_file: /ca.pem: file not found");
+        check_tls(&TlsClientSettings::default(), "endpoint", "http://h:1").unwrap();
     }
 }

@@ -10,12 +10,16 @@
 //!   factories; [`config`]: the YAML collector config; [`pipeline`]: the
 //!   graph built from it; [`exporterhelper`]: timeout, retry and queue that
 //!   every exporter wraps; [`receiverhelper`]: what every receiver does the
-//!   same way (listen address, receipt time, refusal → HTTP answer).
+//!   same way (listen address, receipt time, refusal → HTTP answer);
+//!   [`tls`] (feature `tls`): server and client TLS settings, one type each
+//!   for every listener and client.
+//!   [`auth`]: the authenticators extensions offer to receivers and exporters.
 //! - [`telemetry`]: the collector's own metrics (in the OpenTelemetry
 //!   Collector's names) and rate-limited logs of drops and refusals;
 //!   [`status`]: the state of the service and of each component, for the
 //!   health check.
 
+pub mod auth;
 pub mod batch;
 pub mod component;
 pub mod config;
@@ -32,12 +36,15 @@ pub mod rpc_status;
 pub mod signature;
 pub mod status;
 pub mod telemetry;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use auditcol_model as model;
 pub use batch::{DecodeError, Decoded, LogBatch, RecordEdit, RecordError, RecordRef};
 pub use component::{
     BuildContext, Component, ComponentId, ComponentKind, Connectivity, Exporter, ExporterFactory,
-    Processor, ProcessorFactory, Receiver, ReceiverFactory, Registry,
+    Extension, ExtensionFactory, Host, Leftover, Processor, ProcessorFactory, Receiver,
+    ReceiverFactory, Registry,
 };
 pub use consumer::{FanOut, LogsConsumer, SharedConsumer};
 pub use error::PipelineError;

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::component::{
     BuildContext, Component, ComponentId, ComponentKind, Connectivity, Exporter, Extension, Host,
-    Processor, Receiver, Registry, StartError,
+    Leftover, Processor, Receiver, Registry, StartError,
 };
 use crate::config::{CollectorConfig, ConfigError, LoadError};
 use crate::consumer::{FanOut, LogsConsumer, SharedConsumer};
@@ -46,6 +46,8 @@ pub struct Service {
     status: StatusBoard,
     /// The task writing due summaries of the rate-limited logs.
     summaries: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    /// Every section as the factories understood it, defaults filled in.
+    effective: serde_json::Value,
 }
 
 /// The key of a component on the status board: `receivers::otlp`, and for
@@ -77,6 +79,10 @@ impl Component for CountedProcessor {
 
     async fn check_connectivity(&self) -> Connectivity {
         self.inner.check_connectivity().await
+    }
+
+    fn leftover(&self) -> Leftover {
+        self.inner.leftover()
     }
 }
 
@@ -152,6 +158,24 @@ fn unknown_type(kind: ComponentKind, id: &ComponentId, registry: &Registry) -> L
             ),
         ),
     )
+}
+
+/// The settings of each component as its factory parsed them, by section.
+#[derive(Default)]
+struct Effective(serde_json::Map<String, serde_json::Value>);
+
+impl Effective {
+    /// Keeps what the factory recorded in `ctx`, or else the raw settings.
+    fn record(&mut self, section: &str, key: &str, ctx: &BuildContext, raw: &serde_json::Value) {
+        let value = ctx.effective().cloned().unwrap_or_else(|| raw.clone());
+        if let serde_json::Value::Object(components) = self
+            .0
+            .entry(section)
+            .or_insert_with(|| serde_json::Value::Object(Default::default()))
+        {
+            components.entry(key).or_insert(value);
+        }
+    }
 }
 
 impl Service {
@@ -244,6 +268,7 @@ impl Service {
         let used_processors = used(|p| &p.processors);
         let used_exporters = used(|p| &p.exporters);
         let no_op: SharedConsumer = Arc::new(FanOut::new(Vec::new()));
+        let mut effective = Effective::default();
 
         // Extensions first: the other components may use them. Only those
         // listed in `service.extensions` run; the others are checked too.
@@ -262,6 +287,7 @@ impl Service {
             let extension = factory
                 .build(&ctx, &config.extensions[key])
                 .map_err(|e| component_error(ComponentKind::Extension, id, e))?;
+            effective.record("extensions", key, &ctx, &config.extensions[key]);
             if listed.contains(key) {
                 enabled.insert(id.clone(), extension);
             } else {
@@ -300,6 +326,7 @@ impl Service {
             let exporter = factory
                 .build(&ctx, &config.exporters[key])
                 .map_err(|e| component_error(ComponentKind::Exporter, id, e))?;
+            effective.record("exporters", key, &ctx, &config.exporters[key]);
             if used_exporters.contains(key) {
                 exporter_by_key.insert(key.clone(), exporter.clone());
                 exporters.push((id.clone(), exporter));
@@ -310,6 +337,7 @@ impl Service {
             }
         }
 
+        let effective = std::cell::RefCell::new(effective);
         let build_processor = |key: &String, pipeline: Option<&String>, next: SharedConsumer| {
             let id = &processor_ids[key];
             let factory = registry
@@ -320,7 +348,7 @@ impl Service {
             ctx.pipeline = pipeline.cloned();
             let (incoming, outgoing) = ctx.telemetry.processor_items(id);
             let next: SharedConsumer = Arc::new(Outgoing { next, outgoing });
-            factory
+            let built = factory
                 .build(&ctx, &config.processors[key], next)
                 .map(|processor| {
                     let counted: Arc<dyn Processor> = Arc::new(CountedProcessor {
@@ -329,7 +357,11 @@ impl Service {
                     });
                     (id.clone(), counted)
                 })
-                .map_err(|e| component_error(ComponentKind::Processor, id, e))
+                .map_err(|e| component_error(ComponentKind::Processor, id, e))?;
+            effective
+                .borrow_mut()
+                .record("processors", key, &ctx, &config.processors[key]);
+            Ok::<_, LoadError>(built)
         };
 
         // Processors: one instance per pipeline, built last to first.
@@ -388,6 +420,9 @@ impl Service {
             let receiver = factory
                 .build(&ctx, &config.receivers[key], next)
                 .map_err(|e| component_error(ComponentKind::Receiver, id, e))?;
+            effective
+                .borrow_mut()
+                .record("receivers", key, &ctx, &config.receivers[key]);
             if used_receivers.contains(key) {
                 receivers.push((id.clone(), receiver));
             } else {
@@ -414,7 +449,13 @@ impl Service {
             status.set_component(&status_key("receivers", id, None), ComponentState::Pending);
         }
 
+        let mut effective = effective.into_inner().0;
+        effective.insert(
+            "service".into(),
+            serde_json::to_value(&config.service).unwrap_or_default(),
+        );
         Ok(Service {
+            effective: serde_json::Value::Object(effective),
             extensions,
             receivers,
             processors,
@@ -482,6 +523,15 @@ impl Service {
         self.status.set_component(key, ComponentState::Stopped);
     }
 
+    /// The config as the components understood it: every section, each
+    /// component's settings with their defaults filled in, secrets masked
+    /// (see [`crate::config::mask_secrets`]). For `auditcol print-config`.
+    pub fn effective_config(&self) -> serde_json::Value {
+        let mut config = self.effective.clone();
+        crate::config::mask_secrets(&mut config);
+        config
+    }
+
     /// Runs every component's connectivity check (exporters, processors,
     /// receivers), concurrently, without starting anything. Returns the
     /// components that have something to check, as `section::id` with the
@@ -513,9 +563,21 @@ impl Service {
             .collect()
     }
 
-    /// Starts extensions, exporters, then processors (last stage first),
-    /// then receivers. If one fails, those already started are shut down again.
+    /// Binds every receiver's listeners, then starts extensions, exporters,
+    /// processors (last stage first) and receivers. If one fails, those
+    /// already started are shut down again.
     pub async fn start(&self) -> Result<(), StartFailure> {
+        // Every listener first: a port in use must fail the start before
+        // any exporter creates a file or a directory.
+        for (id, receiver) in &self.receivers {
+            if let Err(e) = receiver.bind().await {
+                return Err(StartFailure {
+                    section: "receivers",
+                    id: id.to_string(),
+                    message: e.0,
+                });
+            }
+        }
         self.status.set_service(ServiceState::Starting);
         self.start_summaries();
         let mut started: Vec<(String, Arc<dyn Component>)> = Vec::new();
@@ -574,7 +636,10 @@ impl Service {
     /// exported, so waiting for receivers to drain first would wait for a
     /// flush that only shutdown triggers. A request that reaches a processor
     /// after it stopped is refused as retryable, never acknowledged.
-    pub async fn shutdown(&self, deadline: Instant) {
+    ///
+    /// Returns what was left undone, per component (`exporters::file`);
+    /// empty when everything drained.
+    pub async fn shutdown(&self, deadline: Instant) -> Vec<(String, crate::component::Leftover)> {
         self.status.set_service(ServiceState::Stopping);
         let receivers = futures::future::join_all(self.receivers.iter().map(|(id, r)| {
             let key = status_key("receivers", id, None);
@@ -600,6 +665,21 @@ impl Service {
         }
         self.stop_summaries().await;
         self.status.set_service(ServiceState::Stopped);
+        let components = self
+            .receivers
+            .iter()
+            .map(|(id, c)| (format!("receivers::{id}"), c.leftover()))
+            .chain(
+                self.processors
+                    .iter()
+                    .map(|(_, id, c)| (format!("processors::{id}"), c.leftover())),
+            )
+            .chain(
+                self.exporters
+                    .iter()
+                    .map(|(id, c)| (format!("exporters::{id}"), c.leftover())),
+            );
+        components.filter(|(_, left)| !left.is_empty()).collect()
     }
 }
 

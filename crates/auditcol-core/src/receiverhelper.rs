@@ -27,6 +27,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::PipelineError;
 use crate::telemetry::ReceiverTelemetry;
+#[cfg(any(feature = "axum", feature = "tonic"))]
+use crate::tls::ServerTls;
+#[cfg(feature = "tonic")]
+use crate::tls::TlsConnection;
 
 /// The default most connections one listener keeps open: far under the
 /// open-file limit the binary raises at start, so exporters' files and
@@ -276,23 +280,26 @@ const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
 
 /// Serves `router` on the connections of `listener` admitted under `limit`
-/// until `shutdown` is cancelled, then lets requests in flight finish.
-/// Handlers find the client's address as axum's
-/// `ConnectInfo<SocketAddr>` in the request's extensions.
+/// until `shutdown` is cancelled, then lets requests in flight finish; over
+/// TLS when `tls` is given (ALPN should offer `h2` and `http/1.1`).
 ///
 /// Over HTTP/1 a client must send each request's headers within
 /// `read_header_timeout` of the server waiting for them: a slow client, or
 /// a connection left idle, is closed then instead of holding its place.
 /// (`axum::serve` sets no timer, so hyper's own header timeout never runs.)
+/// Over TLS the handshake and the first bytes of the first request must
+/// come within `read_header_timeout` too; each handshake runs in the
+/// connection's own task, so a slow one holds up no other client.
 #[cfg(feature = "axum")]
 pub async fn serve_http(
     listener: TcpListener,
     limit: ConnectionLimit,
     router: axum::Router,
     read_header_timeout: Duration,
+    tls: Option<Arc<ServerTls>>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -316,29 +323,79 @@ pub async fn serve_http(
         let builder = builder.clone();
         let router = router.clone();
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            // Until a client sends its first bytes, hyper is still finding
-            // out which HTTP version it speaks and no header timer runs:
-            // bound that wait here, so a silent connection is closed too.
-            // (`peek`, not `readable`: readiness may be reported before
-            // any byte has come.)
-            let mut first = [0u8; 1];
-            let peeked =
-                tokio::time::timeout(read_header_timeout, connection.get_ref().peek(&mut first));
-            if !matches!(peeked.await, Ok(Ok(1))) {
-                return;
+            match tls {
+                Some(tls) => {
+                    if let Some(connection) =
+                        tls.accept(connection, client, read_header_timeout).await
+                    {
+                        serve_http_connection(builder, connection, router, client, watcher).await;
+                    }
+                }
+                None => {
+                    // Until a client sends its first bytes, hyper is still
+                    // finding out which HTTP version it speaks and no header
+                    // timer runs: bound that wait here, so a silent
+                    // connection is closed too. (`peek`, not `readable`:
+                    // readiness may be reported before any byte has come.)
+                    let mut first = [0u8; 1];
+                    let peeked = tokio::time::timeout(
+                        read_header_timeout,
+                        connection.get_ref().peek(&mut first),
+                    );
+                    if matches!(peeked.await, Ok(Ok(1))) {
+                        serve_http_connection(builder, connection, router, client, watcher).await;
+                    }
+                }
             }
-            let router = tower::ServiceExt::map_request(router, with_client(client));
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let served = builder
-                .serve_connection_with_upgrades(TokioIo::new(connection), service)
-                .into_owned();
-            // A client that goes away mid-request is its own business.
-            let _ = watcher.watch(served).await;
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// One HTTP connection, HTTP/1 or HTTP/2 as the client speaks. Handlers
+/// learn the client's address (`ConnectInfo`), e.g. to log a refusal.
+#[cfg(feature = "axum")]
+async fn serve_http_connection<IO>(
+    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    io: IO,
+    router: axum::Router,
+    client: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let router = tower::ServiceExt::map_request(router, move |mut request: http::Request<_>| {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(client));
+        request
+    });
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let served = builder
+        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service)
+        .into_owned();
+    // A client that goes away mid-request is its own business.
+    let _ = watcher.watch(served).await;
+}
+
+/// The client's address of a request served by [`serve_http`] or a tonic
+/// server on [`admitted_incoming`], from its extensions; `None` when unknown.
+pub fn client_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) =
+        extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(*addr);
+    }
+    #[cfg(feature = "tonic")]
+    if let Some(info) = extensions.get::<tonic::transport::server::TcpConnectInfo>() {
+        return info.remote_addr();
+    }
+    let _ = extensions;
+    None
 }
 
 #[cfg(feature = "tonic")]
@@ -350,26 +407,13 @@ impl tonic::transport::server::Connected for Admitted<TcpStream> {
     }
 }
 
-/// Stamps each request of a connection with its client's address.
-#[cfg(feature = "axum")]
-fn with_client<B>(
-    client: SocketAddr,
-) -> impl FnMut(axum::http::Request<B>) -> axum::http::Request<B> + Clone {
-    move |mut request| {
-        request
-            .extensions_mut()
-            .insert(axum::extract::ConnectInfo(client));
-        request
-    }
-}
+#[cfg(feature = "tonic")]
+impl tonic::transport::server::Connected for TlsConnection<Admitted<TcpStream>> {
+    type ConnectInfo = <TcpStream as tonic::transport::server::Connected>::ConnectInfo;
 
-/// The client's address of an HTTP request served by [`serve_http`].
-#[cfg(feature = "axum")]
-pub fn client_addr<B>(request: &axum::http::Request<B>) -> Option<SocketAddr> {
-    request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|info| info.0)
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.get_ref().io.connect_info()
+    }
 }
 
 /// The connections of `listener` admitted under `limit`, as the incoming
@@ -382,6 +426,44 @@ pub fn admitted_incoming(
     futures::stream::unfold((listener, limit), |(listener, limit)| async move {
         let (connection, _) = limit.accept(&listener).await;
         Some((Ok(connection), (listener, limit)))
+    })
+}
+
+/// The default time a gRPC client has for the TLS handshake and the first
+/// bytes after it (gRPC has no `read_header_timeout`).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connections of `listener` admitted under `limit` and through the
+/// TLS handshake of `tls` within `handshake_timeout`, as the incoming
+/// stream tonic's server takes. Each handshake runs in a task of its own,
+/// so a client that stalls in it delays no one else; it holds its
+/// connection slot until the timeout. The listener is closed when the
+/// stream is dropped.
+#[cfg(feature = "tonic")]
+pub fn tls_incoming(
+    listener: TcpListener,
+    limit: ConnectionLimit,
+    tls: Arc<ServerTls>,
+    handshake_timeout: Duration,
+) -> impl futures::Stream<Item = io::Result<TlsConnection<Admitted<TcpStream>>>> + Send + 'static {
+    // Bounded by the connection limit anyway: every item holds a slot.
+    let (ready, incoming) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (connection, client) = tokio::select! {
+                () = ready.closed() => break,
+                accepted = limit.accept(&listener) => accepted,
+            };
+            let (ready, tls) = (ready.clone(), tls.clone());
+            tokio::spawn(async move {
+                if let Some(connection) = tls.accept(connection, client, handshake_timeout).await {
+                    let _ = ready.send(Ok(connection)).await;
+                }
+            });
+        }
+    });
+    futures::stream::unfold(incoming, |mut incoming| async move {
+        incoming.recv().await.map(|next| (next, incoming))
     })
 }
 

@@ -1,10 +1,10 @@
 //! The `debug` exporter's settings: the Collector's `verbosity` and sampling.
 
 use auditcol_core::config::{ConfigError, Validate};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Settings of one `debug` exporter.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DebugExporterConfig {
     /// How much of each batch to write.
@@ -27,7 +27,7 @@ impl Default for DebugExporterConfig {
 }
 
 /// `verbosity`, as the Collector's debug exporter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verbosity {
     /// One line per batch: how many resources and records.

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 
 pub mod config;
 mod exporter;
@@ -41,7 +41,7 @@ impl ExporterFactory for DebugExporterFactory {
         ctx: &BuildContext,
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let config: DebugExporterConfig = parse_component_config(config)?;
+        let config: DebugExporterConfig = ctx.parse_config(config)?;
         Ok(Arc::new(DebugExporter::new(ctx.id.to_string(), &config)))
     }
 }

@@ -4,13 +4,13 @@ use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The value of `path` that means standard output (as does no `path`).
 pub const STDOUT: &str = "-";
 
 /// Settings of one `file` exporter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileExporterConfig {
     /// The file to append to; absent or `-` = standard output. Missing
@@ -109,7 +109,7 @@ impl Validate for FileExporterConfig {
 
 /// `integrity`: the hash chain and its signed checkpoints (see
 /// `auditcol_integrity` and ARCHITECTURE.md, "The integrity trail").
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntegritySettings {
     /// An Ed25519 private key, PKCS#8 PEM (`auditcol keygen`); read at start.
@@ -148,7 +148,7 @@ impl Validate for IntegritySettings {
             (Some(file), None) if file.trim().is_empty() => {
                 return Err(ConfigError::at("signing_key_file", "must not be empty"));
             }
-            (None, Some(key)) if key.0.len() < MIN_HMAC_KEY_BYTES => {
+            (None, Some(key)) if key.expose().len() < MIN_HMAC_KEY_BYTES => {
                 return Err(ConfigError::at(
                     "hmac_key",
                     format!(
@@ -169,18 +169,10 @@ impl Validate for IntegritySettings {
 }
 
 /// A secret setting: deserialised as a string, never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
+pub use auditcol_core::config::Secret;
 
 /// The output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// One Flipt v0.2 audit event per line, as JSON. Records that are not
@@ -195,7 +187,7 @@ pub enum Format {
 }
 
 /// `rotation`: size-based rotation, as the Collector's file exporter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RotationSettings {
     /// Rotate before the file would grow past this many MiB.

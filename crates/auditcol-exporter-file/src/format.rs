@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use auditcol_core::model::json::{AuditFields, write_str, write_value};
-use auditcol_core::model::timestamp::write_rfc3339_bytes;
+use auditcol_core::model::timestamp::write_rfc3339_millis_bytes;
 use auditcol_core::model::view::AnyValueView;
 use auditcol_core::{LogBatch, RecordRef};
 
@@ -35,10 +35,12 @@ pub fn encode_batch(
         }
         Format::Console => {
             for record in batch.records() {
+                let start = out.len();
                 match record.audit_fields() {
                     Some(event) => console_event(out, &event),
                     None => console_other(out, &record),
                 }
+                escape_for_terminals(out, start);
                 out.push(b'\n');
             }
         }
@@ -53,7 +55,7 @@ pub fn encode_batch(
 /// has no space, control character, quote or `=`, JSON-quoted otherwise.
 fn console_event(out: &mut Vec<u8>, event: &AuditFields<'_>) {
     let (noun, verb) = event.audit.noun_verb().unwrap_or_default();
-    write_rfc3339_bytes(out, event.time);
+    write_rfc3339_millis_bytes(out, event.time);
     out.push(b' ');
     out.extend_from_slice(noun.as_bytes());
     out.push(b':');
@@ -79,7 +81,7 @@ fn console_event(out: &mut Vec<u8>, event: &AuditFields<'_>) {
 
 /// `<time> <severity> <body json>` for records that are not audit events.
 fn console_other(out: &mut Vec<u8>, record: &RecordRef<'_>) {
-    write_rfc3339_bytes(out, record.event_time_unix_nano());
+    write_rfc3339_millis_bytes(out, record.event_time_unix_nano());
     out.push(b' ');
     out.extend_from_slice(severity_name(record.severity_number()).as_bytes());
     out.push(b' ');
@@ -98,6 +100,30 @@ fn push_console_text(out: &mut Vec<u8>, text: &str) {
         out.extend_from_slice(text.as_bytes());
     } else {
         write_str(out, text);
+    }
+}
+
+/// Console lines end up on terminals and in line-oriented viewers. JSON
+/// escapes what is below U+0020, but leaves DEL, the C1 controls (U+0080 to
+/// U+009F: U+009B starts an escape sequence on some terminals, U+0085 is a
+/// line break) and the Unicode line and paragraph separators as they are:
+/// here they are written `\u007f`, `\u009b`, `\u2028`. Outside JSON
+/// strings a console line has none of them (plain text has no control
+/// character or space), so the escaped line still reads as the same JSON.
+fn escape_for_terminals(out: &mut Vec<u8>, start: usize) {
+    let needs = |b: &u8| matches!(*b, 0x7f | 0xc2 | 0xe2);
+    let Some(first) = out[start..].iter().position(needs) else {
+        return;
+    };
+    let line = out.split_off(start + first);
+    let text = String::from_utf8_lossy(&line);
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            out.extend_from_slice(format!("\\u{:04x}", u32::from(c)).as_bytes());
+        } else {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
     }
 }
 
@@ -184,7 +210,7 @@ mod tests {
         let (text, _) = encode(&seed_batch(), Format::Console);
         assert_eq!(
             text,
-            "2024-05-01T10:00:00Z flag:created success actor: authentication=none ip=172.17.0.1 payload: {\"key\":\"flipt\"}\n"
+            "2024-05-01T10:00:00.000Z flag:created success actor: authentication=none ip=172.17.0.1 payload: {\"key\":\"flipt\"}\n"
         );
     }
 
@@ -195,7 +221,7 @@ mod tests {
         let (text, _) = encode(&LogBatch::from_events("x", [&event]), Format::Console);
         assert_eq!(
             text,
-            "2024-05-01T10:00:00.5Z segment:deleted success actor: - payload: null\n"
+            "2024-05-01T10:00:00.500Z segment:deleted success actor: - payload: null\n"
         );
         event.metadata.actor.name = Some("Jane Doe".into());
         let (text, _) = encode(&LogBatch::from_events("x", [&event]), Format::Console);
@@ -231,10 +257,38 @@ mod tests {
         assert_eq!(back, event);
     }
 
+    /// Found by the `otlp_protobuf` fuzz target: DEL and the C1 controls
+    /// went through to the console as they were (JSON leaves them), inside
+    /// the quotes meant to keep a terminal from reading them.
+    #[test]
+    fn console_escapes_what_terminals_would_act_on() {
+        let mut event = AuditEvent::new("flag", "created");
+        event.metadata.actor.email = Some("\u{7f}\0@example.com".into());
+        event.metadata.actor.set("team", "\u{9b}31m".into());
+        event.payload = serde_json::json!({"k\u{85}": "a\u{2028}b\u{2029}c", "ok": "é—✓"});
+        let (text, _) = encode(&LogBatch::from_events("x", [&event]), Format::Console);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            !text
+                .trim_end_matches('\n')
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(r#"email="\u007f\u0000@example.com" team="\u009b31m""#),
+            "{text}"
+        );
+        let payload = text.split_once("payload: ").unwrap().1.trim_end();
+        assert_eq!(payload, r#"{"k\u0085":"a\u2028b\u2029c","ok":"é—✓"}"#);
+        let parsed: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(parsed, event.payload, "still the same JSON");
+    }
+
     #[test]
     fn console_writes_other_records_as_time_severity_body() {
         let (text, skipped) = encode(&plain_log_batch(), Format::Console);
-        assert_eq!(text, "2024-05-01T10:00:00Z WARN \"disk almost full\"\n");
+        assert_eq!(text, "2024-05-01T10:00:00.000Z WARN \"disk almost full\"\n");
         assert_eq!(skipped, 0);
     }
 

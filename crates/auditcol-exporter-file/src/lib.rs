@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
 use auditcol_core::telemetry::DropReason;
 
@@ -52,7 +52,7 @@ impl ExporterFactory for FileExporterFactory {
         ctx: &BuildContext,
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let config: FileExporterConfig = parse_component_config(config)?;
+        let config: FileExporterConfig = ctx.parse_config(config)?;
         let sender = FileSender::new(ctx.id.to_string(), &config)
             .with_non_audit_drops(ctx.telemetry.exporter_drops(&ctx.id, DropReason::NonAudit));
         Ok(Arc::new(ExporterHelper::new(
@@ -130,7 +130,7 @@ mod tests {
         exporter.consume(seed_batch()).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
-            "2024-05-01T10:00:00Z flag:created success actor: authentication=none ip=172.17.0.1 payload: {\"key\":\"flipt\"}\n"
+            "2024-05-01T10:00:00.000Z flag:created success actor: authentication=none ip=172.17.0.1 payload: {\"key\":\"flipt\"}\n"
         );
         exporter.shutdown(far()).await;
     }

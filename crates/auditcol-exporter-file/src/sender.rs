@@ -308,7 +308,7 @@ fn load_signer(id: &str, settings: &IntegritySettings) -> Result<TrailSigner, St
             }
             Ok(signer)
         }
-        (None, Some(secret)) => Ok(TrailSigner::hmac(secret.0.as_bytes())),
+        (None, Some(secret)) => Ok(TrailSigner::hmac(secret.expose().as_bytes())),
         (None, None) => Err(format!(
             "exporter {id}: integrity needs `signing_key_file` or `hmac_key`"
         )),

@@ -7,7 +7,7 @@ use std::fmt;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
 use auditcol_core::exporterhelper::{ExporterHelperSettings, QueueSettings, RetrySettings};
 use auditcol_kafka::{Encoding, KafkaClientSettings, check_topic_name};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The topic when `topic` is not set.
 pub const DEFAULT_TOPIC: &str = "audit-events";
@@ -16,7 +16,7 @@ pub const DEFAULT_TOPIC: &str = "audit-events";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
 /// Settings of one `kafka` exporter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaExporterConfig {
     /// Where and how to connect (the keys shared with the receiver).
@@ -118,6 +118,12 @@ impl fmt::Display for MessageKey {
     }
 }
 
+impl Serialize for MessageKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for MessageKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -135,7 +141,7 @@ impl<'de> Deserialize<'de> for MessageKey {
 }
 
 /// `compression`: librdkafka's `compression.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     #[default]
@@ -160,7 +166,7 @@ impl Compression {
 }
 
 /// `create_topic`: how a missing topic is created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTopic {
     /// Partitions of a created topic.

@@ -52,6 +52,7 @@ impl ExporterFactory for KafkaExporterFactory {
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
         let config = KafkaExporterConfig::parse(config)?;
+        ctx.record_effective(auditcol_kafka::effective_config(&config.client, &config));
         let sender = KafkaSender::new(ctx.id.to_string(), &config)
             .with_non_audit_drops(ctx.telemetry.exporter_drops(&ctx.id, DropReason::NonAudit));
         Ok(Arc::new(ExporterHelper::new(

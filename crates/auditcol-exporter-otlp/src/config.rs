@@ -2,15 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use auditcol_core::config::{ConfigDuration, ConfigError, TlsFiles, Validate, check_tls_files};
+use auditcol_core::auth::AuthSettings;
+use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
 /// Settings of one `otlp` (gRPC) exporter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpExporterConfig {
     /// `host:port`, or a URL: `http://host:port` (plain text) or
@@ -26,6 +27,9 @@ pub struct OtlpExporterConfig {
     /// TLS: on unless `insecure` or an `http://` endpoint.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// An authenticator extension whose credentials go with every call, as metadata.
+    #[serde(default)]
+    pub auth: Option<AuthSettings>,
     /// Per-request timeout (exporter helper).
     #[serde(default = "default_timeout")]
     pub timeout: ConfigDuration,
@@ -44,6 +48,7 @@ impl Default for OtlpExporterConfig {
             compression: Compression::default(),
             headers: BTreeMap::new(),
             tls: TlsSettings::default(),
+            auth: None,
             timeout: default_timeout(),
             retry_on_failure: RetrySettings::default(),
             sending_queue: QueueSettings::default(),
@@ -52,7 +57,7 @@ impl Default for OtlpExporterConfig {
 }
 
 /// Request compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     /// gzip, as the Collector's default.
@@ -62,20 +67,11 @@ pub enum Compression {
     None,
 }
 
-/// `tls`, as the Collector's `configtls` client settings.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsSettings {
-    /// Plain text (no TLS) for a `host:port` endpoint.
-    pub insecure: bool,
-    /// A PEM file of CA certificates trusted besides the built-in (webpki)
-    /// roots.
-    pub ca_file: Option<String>,
-    /// The client certificate (PEM) for mutual TLS; with `key_file`.
-    pub cert_file: Option<String>,
-    /// The client certificate's private key (PEM); with `cert_file`.
-    pub key_file: Option<String>,
-}
+/// `tls`, as the Collector's `configtls` client settings. As in the
+/// Collector's gRPC clients, `insecure: true` means plain text (for a
+/// `host:port` endpoint; the scheme of an `http://` or `https://` one
+/// decides by itself).
+pub type TlsSettings = auditcol_core::tls::TlsClientSettings;
 
 impl OtlpExporterConfig {
     /// Whether the connection uses TLS: an `https://` endpoint always, an
@@ -161,16 +157,16 @@ impl Validate for OtlpExporterConfig {
                 "contradicts the https:// endpoint: remove one of them",
             ));
         }
-        check_tls_files(
-            TlsFiles {
-                ca_file: self.tls.ca_file.as_deref(),
-                cert_file: self.tls.cert_file.as_deref(),
-                key_file: self.tls.key_file.as_deref(),
-            },
-            (!self.uses_tls()).then_some(
-                "is unused: the connection is plain text (`tls.insecure` or an http:// endpoint)",
-            ),
-        )?;
+        if self.uses_tls() {
+            nested("tls", self.tls.validate())?;
+        } else {
+            nested(
+                "tls",
+                self.tls.check_unused(
+                    "is unused: the connection is plain text (`tls.insecure` or an http:// endpoint)",
+                ),
+            )?;
+        }
         self.helper_settings().validate()
     }
 }
@@ -252,9 +248,19 @@ mod tests {
         assert_eq!(err.path, "tls.cert_file");
         let json = serde_json::json!({"endpoint": "h:1", "tls": {"insecure": true, "cert_file": "c", "key_file": "k"}});
         assert_eq!(parse(json).unwrap_err().path, "tls.cert_file");
-        let err = parse(serde_json::json!({"endpoint": "h:1", "tls": {"min_version": "1.3"}}))
-            .unwrap_err();
+        let err = parse(
+            serde_json::json!({"endpoint": "h:1", "tls": {"insecure": true, "min_version": "1.3"}}),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "tls.min_version");
+        let err = parse(
+            serde_json::json!({"endpoint": "h:1", "tls": {"ca_file": "/nonexistent/ca.pem"}}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tls.ca_file: /nonexistent/ca.pem: file not found"
+        );
     }
 
     #[test]

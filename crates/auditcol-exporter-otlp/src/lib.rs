@@ -6,8 +6,8 @@
 //!   otlp:
 //!     endpoint: otlp.example.com:4317   # TLS unless tls.insecure or http://
 //!     compression: gzip                 # gzip (default) | none
-//!     headers:
-//!       authorization: "Bearer ${env:OTLP_TOKEN}"
+//!     auth:
+//!       authenticator: bearertokenauth/backend   # an extension's credentials as metadata on every call
 //! ```
 //!
 //! The exporter is an [`ExporterHelper`] around an [`OtlpGrpcSender`]: the
@@ -21,8 +21,9 @@
 
 use std::sync::Arc;
 
+use auditcol_core::auth::exporter_authenticator;
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
 
 pub mod config;
@@ -49,8 +50,9 @@ impl ExporterFactory for OtlpExporterFactory {
         ctx: &BuildContext,
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let config: OtlpExporterConfig = parse_component_config(config)?;
-        let sender = OtlpGrpcSender::new(ctx.id.to_string(), &config);
+        let config: OtlpExporterConfig = ctx.parse_config(config)?;
+        let auth = exporter_authenticator(config.auth.as_ref(), &ctx.host)?;
+        let sender = OtlpGrpcSender::new(ctx.id.to_string(), &config).with_auth(auth);
         Ok(Arc::new(ExporterHelper::new(
             ctx,
             config.helper_settings(),

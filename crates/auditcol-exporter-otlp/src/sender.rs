@@ -1,19 +1,21 @@
 //! [`OtlpGrpcSender`]: one `LogsService/Export` call per batch; the exporter
 //! helper around it queues and retries.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use auditcol_core::auth::ClientAuthenticator;
 use auditcol_core::component::StartError;
 use auditcol_core::error::error_chain;
 use auditcol_core::exporterhelper::{BatchSender, SendError};
 use auditcol_core::otlp_response::{RejectedRecords, partial_success_proto};
+use auditcol_core::tls::{ALPN_GRPC, TlsClientSettings};
 use auditcol_core::{LogBatch, PipelineError};
 use bytes::{Buf, BufMut, Bytes};
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::config::{Compression, OtlpExporterConfig};
 use crate::status::error_for;
@@ -34,12 +36,12 @@ pub struct OtlpGrpcSender {
     id: String,
     endpoint: String,
     uri: String,
-    tls: bool,
-    ca_file: Option<String>,
-    /// `tls.cert_file` and `tls.key_file`, for mutual TLS.
-    client_identity: Option<(String, String)>,
+    /// TLS settings, when the connection uses TLS.
+    tls: Option<TlsClientSettings>,
     compression: Compression,
     metadata: MetadataMap,
+    /// `auth`: metadata asked for on every call (a token may rotate).
+    auth: Option<Arc<dyn ClientAuthenticator>>,
     channel: OnceLock<Channel>,
     /// Records the server rejected for good in partial successes.
     rejected: RejectedRecords,
@@ -61,18 +63,38 @@ impl OtlpGrpcSender {
             id: id.into(),
             endpoint: config.endpoint.clone(),
             uri: config.uri(),
-            tls: config.uses_tls(),
-            ca_file: config.tls.ca_file.clone(),
-            client_identity: config
-                .tls
-                .cert_file
-                .clone()
-                .zip(config.tls.key_file.clone()),
+            tls: config.uses_tls().then(|| config.tls.clone()),
             compression: config.compression,
             metadata,
+            auth: None,
             channel: OnceLock::new(),
             rejected: RejectedRecords::default(),
         }
+    }
+
+    /// Sends the credentials of `auth` (the client side of an authenticator
+    /// extension) as metadata with every call.
+    pub fn with_auth(mut self, auth: Option<Arc<dyn ClientAuthenticator>>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The metadata of one call: `headers`, then the authenticator's, which
+    /// replace entries of the same name.
+    fn call_metadata(&self) -> Result<MetadataMap, String> {
+        let Some(auth) = &self.auth else {
+            return Ok(self.metadata.clone());
+        };
+        let mut headers = self.metadata.clone().into_headers();
+        for (name, value) in auth
+            .headers()
+            .map_err(|e| format!("cannot authenticate: {e}"))?
+        {
+            if let Some(name) = name {
+                headers.insert(name, value);
+            }
+        }
+        Ok(MetadataMap::from_headers(headers))
     }
 
     /// Records the server rejected in partial successes so far.
@@ -81,28 +103,40 @@ impl OtlpGrpcSender {
     }
 
     fn channel(&self) -> Result<Channel, String> {
-        let mut endpoint = Endpoint::from_shared(self.uri.clone())
-            .map_err(|e| format!("bad endpoint {}: {e}", self.endpoint))?
-            .tcp_nodelay(true);
-        if self.tls {
-            let mut tls = ClientTlsConfig::new().with_webpki_roots();
-            if let Some(path) = &self.ca_file {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("cannot read tls.ca_file {path}: {e}"))?;
-                tls = tls.ca_certificate(Certificate::from_pem(pem));
+        let bad = |e: &dyn std::fmt::Display| format!("bad endpoint {}: {e}", self.endpoint);
+        let Some(tls) = &self.tls else {
+            return Ok(Endpoint::from_shared(self.uri.clone())
+                .map_err(|e| bad(&e))?
+                .tcp_nodelay(true)
+                .connect_lazy());
+        };
+        // TLS is ours (rustls as `tls` says: CA file, client certificate,
+        // server name, skip-verify), not tonic's: the channel gets a
+        // connector that makes the TCP connection and the handshake, and
+        // sends `:scheme https` and the server's name as `:authority`.
+        let tls = tls.load(ALPN_GRPC).map_err(|e| format!("tls.{e}"))?;
+        let uri: Uri = self.uri.parse().map_err(|e| bad(&e))?;
+        let host = uri.host().unwrap_or_default().to_owned();
+        let port = uri.port_u16().unwrap_or(443);
+        let authority = match tls.server_name(&host).map_err(|e| bad(&e))? {
+            auditcol_core::tls::rustls::pki_types::ServerName::IpAddress(_) => host.clone(),
+            name => name.to_str().into_owned(),
+        };
+        let origin: Uri = format!("https://{authority}:{port}")
+            .parse()
+            .map_err(|e| bad(&e))?;
+        let endpoint = Endpoint::from_shared(format!("http://{host}:{port}"))
+            .map_err(|e| bad(&e))?
+            .origin(origin);
+        let connector = tower::service_fn(move |_: Uri| {
+            let (tls, host) = (tls.clone(), host.clone());
+            async move {
+                tls.connect(&host, port)
+                    .await
+                    .map(hyper_util::rt::TokioIo::new)
             }
-            if let Some((cert_file, key_file)) = &self.client_identity {
-                let cert = std::fs::read(cert_file)
-                    .map_err(|e| format!("cannot read tls.cert_file {cert_file}: {e}"))?;
-                let key = std::fs::read(key_file)
-                    .map_err(|e| format!("cannot read tls.key_file {key_file}: {e}"))?;
-                tls = tls.identity(Identity::from_pem(cert, key));
-            }
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| format!("cannot set up TLS for {}: {e}", self.endpoint))?;
-        }
-        Ok(endpoint.connect_lazy())
+        });
+        Ok(endpoint.connect_with_connector_lazy(connector))
     }
 }
 
@@ -129,12 +163,29 @@ impl OtlpGrpcSender {
         client.ready().await.map_err(|e| {
             PipelineError::retryable(format!("{}: not reachable: {}", what(), error_chain(&e)))
         })?;
+        let metadata = self
+            .call_metadata()
+            .map_err(|e| PipelineError::retryable(format!("{}: {e}", what())))?;
         let mut request = tonic::Request::new(Bytes::from(encoded));
-        *request.metadata_mut() = self.metadata.clone();
+        *request.metadata_mut() = metadata;
         let response = client
             .unary(request, PathAndQuery::from_static(EXPORT_PATH), PreEncoded)
             .await
-            .map_err(|status| error_for(&status, &what()))?;
+            .map_err(|status| {
+                // A status with a source is tonic's account of a broken
+                // connection (a reset, a TLS alert such as a refused client
+                // certificate), not the server's answer: retryable, as
+                // UNAVAILABLE is for gRPC clients.
+                if std::error::Error::source(&status).is_some() {
+                    PipelineError::retryable(format!(
+                        "{}: the connection failed: {}",
+                        what(),
+                        error_chain(&status)
+                    ))
+                } else {
+                    error_for(&status, &what())
+                }
+            })?;
         self.rejected
             .note(&self.id, &partial_success_proto(response.get_ref()));
         Ok(())

@@ -208,22 +208,70 @@ async fn an_unreachable_server_is_retryable_and_start_does_not_need_it() {
 }
 
 #[tokio::test]
-async fn a_missing_ca_file_fails_start() {
-    let config: OtlpExporterConfig = parse_component_config(
-        &json!({"endpoint": "127.0.0.1:1", "tls": {"ca_file": "/nonexistent/ca.pem"}}),
-    )
-    .unwrap();
+async fn a_ca_file_removed_after_build_fails_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = auditcol_testkit::pki::TestPki::generate(dir.path());
+    let config: OtlpExporterConfig =
+        parse_component_config(&json!({"endpoint": "127.0.0.1:1", "tls": {"ca_file": pki.ca}}))
+            .unwrap();
+    std::fs::remove_file(&pki.ca).unwrap();
     let err = OtlpGrpcSender::new("otlp/test", &config)
         .start()
         .await
         .unwrap_err();
-    assert!(err.0.contains("cannot read tls.ca_file"), "{err}");
+    assert!(
+        err.0.contains(&format!(
+            "tls.ca_file: {}: file not found",
+            pki.ca.display()
+        )),
+        "{err}"
+    );
+}
+
+/// The exporter over TLS to auditcol's own OTLP receiver: gRPC over TLS
+/// with ALPN h2 on both sides, and mutual TLS.
+#[tokio::test]
+async fn tls_and_mutual_tls_to_the_otlp_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = auditcol_testkit::pki::TestPki::generate(dir.path());
+    let config: OtlpReceiverConfig = parse_component_config(&json!({"protocols": {"grpc": {
+        "endpoint": "127.0.0.1:0",
+        "tls": {"cert_file": pki.server.cert, "key_file": pki.server.key, "client_ca_file": pki.ca},
+    }}}))
+    .unwrap();
+    let consumer = Arc::new(Scripted::default());
+    let receiver = OtlpReceiver::new(ComponentId::new("otlp", None), config, consumer.clone());
+    receiver.start().await.unwrap();
+    let addr = receiver.local_addrs()[0].1.to_string();
+    let sender = |tls: serde_json::Value| {
+        let config: OtlpExporterConfig =
+            parse_component_config(&json!({"endpoint": addr, "tls": tls})).unwrap();
+        OtlpGrpcSender::new("otlp/test", &config)
+    };
+    let member = sender(json!({
+        "ca_file": pki.ca, "cert_file": pki.client.cert, "key_file": pki.client.key,
+    }));
+    member.start().await.unwrap();
+    member.send_batch(&stamped_batch(2)).await.unwrap();
+    assert_eq!(consumer.batches.lock().unwrap().len(), 1);
+
+    let anonymous = sender(json!({"ca_file": pki.ca}));
+    anonymous.start().await.unwrap();
+    let err = anonymous.send_batch(&stamped_batch(1)).await.unwrap_err();
+    assert!(!err.is_permanent(), "{err:?}");
+    assert_eq!(
+        consumer.batches.lock().unwrap().len(),
+        1,
+        "nothing got through"
+    );
+    receiver.shutdown(far()).await;
 }
 
 /// A hand-written OTLP/gRPC server: answers each call with the next of its
 /// answers (then OK) and keeps the metadata it was sent.
 mod scripted_server {
     use super::*;
+    use auditcol_testkit::pki::{PemFiles, TestPki};
     use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
         LogsService, LogsServiceServer,
     };
@@ -259,32 +307,43 @@ mod scripted_server {
         }
     }
 
-    enum Tls {
+    enum Tls<'a> {
         None,
-        Server,
-        /// Server TLS, and clients must show a certificate of the test CA.
-        Mutual,
+        /// Server TLS with this certificate.
+        Server(&'a PemFiles),
+        /// Server TLS, and clients must show a certificate of this CA.
+        Mutual(&'a PemFiles, &'a std::path::Path),
     }
 
-    /// Starts a server on 127.0.0.1:0 and returns its address.
-    async fn start_server(server: Server, tls: Tls) -> std::net::SocketAddr {
+    /// Starts a server on 127.0.0.1:0 and returns its address. TLS is
+    /// tonic's own, so the exporter's is tested against another
+    /// implementation than the receiver's.
+    async fn start_server(server: Server, tls: Tls<'_>) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let service = LogsServiceServer::new(server)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         let mut builder = tonic::transport::Server::builder();
-        if !matches!(tls, Tls::None) {
-            let identity = tonic::transport::Identity::from_pem(
-                std::fs::read(tls_file("server.pem")).unwrap(),
-                std::fs::read(tls_file("server.key")).unwrap(),
-            );
-            let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
-            if matches!(tls, Tls::Mutual) {
-                config = config.client_ca_root(tonic::transport::Certificate::from_pem(
-                    std::fs::read(tls_file("ca.pem")).unwrap(),
-                ));
+        let identity = |files: &PemFiles| {
+            tonic::transport::Identity::from_pem(
+                std::fs::read(&files.cert).unwrap(),
+                std::fs::read(&files.key).unwrap(),
+            )
+        };
+        match tls {
+            Tls::None => {}
+            Tls::Server(files) => {
+                let config = tonic::transport::ServerTlsConfig::new().identity(identity(files));
+                builder = builder.tls_config(config).unwrap();
             }
-            builder = builder.tls_config(config).unwrap();
+            Tls::Mutual(files, ca) => {
+                let config = tonic::transport::ServerTlsConfig::new()
+                    .identity(identity(files))
+                    .client_ca_root(tonic::transport::Certificate::from_pem(
+                        std::fs::read(ca).unwrap(),
+                    ));
+                builder = builder.tls_config(config).unwrap();
+            }
         }
         tokio::spawn(
             builder
@@ -292,10 +351,6 @@ mod scripted_server {
                 .serve_with_incoming(tokio_stream_of(listener)),
         );
         addr
-    }
-
-    fn tls_file(name: &str) -> String {
-        format!("{}/../../tests/tls/{name}", env!("CARGO_MANIFEST_DIR"))
     }
 
     async fn serve(answers: Vec<Answer>) -> (Server, OtlpGrpcSender) {
@@ -316,11 +371,13 @@ mod scripted_server {
 
     #[tokio::test]
     async fn tls_with_the_ca_file_delivers_and_without_it_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::generate(dir.path());
         let server = Server::default();
-        let addr = start_server(server.clone(), Tls::Server).await;
+        let addr = start_server(server.clone(), Tls::Server(&pki.server)).await;
         let trusting: OtlpExporterConfig = parse_component_config(&json!({
             "endpoint": addr.to_string(),
-            "tls": {"ca_file": tls_file("ca.pem")},
+            "tls": {"ca_file": pki.ca},
         }))
         .unwrap();
         let sender = OtlpGrpcSender::new("otlp/test", &trusting);
@@ -334,6 +391,7 @@ mod scripted_server {
         sender.start().await.unwrap();
         let err = sender.send_batch(&stamped_batch(2)).await.unwrap_err();
         assert!(!err.is_permanent(), "{err:?}");
+        assert!(err.message().contains("certificate"), "{}", err.message());
         assert_eq!(
             server.metadata.lock().unwrap().len(),
             1,
@@ -408,15 +466,51 @@ mod scripted_server {
     }
 
     #[tokio::test]
-    async fn mutual_tls_needs_the_client_certificate() {
+    async fn server_name_override_trusts_a_certificate_issued_for_another_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::generate(dir.path());
+        let named = pki
+            .authority
+            .server(&["otlp.internal"])
+            .write(dir.path(), "named");
         let server = Server::default();
-        let addr = start_server(server.clone(), Tls::Mutual).await;
+        let addr = start_server(server.clone(), Tls::Server(&named)).await;
+        let by_address: OtlpExporterConfig = parse_component_config(&json!({
+            "endpoint": addr.to_string(),
+            "tls": {"ca_file": pki.ca},
+        }))
+        .unwrap();
+        let sender = OtlpGrpcSender::new("otlp/test", &by_address);
+        sender.start().await.unwrap();
+        let err = sender.send_batch(&stamped_batch(1)).await.unwrap_err();
+        assert!(
+            err.message().contains("not valid for name"),
+            "{}",
+            err.message()
+        );
+        let overriding: OtlpExporterConfig = parse_component_config(&json!({
+            "endpoint": addr.to_string(),
+            "tls": {"ca_file": pki.ca, "server_name_override": "otlp.internal"},
+        }))
+        .unwrap();
+        let sender = OtlpGrpcSender::new("otlp/test", &overriding);
+        sender.start().await.unwrap();
+        sender.send_batch(&stamped_batch(1)).await.unwrap();
+        assert_eq!(server.metadata.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_needs_the_client_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::generate(dir.path());
+        let server = Server::default();
+        let addr = start_server(server.clone(), Tls::Mutual(&pki.server, &pki.ca)).await;
         let with_cert: OtlpExporterConfig = parse_component_config(&json!({
             "endpoint": addr.to_string(),
             "tls": {
-                "ca_file": tls_file("ca.pem"),
-                "cert_file": tls_file("client.pem"),
-                "key_file": tls_file("client.key"),
+                "ca_file": pki.ca,
+                "cert_file": pki.client.cert,
+                "key_file": pki.client.key,
             },
         }))
         .unwrap();
@@ -427,7 +521,7 @@ mod scripted_server {
 
         let without: OtlpExporterConfig = parse_component_config(&json!({
             "endpoint": addr.to_string(),
-            "tls": {"ca_file": tls_file("ca.pem")},
+            "tls": {"ca_file": pki.ca},
         }))
         .unwrap();
         let sender = OtlpGrpcSender::new("otlp/test", &without);
@@ -439,4 +533,81 @@ mod scripted_server {
             "nothing got through"
         );
     }
+}
+
+/// A host offering a bearer token and a Basic server (no client side).
+fn auth_host() -> auditcol_core::component::Host {
+    auditcol_extension_auth::test_host(
+        &[
+            (
+                "bearertokenauth/backend",
+                json!({"token": "exporter-test-token"}),
+            ),
+            (
+                "basicauth/backend",
+                json!({"htpasswd": {"inline": "u:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M="}}),
+            ),
+        ],
+        &[],
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn auth_sends_the_token_as_metadata_and_a_receiver_checking_it_accepts() {
+    let host = auth_host();
+    let config: OtlpReceiverConfig = parse_component_config(&json!({"protocols": {"grpc": {
+        "endpoint": "127.0.0.1:0", "auth": {"authenticator": "bearertokenauth/backend"},
+    }}}))
+    .unwrap();
+    let consumer = Arc::new(Scripted::default());
+    let receiver = Arc::new(
+        OtlpReceiver::new(ComponentId::new("otlp", None), config, consumer.clone())
+            .with_authenticators(&host)
+            .unwrap(),
+    );
+    receiver.start().await.unwrap();
+    let addr = receiver.local_addrs()[0].1;
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, Some("test"))).with_host(host);
+    let with_auth = OtlpExporterFactory
+        .build(
+            &ctx,
+            &json!({"endpoint": addr.to_string(), "tls": {"insecure": true},
+                    "auth": {"authenticator": "bearertokenauth/backend"},
+                    "headers": {"authorization": "Bearer stale-token"}}),
+        )
+        .unwrap();
+    with_auth.start().await.unwrap();
+    with_auth.consume(stamped_batch(2)).await.unwrap();
+    assert_eq!(consumer.batches.lock().unwrap().len(), 1);
+
+    // Without it, UNAUTHENTICATED: permanent per the OTLP specification.
+    let without = build(json!({"endpoint": addr.to_string(), "tls": {"insecure": true}}));
+    without.start().await.unwrap();
+    let err = without.consume(stamped_batch(1)).await.unwrap_err();
+    assert!(matches!(err, PipelineError::Permanent { .. }), "{err}");
+    assert!(err.to_string().contains("no authorization header"), "{err}");
+    assert_eq!(consumer.batches.lock().unwrap().len(), 1);
+    assert_eq!(receiver.unauthenticated_requests(), 1);
+    with_auth.shutdown(far()).await;
+    without.shutdown(far()).await;
+    receiver.shutdown(far()).await;
+}
+
+#[test]
+fn an_authenticator_without_a_client_side_is_a_config_error_at_its_key() {
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, None)).with_host(auth_host());
+    let err = OtlpExporterFactory
+        .build(
+            &ctx,
+            &json!({"endpoint": "h:4317", "auth": {"authenticator": "basicauth/backend"}}),
+        )
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().starts_with(
+            "auth.authenticator: extension `basicauth/backend` is not a client authenticator"
+        ),
+        "{err}"
+    );
 }

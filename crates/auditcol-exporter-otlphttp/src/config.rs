@@ -2,18 +2,19 @@
 
 use std::collections::BTreeMap;
 
+use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
 use auditcol_core::httpclient;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The path appended to `endpoint`, as in the OTLP specification.
 pub const LOGS_PATH: &str = "/v1/logs";
 
 /// Settings of one `otlphttp` exporter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpHttpExporterConfig {
     /// Base URL: logs are POSTed to `<endpoint>/v1/logs`.
@@ -34,6 +35,9 @@ pub struct OtlpHttpExporterConfig {
     /// TLS for `https://` URLs.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// An authenticator extension whose credentials go with every request.
+    #[serde(default)]
+    pub auth: Option<AuthSettings>,
     /// Per-request timeout (exporter helper).
     #[serde(default = "default_timeout")]
     pub timeout: ConfigDuration,
@@ -54,6 +58,7 @@ impl Default for OtlpHttpExporterConfig {
             compression: Compression::default(),
             headers: BTreeMap::new(),
             tls: TlsSettings::default(),
+            auth: None,
             timeout: default_timeout(),
             retry_on_failure: RetrySettings::default(),
             sending_queue: QueueSettings::default(),
@@ -62,7 +67,7 @@ impl Default for OtlpHttpExporterConfig {
 }
 
 /// The request body's encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
     /// Binary protobuf, `application/x-protobuf`.
@@ -73,7 +78,7 @@ pub enum Encoding {
 }
 
 /// Request body compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     /// `Content-Encoding: gzip`, as the Collector's default.
@@ -83,9 +88,10 @@ pub enum Compression {
     None,
 }
 
-/// `tls`: how `https://` endpoints are trusted. `http://` endpoints are
-/// plain text, as in the Collector: the URL scheme decides.
-pub type TlsSettings = auditcol_core::httpclient::TlsClientSettings;
+/// `tls`: how `https://` endpoints are trusted, and the client certificate.
+/// `http://` endpoints are plain text, as in the Collector: the URL scheme
+/// decides, so `tls.insecure` is refused.
+pub type TlsSettings = auditcol_core::tls::TlsClientSettings;
 
 impl OtlpHttpExporterConfig {
     /// The URL logs are POSTed to: `logs_endpoint`, else `endpoint` +
@@ -116,24 +122,25 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
 
 impl Validate for OtlpHttpExporterConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        match (&self.endpoint, &self.logs_endpoint) {
+        if let Some(url) = &self.endpoint {
+            check_url("endpoint", url)?;
+        }
+        if let Some(url) = &self.logs_endpoint {
+            check_url("logs_endpoint", url)?;
+        }
+        // The URL requests go to: `logs_endpoint` wins over `endpoint`.
+        let used = match (&self.logs_endpoint, &self.endpoint) {
+            (Some(url), _) => ("logs_endpoint", url),
+            (None, Some(url)) => ("endpoint", url),
             (None, None) => {
                 return Err(ConfigError::at(
                     "endpoint",
                     "is required (or `logs_endpoint`): the base URL of the OTLP/HTTP server, e.g. https://otlp.example.com:4318",
                 ));
             }
-            (endpoint, logs_endpoint) => {
-                if let Some(url) = endpoint {
-                    check_url("endpoint", url)?;
-                }
-                if let Some(url) = logs_endpoint {
-                    check_url("logs_endpoint", url)?;
-                }
-            }
-        }
+        };
         httpclient::check_headers(&self.headers)?;
-        self.tls.validate()?;
+        httpclient::check_tls(&self.tls, used.0, used.1)?;
         self.helper_settings().validate()
     }
 }
@@ -242,11 +249,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.path, "tls.cert_file");
         let err =
-            parse(serde_json::json!({"endpoint": "https://h", "tls": {"min_version": "1.3"}}))
+            parse(serde_json::json!({"endpoint": "https://h", "tls": {"min_version": "1.0"}}))
                 .unwrap_err();
         assert_eq!(err.path, "tls.min_version");
         assert!(
-            err.message.contains("unknown field `min_version`"),
+            err.message.contains("TLS 1.0 is not supported"),
             "{}",
             err.message
         );

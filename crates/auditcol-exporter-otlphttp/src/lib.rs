@@ -7,8 +7,8 @@
 //!     endpoint: https://otlp.example.com:4318   # POST to <endpoint>/v1/logs
 //!     encoding: proto                           # proto (default) | json
 //!     compression: gzip                         # gzip (default) | none
-//!     headers:
-//!       authorization: "Bearer ${env:OTLP_TOKEN}"
+//!     auth:
+//!       authenticator: bearertokenauth/backend   # an extension's credentials on every request
 //! ```
 //!
 //! The exporter is an [`ExporterHelper`] around an [`OtlpHttpSender`]: the
@@ -21,8 +21,9 @@
 
 use std::sync::Arc;
 
+use auditcol_core::auth::exporter_authenticator;
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
 
 pub mod config;
@@ -49,8 +50,9 @@ impl ExporterFactory for OtlpHttpExporterFactory {
         ctx: &BuildContext,
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let config: OtlpHttpExporterConfig = parse_component_config(config)?;
-        let sender = OtlpHttpSender::new(ctx.id.to_string(), &config);
+        let config: OtlpHttpExporterConfig = ctx.parse_config(config)?;
+        let auth = exporter_authenticator(config.auth.as_ref(), &ctx.host)?;
+        let sender = OtlpHttpSender::new(ctx.id.to_string(), &config).with_auth(auth);
         Ok(Arc::new(ExporterHelper::new(
             ctx,
             config.helper_settings(),

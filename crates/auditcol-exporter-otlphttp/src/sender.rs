@@ -1,10 +1,11 @@
 //! [`OtlpHttpSender`]: POSTs one batch; the exporter helper around it queues and retries.
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use auditcol_core::auth::ClientAuthenticator;
 use auditcol_core::component::StartError;
 use auditcol_core::error::error_chain;
 use auditcol_core::exporterhelper::{BatchSender, SendError};
@@ -35,6 +36,8 @@ pub struct OtlpHttpSender {
     compression: Compression,
     headers: HeaderMap,
     tls: TlsSettings,
+    /// `auth`: headers asked for on every request (a token may rotate).
+    auth: Option<Arc<dyn ClientAuthenticator>>,
     client: OnceLock<reqwest::Client>,
     /// Records the server rejected for good in partial successes.
     rejected: RejectedRecords,
@@ -51,9 +54,17 @@ impl OtlpHttpSender {
             compression: config.compression,
             headers,
             tls: config.tls.clone(),
+            auth: None,
             client: OnceLock::new(),
             rejected: RejectedRecords::default(),
         }
+    }
+
+    /// Sends the credentials of `auth` (the client side of an authenticator
+    /// extension) with every request.
+    pub fn with_auth(mut self, auth: Option<Arc<dyn ClientAuthenticator>>) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Records the server rejected in partial successes so far.
@@ -119,6 +130,8 @@ impl OtlpHttpSender {
             request = request.header(CONTENT_ENCODING, "gzip");
         }
         let what = || format!("exporter {}: {}", self.id, self.url);
+        let request = httpclient::authenticate(request, self.auth.as_ref())
+            .map_err(|e| PipelineError::retryable(format!("{}: {e}", what())))?;
         let response = request
             .send()
             .await

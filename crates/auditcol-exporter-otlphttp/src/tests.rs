@@ -31,9 +31,21 @@ impl LogsConsumer for Recording {
 
 /// An OTLP receiver (HTTP only) on 127.0.0.1:0 and what it received.
 async fn start_receiver() -> (Arc<OtlpReceiver>, Arc<Recording>, String) {
+    start_receiver_with(None).await
+}
+
+/// An OTLP receiver (HTTP only, over TLS with `tls` as given) on
+/// 127.0.0.1:0, what it received and its URL (`http://` or `https://`).
+async fn start_receiver_with(
+    tls: Option<serde_json::Value>,
+) -> (Arc<OtlpReceiver>, Arc<Recording>, String) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut http = json!({"endpoint": "127.0.0.1:0"});
+    if let Some(tls) = tls {
+        http["tls"] = tls;
+    }
     let config: OtlpReceiverConfig =
-        parse_component_config(&json!({"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}))
-            .unwrap();
+        parse_component_config(&json!({"protocols": {"http": http}})).unwrap();
     let recording = Arc::new(Recording::default());
     let receiver = Arc::new(OtlpReceiver::new(
         ComponentId::new("otlp", None),
@@ -42,7 +54,7 @@ async fn start_receiver() -> (Arc<OtlpReceiver>, Arc<Recording>, String) {
     ));
     receiver.start().await.unwrap();
     let addr = receiver.local_addrs()[0].1;
-    (receiver, recording, format!("http://{addr}"))
+    (receiver, recording, format!("{scheme}://{addr}"))
 }
 
 /// Audit events already stamped as a receiver would (observed time,
@@ -305,25 +317,54 @@ async fn headers_content_type_and_encoding_are_sent() {
     assert_eq!(headers["content-encoding"], "gzip");
 }
 
-#[tokio::test]
-async fn a_missing_ca_file_fails_start() {
-    let sender = sender(json!({
-        "endpoint": "https://127.0.0.1:1",
-        "tls": {"ca_file": "/nonexistent/ca.pem"},
-    }));
-    let err = sender.start().await.unwrap_err();
-    assert!(err.0.contains("cannot read tls.ca_file"), "{err}");
+// ------------------------------------------------------------------ TLS
+
+use auditcol_testkit::pki::{TestCa, TestPki};
+
+async fn start_tls_receiver(tls: serde_json::Value) -> (Arc<OtlpReceiver>, Arc<Recording>, String) {
+    start_receiver_with(Some(tls)).await
 }
 
-use auditcol_testkit::tls::{https_server, tls_file};
+#[test]
+fn tls_files_are_checked_at_build_and_named() {
+    let err = parse_component_config::<OtlpHttpExporterConfig>(&json!({
+        "endpoint": "https://127.0.0.1:1",
+        "tls": {"ca_file": "/nonexistent/ca.pem"},
+    }))
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "tls.ca_file: /nonexistent/ca.pem: file not found"
+    );
+    let err = parse_component_config::<OtlpHttpExporterConfig>(&json!({
+        "endpoint": "http://127.0.0.1:1",
+        "logs_endpoint": "https://127.0.0.1:1/v1/logs",
+        "tls": {"insecure": true},
+    }))
+    .unwrap_err();
+    assert_eq!(err.path, "tls.insecure");
+    let err = parse_component_config::<OtlpHttpExporterConfig>(&json!({
+        "endpoint": "https://127.0.0.1:1",
+        "logs_endpoint": "http://127.0.0.1:1/v1/logs",
+        "tls": {"insecure_skip_verify": true},
+    }))
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "tls.insecure_skip_verify: is unused: `logs_endpoint` is an http:// URL (plain text); write https:// for TLS"
+    );
+}
 
 #[tokio::test]
 async fn https_with_the_ca_file_delivers_and_without_it_is_refused() {
-    let (url, requests) = https_server(false).await;
-    let trusting = sender(json!({"endpoint": url, "tls": {"ca_file": tls_file("ca.pem")}}));
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path());
+    let (_receiver, recording, url) =
+        start_tls_receiver(json!({"cert_file": pki.server.cert, "key_file": pki.server.key})).await;
+    let trusting = sender(json!({"endpoint": url, "tls": {"ca_file": pki.ca}}));
     trusting.start().await.unwrap();
     trusting.send_batch(&stamped_batch(2)).await.unwrap();
-    assert_eq!(requests.load(Ordering::SeqCst), 1);
+    assert_eq!(recording.0.lock().unwrap().len(), 1);
 
     let default_roots = sender(json!({"endpoint": url}));
     default_roots.start().await.unwrap();
@@ -333,26 +374,123 @@ async fn https_with_the_ca_file_delivers_and_without_it_is_refused() {
         .unwrap_err();
     assert!(!err.is_permanent(), "{err:?}");
     assert!(err.message().contains("certificate"), "{}", err.message());
-    assert_eq!(requests.load(Ordering::SeqCst), 1, "nothing got through");
+    assert_eq!(recording.0.lock().unwrap().len(), 1, "nothing got through");
 }
 
 #[tokio::test]
-async fn mutual_tls_needs_the_client_certificate() {
-    let (url, requests) = https_server(true).await;
+async fn mutual_tls_needs_a_client_certificate_of_the_receivers_client_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path());
+    let (_receiver, recording, url) = start_tls_receiver(json!({
+        "cert_file": pki.server.cert, "key_file": pki.server.key, "client_ca_file": pki.ca,
+    }))
+    .await;
     let with_cert = sender(json!({
         "endpoint": url,
-        "tls": {
-            "ca_file": tls_file("ca.pem"),
-            "cert_file": tls_file("client.pem"),
-            "key_file": tls_file("client.key"),
-        },
+        "tls": {"ca_file": pki.ca, "cert_file": pki.client.cert, "key_file": pki.client.key},
     }));
     with_cert.start().await.unwrap();
     with_cert.send_batch(&stamped_batch(1)).await.unwrap();
-    assert_eq!(requests.load(Ordering::SeqCst), 1);
+    assert_eq!(recording.0.lock().unwrap().len(), 1);
 
-    let without = sender(json!({"endpoint": url, "tls": {"ca_file": tls_file("ca.pem")}}));
+    let without = sender(json!({"endpoint": url, "tls": {"ca_file": pki.ca}}));
     without.start().await.unwrap();
     assert!(without.send_batch(&stamped_batch(1)).await.is_err());
-    assert_eq!(requests.load(Ordering::SeqCst), 1, "nothing got through");
+    let stranger = TestCa::new("another CA")
+        .client("stranger")
+        .write(dir.path(), "stranger");
+    let foreign = sender(json!({
+        "endpoint": url,
+        "tls": {"ca_file": pki.ca, "cert_file": stranger.cert, "key_file": stranger.key},
+    }));
+    foreign.start().await.unwrap();
+    assert!(foreign.send_batch(&stamped_batch(1)).await.is_err());
+    assert_eq!(recording.0.lock().unwrap().len(), 1, "nothing got through");
+}
+
+#[tokio::test]
+async fn server_name_override_trusts_a_certificate_issued_for_another_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path());
+    let named = pki
+        .authority
+        .server(&["otlp.internal"])
+        .write(dir.path(), "named");
+    let (_receiver, recording, url) =
+        start_tls_receiver(json!({"cert_file": named.cert, "key_file": named.key})).await;
+    let by_address = sender(json!({"endpoint": url, "tls": {"ca_file": pki.ca}}));
+    by_address.start().await.unwrap();
+    let err = by_address.send_batch(&stamped_batch(1)).await.unwrap_err();
+    assert!(
+        err.message().contains("not valid for name"),
+        "{}",
+        err.message()
+    );
+    let overriding = sender(json!({
+        "endpoint": url,
+        "tls": {"ca_file": pki.ca, "server_name_override": "otlp.internal"},
+    }));
+    overriding.start().await.unwrap();
+    overriding.send_batch(&stamped_batch(1)).await.unwrap();
+    assert_eq!(recording.0.lock().unwrap().len(), 1);
+}
+
+/// A host offering a bearer token and Basic client credentials.
+fn auth_host() -> auditcol_core::component::Host {
+    auditcol_extension_auth::test_host(
+        &[
+            (
+                "bearertokenauth/backend",
+                json!({"token": "exporter-test-token"}),
+            ),
+            (
+                "basicauth/backend",
+                json!({"client_auth": {"username": "auditcol", "password": "pw"}}),
+            ),
+        ],
+        &[],
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn auth_adds_the_authenticators_header_over_a_configured_one() {
+    let server = scripted(vec![(StatusCode::OK, vec![], b"")]).await;
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, Some("test"))).with_host(auth_host());
+    for (authenticator, expected) in [
+        ("bearertokenauth/backend", "Bearer exporter-test-token"),
+        // base64 of auditcol:pw
+        ("basicauth/backend", "Basic YXVkaXRjb2w6cHc="),
+    ] {
+        let exporter = OtlpHttpExporterFactory
+            .build(
+                &ctx,
+                &json!({"endpoint": server.url, "auth": {"authenticator": authenticator},
+                        "headers": {"authorization": "Bearer stale", "x-tenant": "t1"}}),
+            )
+            .unwrap();
+        exporter.start().await.unwrap();
+        exporter.consume(stamped_batch(1)).await.unwrap();
+        exporter.shutdown(far()).await;
+        let headers = server.headers.lock().unwrap().pop().unwrap();
+        assert_eq!(headers.get_all("authorization").iter().count(), 1);
+        assert_eq!(headers["authorization"], expected);
+        assert_eq!(headers["x-tenant"], "t1");
+    }
+}
+
+#[test]
+fn an_undefined_authenticator_is_a_config_error_at_its_key() {
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, None)).with_host(auth_host());
+    let err = OtlpHttpExporterFactory
+        .build(
+            &ctx,
+            &json!({"endpoint": "http://h", "auth": {"authenticator": "bearertokenauth/other"}}),
+        )
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "auth.authenticator: extension `bearertokenauth/other` is not defined in the `extensions` section"
+    );
 }

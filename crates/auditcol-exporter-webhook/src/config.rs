@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
 use auditcol_core::httpclient::{self, TlsClientSettings};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::template::BodyTemplate;
 
@@ -18,7 +19,7 @@ pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Auditcol-Signature";
 pub const DEFAULT_MAX_EVENTS_PER_REQUEST: usize = 100;
 
 /// Settings of one `webhook` exporter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookExporterConfig {
     /// The URL requests go to.
@@ -51,9 +52,14 @@ pub struct WebhookExporterConfig {
     /// A body template instead of the event JSON.
     #[serde(default)]
     pub template: Option<TemplateSettings>,
-    /// TLS for `https://` endpoints.
+    /// TLS for `https://` endpoints (the URL scheme decides, as in the
+    /// Collector: `tls.insecure` is refused).
     #[serde(default)]
     pub tls: TlsClientSettings,
+    /// An authenticator extension whose credentials go with every request
+    /// (besides the signature).
+    #[serde(default)]
+    pub auth: Option<AuthSettings>,
     /// Per request: an answer must have come within it.
     #[serde(default = "default_timeout")]
     pub timeout: ConfigDuration,
@@ -83,6 +89,7 @@ impl Default for WebhookExporterConfig {
             signature_header: None,
             template: None,
             tls: TlsClientSettings::default(),
+            auth: None,
             timeout: default_timeout(),
             retry_on_failure: RetrySettings::default(),
             sending_queue: QueueSettings::default(),
@@ -91,7 +98,7 @@ impl Default for WebhookExporterConfig {
 }
 
 /// The HTTP method of every request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     /// `POST`, as Flipt's and Flagsmith's webhooks.
@@ -102,7 +109,7 @@ pub enum Method {
 }
 
 /// What one request carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// One event per request: the Flipt v0.2 event JSON, as Flipt's webhook sink sends.
@@ -114,7 +121,7 @@ pub enum Mode {
 
 /// Signature header presets, so that receivers written for Flipt's or
 /// Flagsmith's webhooks verify auditcol's requests unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignaturePreset {
     /// `x-flipt-webhook-signature`, as Flipt's webhook sink.
@@ -134,7 +141,7 @@ impl SignaturePreset {
 }
 
 /// `template`: a body rendered per request with minijinja.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateSettings {
     /// The template text.
@@ -259,7 +266,7 @@ impl Validate for WebhookExporterConfig {
             BodyTemplate::new(&template.body, &template.content_type)
                 .map_err(|e| ConfigError::at("template.body", e))?;
         }
-        self.tls.validate()?;
+        httpclient::check_tls(&self.tls, "endpoint", endpoint)?;
         self.helper_settings().validate()
     }
 }

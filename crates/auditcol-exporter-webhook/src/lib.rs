@@ -8,6 +8,7 @@
 //!     endpoint: https://siem.example.com/audit
 //!     signing_secret: ${env:SIEM_WEBHOOK_SECRET}  # X-Auditcol-Signature: hex HMAC-SHA256 of the body
 //!     mode: event                                 # one Flipt v0.2 event per request (default) | batch
+//!     auth: {authenticator: basicauth/siem}       # an extension's credentials on every request
 //! ```
 //!
 //! The exporter is an [`ExporterHelper`] around a [`WebhookSender`]: the
@@ -22,8 +23,9 @@
 
 use std::sync::Arc;
 
+use auditcol_core::auth::exporter_authenticator;
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
 use auditcol_core::telemetry::DropReason;
 
@@ -51,8 +53,10 @@ impl ExporterFactory for WebhookExporterFactory {
         ctx: &BuildContext,
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let config: WebhookExporterConfig = parse_component_config(config)?;
+        let config: WebhookExporterConfig = ctx.parse_config(config)?;
+        let auth = exporter_authenticator(config.auth.as_ref(), &ctx.host)?;
         let sender = WebhookSender::new(ctx.id.to_string(), &config)
+            .with_auth(auth)
             .with_non_audit_drops(ctx.telemetry.exporter_drops(&ctx.id, DropReason::NonAudit));
         Ok(Arc::new(ExporterHelper::new(
             ctx,

@@ -11,10 +11,11 @@
 //! after its backoff). A request refused for good does not stop its lane.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use auditcol_core::auth::ClientAuthenticator;
 use auditcol_core::component::StartError;
 use auditcol_core::error::error_chain;
 use auditcol_core::exporterhelper::{BatchSender, PartialFailure, SendError};
@@ -48,6 +49,8 @@ pub struct WebhookSender {
     template: Option<BodyTemplate>,
     timeout: Duration,
     tls: TlsClientSettings,
+    /// `auth`: headers asked for on every request (a token may rotate).
+    auth: Option<Arc<dyn ClientAuthenticator>>,
     client: OnceLock<reqwest::Client>,
     /// Records skipped: a webhook carries audit events only.
     non_audit: Drops,
@@ -116,6 +119,7 @@ impl WebhookSender {
             template,
             timeout: config.timeout.0,
             tls: config.tls.clone(),
+            auth: None,
             client: OnceLock::new(),
         }
     }
@@ -124,6 +128,13 @@ impl WebhookSender {
     /// in `non_audit`.
     pub fn with_non_audit_drops(mut self, non_audit: Drops) -> Self {
         self.non_audit = non_audit;
+        self
+    }
+
+    /// Sends the credentials of `auth` (the client side of an authenticator
+    /// extension) with every request.
+    pub fn with_auth(mut self, auth: Option<Arc<dyn ClientAuthenticator>>) -> Self {
+        self.auth = auth;
         self
     }
 
@@ -235,6 +246,8 @@ impl WebhookSender {
             builder = builder.header(header.clone(), signer.sign_hex(&request.body));
         }
         let what = || format!("exporter {}: {} {}", self.id, self.method, self.url);
+        let builder = httpclient::authenticate(builder, self.auth.as_ref())
+            .map_err(|e| PipelineError::retryable(format!("{}: {e}", what())))?;
         let response = builder
             .body(request.body.clone())
             .send()

@@ -554,9 +554,12 @@ async fn a_redirect_is_not_followed() {
 
 #[tokio::test]
 async fn https_with_the_ca_file_delivers_and_without_it_is_refused() {
-    use auditcol_testkit::tls::{https_server, tls_file};
-    let (url, requests) = https_server(false).await;
-    let trusting = exporter(json!({"endpoint": url, "tls": {"ca_file": tls_file("ca.pem")}})).await;
+    use auditcol_testkit::pki::TestPki;
+    use auditcol_testkit::tls::https_server;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path());
+    let (url, requests) = https_server(&pki.server, None).await;
+    let trusting = exporter(json!({"endpoint": url, "tls": {"ca_file": pki.ca}})).await;
     trusting.consume(batch(2)).await.unwrap();
     assert_eq!(requests.load(Ordering::SeqCst), 2);
     let default_roots = exporter(json!({
@@ -573,6 +576,63 @@ async fn https_with_the_ca_file_delivers_and_without_it_is_refused() {
 }
 
 #[tokio::test]
+async fn mutual_tls_and_server_name_override() {
+    use auditcol_testkit::pki::TestPki;
+    use auditcol_testkit::tls::https_server;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path());
+    // A certificate for a name, not for the address the endpoint has.
+    let named = pki
+        .authority
+        .server(&["siem.internal"])
+        .write(dir.path(), "named");
+    let (url, requests) = https_server(&named, Some(&pki.ca)).await;
+    let by_address = exporter(json!({
+        "endpoint": url,
+        "retry_on_failure": {"enabled": false},
+        "tls": {"ca_file": pki.ca, "cert_file": pki.client.cert, "key_file": pki.client.key},
+    }))
+    .await;
+    let err = by_address.consume(batch(1)).await.unwrap_err();
+    assert!(err.message().contains("not valid for name"), "{err}");
+    let without_certificate = exporter(json!({
+        "endpoint": url,
+        "retry_on_failure": {"enabled": false},
+        "tls": {"ca_file": pki.ca, "server_name_override": "siem.internal"},
+    }))
+    .await;
+    assert!(without_certificate.consume(batch(1)).await.is_err());
+    assert_eq!(requests.load(Ordering::SeqCst), 0);
+    let both = exporter(json!({
+        "endpoint": url,
+        "tls": {
+            "ca_file": pki.ca, "server_name_override": "siem.internal",
+            "cert_file": pki.client.cert, "key_file": pki.client.key,
+        },
+    }))
+    .await;
+    both.consume(batch(1)).await.unwrap();
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn tls_with_an_http_endpoint_or_insecure_is_refused() {
+    let err = parse_component_config::<WebhookExporterConfig>(
+        &json!({"endpoint": "http://h/hook", "tls": {"ca_file": "/ca.pem"}}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "tls.ca_file: is unused: `endpoint` is an http:// URL (plain text); write https:// for TLS"
+    );
+    let err = parse_component_config::<WebhookExporterConfig>(
+        &json!({"endpoint": "https://h/hook", "tls": {"insecure": true}}),
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "tls.insecure");
+}
+
+#[tokio::test]
 async fn build_reports_config_errors_with_their_path() {
     let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, None));
     let err = WebhookExporterFactory
@@ -580,4 +640,35 @@ async fn build_reports_config_errors_with_their_path() {
         .err()
         .unwrap();
     assert_eq!(err.path, "signature");
+}
+
+#[tokio::test]
+async fn auth_adds_the_authenticators_header_to_every_request_besides_the_signature() {
+    let host = auditcol_extension_auth::test_host(
+        &[(
+            "basicauth/siem",
+            json!({"client_auth": {"username": "auditcol", "password": "pw"}}),
+        )],
+        &[],
+    )
+    .unwrap();
+    let sink = Sink::start(|_| Answer::Ok).await;
+    let ctx = BuildContext::new(ComponentId::new(TYPE_NAME, Some("test"))).with_host(host);
+    let exporter = WebhookExporterFactory
+        .build(
+            &ctx,
+            &json!({"endpoint": sink.url, "signing_secret": "s3cret",
+                    "auth": {"authenticator": "basicauth/siem"},
+                    "retry_on_failure": fast_retries()}),
+        )
+        .unwrap();
+    exporter.start().await.unwrap();
+    exporter.consume(batch(3)).await.unwrap();
+    let received = sink.received();
+    assert_eq!(received.len(), 3);
+    for r in &received {
+        // base64 of auditcol:pw
+        assert_eq!(r.headers["authorization"], "Basic YXVkaXRjb2w6cHc=");
+        assert!(r.headers.contains_key("x-auditcol-signature"));
+    }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 pub const DEFAULT_ENDPOINT: &str = "localhost:13133";
 
 /// `extensions: { health_check: { endpoint, path } }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckConfig {
     /// `host:port` to listen on; `:13133` for every interface.

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use auditcol_core::component::{
     BuildContext, Component, ComponentId, Extension, ExtensionFactory, StartError,
 };
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 use auditcol_core::receiverhelper::{ConnectionLimit, DEFAULT_READ_HEADER_TIMEOUT, serve_http};
 use auditcol_core::status::{ComponentState, Snapshot, StatusBoard};
 use axum::Router;
@@ -68,7 +68,7 @@ impl ExtensionFactory for HealthCheckExtensionFactory {
         ctx: &BuildContext,
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Extension>, ConfigError> {
-        let config: HealthCheckConfig = parse_component_config(config)?;
+        let config: HealthCheckConfig = ctx.parse_config(config)?;
         Ok(Arc::new(HealthCheckExtension::new(
             ctx.id.clone(),
             &config,
@@ -157,6 +157,9 @@ impl Component for HealthCheckExtension {
             ConnectionLimit::new(MAX_CONNECTIONS, format!("{} http", self.id)),
             router,
             DEFAULT_READ_HEADER_TIMEOUT,
+            // Plain HTTP: probes come from the orchestrator, on loopback or
+            // the pod network.
+            None,
             shutdown.clone(),
         ));
         // Tests and operators find the chosen port from this event.

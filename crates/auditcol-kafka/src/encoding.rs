@@ -28,7 +28,7 @@ pub const HEADER_AUDIT_ID: &str = AUDIT_ID;
 pub const HEADER_AUDIT_SOURCE: &str = AUDIT_SOURCE;
 
 /// How records become Kafka message values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
     /// One Flipt v0.2 JSON event per message.

@@ -20,6 +20,6 @@ pub mod topics;
 
 pub use encoding::{Encoding, EventHeaders, MessageDecodeError};
 pub use settings::{
-    Authentication, KafkaClientSettings, KafkaTlsSettings, SaslMechanism, parse_config,
+    Authentication, KafkaClientSettings, SaslMechanism, effective_config, parse_config,
 };
 pub use topics::{TopicCheckError, check_topic_name, check_topics, create_topics};

@@ -9,12 +9,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use auditcol_core::config::{
-    ConfigError, TlsFiles, Validate, check_tls_files, parse_component_config,
-};
+use auditcol_core::config::{ConfigError, Validate, nested, parse_component_config};
+use auditcol_core::tls::TlsClientSettings;
 use rdkafka::ClientConfig;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// The keys [`KafkaClientSettings`] reads from a component's config.
 pub const CLIENT_KEYS: [&str; 5] = [
@@ -29,7 +28,7 @@ pub const CLIENT_KEYS: [&str; 5] = [
 pub const DEFAULT_CLIENT_ID: &str = "auditcol";
 
 /// Where and how to connect: what the kafka exporter and receiver share.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaClientSettings {
     /// The bootstrap brokers, `host:port` each: a list, or one string of
@@ -42,16 +41,17 @@ pub struct KafkaClientSettings {
     /// SASL authentication; none when absent.
     #[serde(default)]
     pub authentication: Option<Authentication>,
-    /// TLS to the brokers.
+    /// TLS to the brokers: on when present (`tls: {}`), as in the
+    /// Collector's Kafka components; `tls.insecure: true` turns it off.
     #[serde(default)]
-    pub tls: KafkaTlsSettings,
+    pub tls: Option<TlsClientSettings>,
     /// Any other librdkafka property, e.g. `socket.keepalive.enable: true`.
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyValue>,
 }
 
 fn brokers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Serialize)]
     #[serde(untagged)]
     enum Brokers {
         List(Vec<String>),
@@ -84,14 +84,14 @@ impl Default for KafkaClientSettings {
             brokers: Vec::new(),
             client_id: default_client_id(),
             authentication: None,
-            tls: KafkaTlsSettings::default(),
+            tls: None,
             properties: BTreeMap::new(),
         }
     }
 }
 
-/// `authentication`: SASL over the connection (with `tls.require_tls`, over TLS).
-#[derive(Clone, PartialEq, Deserialize)]
+/// `authentication`: SASL over the connection (with `tls`, over TLS).
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Authentication {
     /// `PLAIN`, `SCRAM-SHA-256` (default, as Flipt's sink) or `SCRAM-SHA-512`.
@@ -114,7 +114,7 @@ impl fmt::Debug for Authentication {
 }
 
 /// A SASL mechanism.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 pub enum SaslMechanism {
     /// User name and password in clear text: only over TLS.
     #[serde(rename = "PLAIN")]
@@ -139,25 +139,9 @@ impl SaslMechanism {
     }
 }
 
-/// `tls`: named as in Flipt's Kafka sink (`require_tls`, `insecure_skip_tls`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaTlsSettings {
-    /// Connect over TLS.
-    pub require_tls: bool,
-    /// Accept any broker certificate and host name. For tests only.
-    pub insecure_skip_tls: bool,
-    /// A PEM file of CA certificates to trust instead of the system's.
-    pub ca_file: Option<String>,
-    /// A client certificate (PEM) for mutual TLS; with `key_file`.
-    pub cert_file: Option<String>,
-    /// The client certificate's key (PEM); with `cert_file`.
-    pub key_file: Option<String>,
-}
-
 /// A librdkafka property value: YAML strings, numbers and booleans are all
 /// given to librdkafka as text.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum PropertyValue {
     /// `true` / `false`.
@@ -184,7 +168,7 @@ const CONNECTION_PROPERTIES: [(&str, &str); 13] = [
     ("bootstrap.servers", "brokers"),
     ("metadata.broker.list", "brokers"),
     ("client.id", "client_id"),
-    ("security.protocol", "tls.require_tls and authentication"),
+    ("security.protocol", "tls and authentication"),
     ("sasl.mechanism", "authentication.mechanism"),
     ("sasl.mechanisms", "authentication.mechanism"),
     ("sasl.username", "authentication.username"),
@@ -194,13 +178,29 @@ const CONNECTION_PROPERTIES: [(&str, &str); 13] = [
     ("ssl.key.location", "tls.key_file"),
     (
         "enable.ssl.certificate.verification",
-        "tls.insecure_skip_tls",
+        "tls.insecure_skip_verify",
     ),
     (
         "ssl.endpoint.identification.algorithm",
-        "tls.insecure_skip_tls",
+        "tls.insecure_skip_verify",
     ),
 ];
+
+/// The client settings and the component's own, as one map of every key
+/// with its default filled in (for `auditcol print-config`).
+pub fn effective_config(
+    client: &KafkaClientSettings,
+    own: &impl serde::Serialize,
+) -> serde_json::Value {
+    let mut merged = match serde_json::to_value(own) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    if let Ok(serde_json::Value::Object(client)) = serde_json::to_value(client) {
+        merged.extend(client);
+    }
+    serde_json::Value::Object(merged)
+}
 
 /// Splits a component's raw config into the client settings and the
 /// component's own settings `T`, and validates both. Error paths are the
@@ -218,6 +218,7 @@ pub fn parse_config<T: DeserializeOwned + Validate>(
             ));
         }
     };
+    check_renamed_tls_keys(own.get("tls"))?;
     let mut client = serde_json::Map::new();
     for key in CLIENT_KEYS {
         if let Some(value) = own.remove(key) {
@@ -227,6 +228,34 @@ pub fn parse_config<T: DeserializeOwned + Validate>(
     let client: KafkaClientSettings = parse_component_config(&serde_json::Value::Object(client))?;
     let own: T = parse_component_config(&serde_json::Value::Object(own))?;
     Ok((client, own))
+}
+
+/// The `tls` keys of Flipt's Kafka sink that earlier versions took, with
+/// what to write now.
+fn check_renamed_tls_keys(tls: Option<&serde_json::Value>) -> Result<(), ConfigError> {
+    let Some(tls) = tls.and_then(serde_json::Value::as_object) else {
+        return Ok(());
+    };
+    if tls.contains_key("require_tls") {
+        return Err(ConfigError::at(
+            "tls.require_tls",
+            "is no longer a key: TLS is on when `tls` is present (`tls: {}` trusts the system's CAs), and `tls.insecure: true` turns it off, as in the Collector",
+        ));
+    }
+    if tls.contains_key("insecure_skip_tls") {
+        return Err(ConfigError::at(
+            "tls.insecure_skip_tls",
+            "is now `tls.insecure_skip_verify`, as in the Collector",
+        ));
+    }
+    Ok(())
+}
+
+impl KafkaClientSettings {
+    /// The TLS settings when the connection uses TLS.
+    fn tls_on(&self) -> Option<&TlsClientSettings> {
+        self.tls.as_ref().filter(|tls| !tls.insecure)
+    }
 }
 
 impl Validate for KafkaClientSettings {
@@ -260,19 +289,28 @@ impl Validate for KafkaClientSettings {
                 ));
             }
         }
-        let tls = &self.tls;
-        let plain_text = "needs `tls.require_tls: true`: without it the connection is plain text";
-        if tls.insecure_skip_tls && !tls.require_tls {
-            return Err(ConfigError::at("tls.insecure_skip_tls", plain_text));
+        match &self.tls {
+            None => {}
+            Some(tls) if tls.insecure => nested(
+                "tls",
+                tls.check_unused("is unused: `tls.insecure: true` makes the connection plain text"),
+            )?,
+            Some(tls) => {
+                if tls.server_name_override.is_some() {
+                    return Err(ConfigError::at(
+                        "tls.server_name_override",
+                        "is not supported by the Kafka client (librdkafka): it checks each broker's certificate against the host name the broker advertises",
+                    ));
+                }
+                if tls.min_version.is_some() {
+                    return Err(ConfigError::at(
+                        "tls.min_version",
+                        "is not supported by the Kafka client (librdkafka has no such setting): OpenSSL and the broker agree on the version",
+                    ));
+                }
+                nested("tls", tls.validate())?;
+            }
         }
-        check_tls_files(
-            TlsFiles {
-                ca_file: tls.ca_file.as_deref(),
-                cert_file: tls.cert_file.as_deref(),
-                key_file: tls.key_file.as_deref(),
-            },
-            (!tls.require_tls).then_some(plain_text),
-        )?;
         for name in self.properties.keys() {
             if let Some((_, key)) = CONNECTION_PROPERTIES.iter().find(|(p, _)| p == name) {
                 return Err(ConfigError::at(
@@ -317,7 +355,7 @@ impl KafkaClientSettings {
         config
             .set("bootstrap.servers", self.bootstrap_servers())
             .set("client.id", &self.client_id);
-        let protocol = match (self.tls.require_tls, self.authentication.is_some()) {
+        let protocol = match (self.tls_on().is_some(), self.authentication.is_some()) {
             (false, false) => "plaintext",
             (true, false) => "ssl",
             (false, true) => "sasl_plaintext",
@@ -330,8 +368,7 @@ impl KafkaClientSettings {
                 .set("sasl.username", &auth.username)
                 .set("sasl.password", &auth.password);
         }
-        let tls = &self.tls;
-        if tls.require_tls {
+        if let Some(tls) = self.tls_on() {
             if let Some(ca) = &tls.ca_file {
                 config.set("ssl.ca.location", ca);
             }
@@ -340,10 +377,14 @@ impl KafkaClientSettings {
                     .set("ssl.certificate.location", cert)
                     .set("ssl.key.location", key);
             }
-            if tls.insecure_skip_tls {
+            if tls.insecure_skip_verify {
                 config
                     .set("enable.ssl.certificate.verification", "false")
                     .set("ssl.endpoint.identification.algorithm", "none");
+            } else {
+                // librdkafka's default since 1.9; said here so that no
+                // build of it skips the host name check.
+                config.set("ssl.endpoint.identification.algorithm", "https");
             }
         }
         for (key, value) in component {
@@ -401,7 +442,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     struct Own {
         #[serde(default)]
@@ -428,6 +469,8 @@ mod tests {
         assert_eq!(config.get("retries"), Some("5"));
         assert_eq!(config.get("security.protocol"), Some("plaintext"));
     }
+
+    use auditcol_testkit::pki::{TestPki, path_str};
 
     #[test]
     fn unknown_keys_are_errors_in_either_half() {
@@ -462,20 +505,51 @@ mod tests {
 
     #[test]
     fn tls_and_sasl_choose_the_security_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::generate(dir.path());
         let (client, _) = parse(json!({
             "brokers": ["k:9093"],
             "authentication": {"mechanism": "SCRAM-SHA-512", "username": "u", "password": "p"},
-            "tls": {"require_tls": true, "ca_file": "/ca.pem", "insecure_skip_tls": true}
+            "tls": {"ca_file": pki.ca, "cert_file": pki.client.cert, "key_file": pki.client.key}
         }))
         .unwrap();
         let config = client.client_config([]);
         assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(config.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
         assert_eq!(config.get("sasl.username"), Some("u"));
-        assert_eq!(config.get("ssl.ca.location"), Some("/ca.pem"));
+        assert_eq!(config.get("ssl.ca.location"), Some(path_str(&pki.ca)));
+        assert_eq!(
+            config.get("ssl.certificate.location"),
+            Some(path_str(&pki.client.cert))
+        );
+        assert_eq!(
+            config.get("ssl.key.location"),
+            Some(path_str(&pki.client.key))
+        );
+        assert_eq!(
+            config.get("ssl.endpoint.identification.algorithm"),
+            Some("https")
+        );
+        let (skipping, _) =
+            parse(json!({"brokers": ["k:9093"], "tls": {"insecure_skip_verify": true}})).unwrap();
+        let config = skipping.client_config([]);
+        assert_eq!(config.get("security.protocol"), Some("ssl"));
         assert_eq!(
             config.get("enable.ssl.certificate.verification"),
             Some("false")
+        );
+        assert_eq!(
+            config.get("ssl.endpoint.identification.algorithm"),
+            Some("none")
+        );
+        let (system_roots, _) = parse(json!({"brokers": ["k:9093"], "tls": {}})).unwrap();
+        let config = system_roots.client_config([]);
+        assert_eq!(config.get("security.protocol"), Some("ssl"));
+        assert_eq!(config.get("ssl.ca.location"), None);
+        let (off, _) = parse(json!({"brokers": ["k:9093"], "tls": {"insecure": true}})).unwrap();
+        assert_eq!(
+            off.client_config([]).get("security.protocol"),
+            Some("plaintext")
         );
         let (plain, _) = parse(json!({"brokers": ["k:1"],
             "authentication": {"username": "u", "password": "p"}}))
@@ -487,16 +561,52 @@ mod tests {
     }
 
     #[test]
-    fn tls_files_need_require_tls_and_come_in_pairs() {
-        let err = parse(json!({"brokers": ["k:1"], "tls": {"ca_file": "/ca.pem"}})).unwrap_err();
-        assert_eq!(err.path, "tls.ca_file");
-        let err =
-            parse(json!({"brokers": ["k:1"], "tls": {"insecure_skip_tls": true}})).unwrap_err();
-        assert_eq!(err.path, "tls.insecure_skip_tls");
-        let err =
-            parse(json!({"brokers": ["k:1"], "tls": {"require_tls": true, "cert_file": "/c.pem"}}))
-                .unwrap_err();
-        assert_eq!(err.path, "tls.key_file");
+    fn tls_keys_that_make_no_sense_are_refused_with_their_path() {
+        let table = [
+            (
+                json!({"insecure": true, "ca_file": "/ca.pem"}),
+                "tls.ca_file",
+                "is unused: `tls.insecure: true` makes the connection plain text",
+            ),
+            (
+                json!({"cert_file": "/c.pem"}),
+                "tls.key_file",
+                "is required with `cert_file`: the client certificate's private key",
+            ),
+            (
+                json!({"ca_file": "/nonexistent/ca.pem"}),
+                "tls.ca_file",
+                "/nonexistent/ca.pem: file not found",
+            ),
+            (
+                json!({"server_name_override": "kafka.internal"}),
+                "tls.server_name_override",
+                "is not supported by the Kafka client (librdkafka): it checks each broker's certificate against the host name the broker advertises",
+            ),
+            (
+                json!({"min_version": "1.3"}),
+                "tls.min_version",
+                "is not supported by the Kafka client (librdkafka has no such setting): OpenSSL and the broker agree on the version",
+            ),
+            (
+                json!({"require_tls": true}),
+                "tls.require_tls",
+                "is no longer a key: TLS is on when `tls` is present (`tls: {}` trusts the system's CAs), and `tls.insecure: true` turns it off, as in the Collector",
+            ),
+            (
+                json!({"insecure_skip_tls": true}),
+                "tls.insecure_skip_tls",
+                "is now `tls.insecure_skip_verify`, as in the Collector",
+            ),
+        ];
+        for (tls, path, message) in table {
+            let err = parse(json!({"brokers": ["k:1"], "tls": tls})).unwrap_err();
+            assert_eq!(
+                (err.path.as_str(), err.message.as_str()),
+                (path, message),
+                "{tls}"
+            );
+        }
         let err = parse(json!({"brokers": ["k:1"],
             "authentication": {"username": "u", "password": ""}}))
         .unwrap_err();

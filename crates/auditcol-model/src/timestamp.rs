@@ -43,6 +43,16 @@ pub fn write_rfc3339_bytes(out: &mut Vec<u8>, nanos: u64) {
     out.extend_from_slice(Rfc3339Buf::new(nanos).as_str().as_bytes());
 }
 
+/// Appends the RFC 3339 form of `nanos` in UTC with exactly three
+/// fractional digits (milliseconds, truncated), so that lines meant for
+/// people line up: `2024-05-01T10:00:00.000Z`.
+pub fn write_rfc3339_millis_bytes(out: &mut Vec<u8>, nanos: u64) {
+    let full = Rfc3339Buf::new(nanos - nanos % 1_000_000 + 1);
+    // The added nanosecond keeps all nine digits; keep the first three.
+    out.extend_from_slice(&full.buf[..23]);
+    out.push(b'Z');
+}
+
 /// The RFC 3339 text of a time, on the stack.
 struct Rfc3339Buf {
     buf: [u8; 30],
@@ -97,6 +107,25 @@ impl Rfc3339Buf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn millisecond_form_always_has_three_digits() {
+        let millis = |nanos| {
+            let mut out = Vec::new();
+            write_rfc3339_millis_bytes(&mut out, nanos);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            millis(1_714_557_600_120_000_000),
+            "2024-05-01T10:00:00.120Z"
+        );
+        assert_eq!(
+            millis(1_714_557_600_999_999_999),
+            "2024-05-01T10:00:00.999Z"
+        );
+        assert_eq!(millis(u64::MAX).len(), 24);
+    }
 
     #[test]
     fn whole_seconds_have_no_fraction() {

@@ -72,6 +72,12 @@ pub mod common {
     pub const SCOPE_NAME: u32 = 1;
     pub const SCOPE_VERSION: u32 = 2;
     pub const SCOPE_ATTRIBUTES: u32 = 3;
+    /// `Resource.dropped_attributes_count`.
+    pub const RESOURCE_DROPPED_ATTRIBUTES_COUNT: u32 = 2;
+    /// `InstrumentationScope.dropped_attributes_count`.
+    pub const SCOPE_DROPPED_ATTRIBUTES_COUNT: u32 = 4;
+    /// `KeyValue.key_strindex` (profiling only).
+    pub const KEY_STRINDEX: u32 = 3;
 }
 
 #[inline]
@@ -458,10 +464,30 @@ pub fn check_record(bytes: &[u8]) -> Result<RecordCheck<'_>, CheckError> {
             (SEVERITY_TEXT, WireValue::Bytes(b)) => {
                 check_utf8(b).map_err(|e| e.within(name))?;
             }
+            // OTLP/JSON can only spell ids of these lengths (hex), and its
+            // decoder refuses others: refused here too, so that a record
+            // let in can always be written as OTLP/JSON and read back.
+            (TRACE_ID, WireValue::Bytes(b)) if !matches!(b.len(), 0 | 16) => {
+                return Err(CheckError::new(format!(
+                    "a trace id has 16 bytes (or none), this one has {}",
+                    b.len()
+                ))
+                .within(name));
+            }
+            (SPAN_ID, WireValue::Bytes(b)) if !matches!(b.len(), 0 | 8) => {
+                return Err(CheckError::new(format!(
+                    "a span id has 8 bytes (or none), this one has {}",
+                    b.len()
+                ))
+                .within(name));
+            }
             (EVENT_NAME, WireValue::Bytes(b)) => {
                 check.event_name = check_utf8(b).map_err(|e| e.within(name))?;
             }
             (BODY, WireValue::Bytes(b)) => {
+                if check.body.is_some() {
+                    return Err(repeated_message("a log record has one body").within(name));
+                }
                 check_any_value(b, 1).map_err(|e| e.within(name))?;
                 check.body = Some(b);
             }
@@ -490,12 +516,17 @@ pub fn check_record(bytes: &[u8]) -> Result<RecordCheck<'_>, CheckError> {
 }
 
 /// Checks an encoded `Resource` or `InstrumentationScope`: well-formed, its
-/// strings UTF-8, its attributes valid. `attributes_field` is 1 for a
-/// resource and 3 for a scope; `string_fields` the numbers of its strings.
+/// strings UTF-8, its attributes valid, its integers varints.
+/// `attributes_field` is 1 for a resource and 3 for a scope;
+/// `string_fields` and `varint_fields` the numbers of its strings and
+/// integers (`dropped_attributes_count`). A known field with another wire
+/// type is refused: the batch forwards these bytes, and a protobuf reader
+/// downstream would refuse the whole request for it.
 pub fn check_attributes_holder(
     bytes: &[u8],
     attributes_field: u32,
     string_fields: &[u32],
+    varint_fields: &[u32],
 ) -> Result<(), CheckError> {
     let mut attribute = 0usize;
     for field in Fields::new(bytes) {
@@ -506,9 +537,20 @@ pub fn check_attributes_holder(
             attribute += 1;
         } else if string_fields.contains(&field.number) {
             check_utf8(expect_bytes(field.value)?)?;
+        } else if varint_fields.contains(&field.number) {
+            expect_varint(field.value)?;
         }
     }
     Ok(())
+}
+
+fn expect_varint(value: WireValue<'_>) -> Result<u64, CheckError> {
+    value.varint().ok_or_else(|| {
+        CheckError::new(format!(
+            "invalid protobuf: wire type {} where 0 is expected",
+            value.wire_type()
+        ))
+    })
 }
 
 fn expect_bytes(value: WireValue<'_>) -> Result<&[u8], CheckError> {
@@ -552,6 +594,7 @@ fn check_key_value(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, Check
         key: "",
         value: AnyValueView::Empty,
     };
+    let mut has_value = false;
     for field in Fields::new(bytes) {
         let field = field.map_err(CheckError::wire)?;
         match field.number {
@@ -559,8 +602,15 @@ fn check_key_value(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, Check
                 kv.key = check_utf8(expect_bytes(field.value)?).map_err(|e| e.within("key"))?
             }
             common::VALUE => {
+                if has_value {
+                    return Err(repeated_message("a key-value pair has one value").within("value"));
+                }
+                has_value = true;
                 let b = expect_bytes(field.value).map_err(|e| e.within("value"))?;
                 kv.value = check_any_value(b, depth).map_err(|e| e.within("value"))?;
+            }
+            common::KEY_STRINDEX => {
+                expect_varint(field.value).map_err(|e| e.within("keyStrindex"))?;
             }
             _ => {}
         }
@@ -583,6 +633,7 @@ fn check_any_value(bytes: &[u8], depth: usize) -> Result<AnyValueView<'_>, Check
         ));
     }
     let mut value = AnyValueView::Empty;
+    let mut first_member: Option<&str> = None;
     for field in Fields::new(bytes) {
         let field = field.map_err(CheckError::wire)?;
         let (name, expected) = match field.number {
@@ -603,6 +654,12 @@ fn check_any_value(bytes: &[u8], depth: usize) -> Result<AnyValueView<'_>, Check
             ))
             .within(name));
         }
+        if let Some(first) = first_member {
+            return Err(CheckError::new(format!(
+                "an AnyValue holds one value, this one has {first} and then {name}: send one"
+            )));
+        }
+        first_member = Some(name);
         value = match (field.number, field.value) {
             (common::STRING_VALUE, WireValue::Bytes(b)) => {
                 AnyValueView::String(check_utf8(b).map_err(|e| e.within(name))?)
@@ -625,6 +682,14 @@ fn check_any_value(bytes: &[u8], depth: usize) -> Result<AnyValueView<'_>, Check
         };
     }
     Ok(value)
+}
+
+/// A message field given more than once. Protobuf readers merge the
+/// occurrences, while the views read the last one: such a record would
+/// read differently in auditcol's output and in a protobuf library, so it
+/// is refused (no encoder writes one; a concatenation of two messages can).
+fn repeated_message(what: &str) -> CheckError {
+    CheckError::new(format!("appears more than once ({what}): send it once"))
 }
 
 fn check_list(bytes: &[u8], depth: usize, kvlist: bool) -> Result<(), CheckError> {
@@ -734,6 +799,91 @@ mod tests {
         let err = check_record(&deep.encode_to_vec()).unwrap_err();
         assert!(err.path.starts_with("body.arrayValue.values[0]"), "{err}");
         assert!(err.reason.contains("nest"), "{err}");
+    }
+
+    /// Found by the `otlp_protobuf` fuzz target: protobuf readers merge a
+    /// message field given twice (`{"a":"x"}` and `{"b":7}` read as
+    /// `{"a":"x","b":7}`), the views read the last one, so the `json` output
+    /// and an OTLP backend would disagree on the event.
+    #[test]
+    fn a_message_field_given_twice_is_refused_with_its_path() {
+        let kvlist = |key: &str, value: Value| AnyValue {
+            value: Some(Value::KvlistValue(
+                opentelemetry_proto::tonic::common::v1::KeyValueList {
+                    values: vec![KeyValue {
+                        key: key.into(),
+                        value: Some(AnyValue { value: Some(value) }),
+                        key_strindex: 0,
+                    }],
+                },
+            )),
+        };
+        let with_body = |body| {
+            LogRecord {
+                body: Some(body),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let mut twice = with_body(kvlist("a", Value::StringValue("x".into())));
+        twice.extend(with_body(kvlist("b", Value::IntValue(7))));
+        let err = check_record(&twice).unwrap_err();
+        assert_eq!(err.path, "body");
+        assert!(err.reason.contains("appears more than once"), "{err}");
+
+        // A key-value pair with its value twice.
+        let mut pair = string_kv("k", "x").encode_to_vec();
+        pair.extend(string_kv("", "y").encode_to_vec()); // an empty key is not written: the value only
+        let mut record = Vec::new();
+        crate::wire::put_bytes(&mut record, log_record::ATTRIBUTES, &pair);
+        let err = check_record(&record).unwrap_err();
+        assert_eq!(err.path, "attributes[0].value");
+
+        // An AnyValue with two members: merged or replaced, depending on the reader.
+        let mut any = AnyValue {
+            value: Some(Value::StringValue("a".into())),
+        }
+        .encode_to_vec();
+        any.extend(
+            AnyValue {
+                value: Some(Value::IntValue(1)),
+            }
+            .encode_to_vec(),
+        );
+        let mut record = Vec::new();
+        crate::wire::put_bytes(&mut record, log_record::BODY, &any);
+        let err = check_record(&record).unwrap_err();
+        assert_eq!(err.path, "body");
+        assert!(
+            err.reason.contains("stringValue and then intValue"),
+            "{err}"
+        );
+    }
+
+    /// Found by the `otlp_protobuf` fuzz target: a 6-byte trace id was let
+    /// in, written as 12 hex digits in OTLP/JSON output, which the OTLP/JSON
+    /// decoder refuses — a Kafka `otlp_json` message auditcol wrote could
+    /// not be read back by auditcol.
+    #[test]
+    fn trace_and_span_ids_of_other_lengths_are_refused() {
+        for (trace, span, path) in [
+            (vec![1; 6], vec![], Some("traceId")),
+            (vec![], vec![1; 16], Some("spanId")),
+            (vec![1; 16], vec![2; 8], None),
+            (vec![], vec![], None),
+        ] {
+            let record = LogRecord {
+                trace_id: trace,
+                span_id: span,
+                ..Default::default()
+            };
+            let bytes = record.encode_to_vec();
+            let result = check_record(&bytes);
+            match path {
+                Some(path) => assert_eq!(result.unwrap_err().path, path),
+                None => assert!(result.is_ok()),
+            }
+        }
     }
 
     #[test]

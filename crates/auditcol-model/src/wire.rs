@@ -43,7 +43,7 @@ pub enum WireError {
     /// The message ends inside a field.
     #[error("truncated message")]
     Truncated,
-    /// A varint longer than 10 bytes.
+    /// A varint longer than 10 bytes, or with bits beyond the 64th.
     #[error("invalid varint")]
     InvalidVarint,
     /// Field number 0, or one above 2^29 - 1.
@@ -231,6 +231,12 @@ pub fn read_varint(buf: &[u8]) -> Result<(u64, usize), WireError> {
     for (i, &byte) in buf.iter().take(10).enumerate() {
         value |= u64::from(byte & 0x7f) << (7 * i);
         if byte < 0x80 {
+            // The tenth byte holds bit 63 alone: anything more is beyond 64
+            // bits, which protobuf readers refuse (a message let in here is
+            // forwarded as it is).
+            if i == 9 && byte > 1 {
+                return Err(WireError::InvalidVarint);
+            }
             return Ok((value, i + 1));
         }
     }
@@ -403,6 +409,24 @@ mod tests {
         let mut out = Vec::new();
         put_fixed32(&mut out, 8, 3);
         assert_eq!(out, [0x45, 3, 0, 0, 0]);
+    }
+
+    /// Found by the `otlp_protobuf` fuzz target: an unknown field (19) of a
+    /// record held a 10-byte varint whose last byte set bits beyond the
+    /// 64th. It was read (the extra bits dropped) and the record forwarded;
+    /// prost, like any protobuf reader, refuses the whole request for it.
+    #[test]
+    fn a_varint_beyond_64_bits_is_invalid() {
+        let found = [
+            0x98, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xa0, 0x0c,
+        ];
+        let all: Vec<_> = Fields::new(&found).collect();
+        assert_eq!(all, vec![Err(WireError::InvalidVarint)]);
+        let mut max = [0xff; 10];
+        max[9] = 0x01;
+        assert_eq!(read_varint(&max), Ok((u64::MAX, 10)));
+        max[9] = 0x02;
+        assert_eq!(read_varint(&max), Err(WireError::InvalidVarint));
     }
 
     #[test]

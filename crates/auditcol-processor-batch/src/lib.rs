@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use auditcol_core::SharedConsumer;
 use auditcol_core::component::{BuildContext, Processor, ProcessorFactory};
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 
 pub mod config;
 mod processor;
@@ -47,7 +47,7 @@ impl ProcessorFactory for BatchProcessorFactory {
         config: &serde_json::Value,
         next: SharedConsumer,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
-        let config: BatchConfig = parse_component_config(config)?;
+        let config: BatchConfig = ctx.parse_config(config)?;
         Ok(Arc::new(BatchProcessor::new(ctx.id.clone(), config, next)))
     }
 }

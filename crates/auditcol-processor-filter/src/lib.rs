@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use auditcol_core::SharedConsumer;
 use auditcol_core::component::{BuildContext, Processor, ProcessorFactory};
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 
 pub mod config;
 pub mod pattern;
@@ -48,7 +48,7 @@ impl ProcessorFactory for FilterProcessorFactory {
         config: &serde_json::Value,
         next: SharedConsumer,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
-        let config: FilterConfig = parse_component_config(config)?;
+        let config: FilterConfig = ctx.parse_config(config)?;
         Ok(Arc::new(
             FilterProcessor::from_config(&config, next)?.with_telemetry(&ctx.telemetry, &ctx.id),
         ))

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use auditcol_core::config::{ConfigError, Validate};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::glob::Glob;
 
@@ -19,7 +19,7 @@ pub const PROTECTED: [&str; 7] = [
 ];
 
 /// Settings of one `redaction` processor.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedactionConfig {
     /// The HMAC-SHA256 key of `hash`; required when a rule hashes.
@@ -35,7 +35,7 @@ pub struct RedactionConfig {
 }
 
 /// What happens to a matched value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// IPv4 to its /24, IPv6 to its /48, anything else to `****`.
@@ -59,7 +59,7 @@ impl Action {
 }
 
 /// `summary`: whether changed records say what was changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Summary {
     /// Nothing is added.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use auditcol_core::component::{BuildContext, Component, Processor, ProcessorFactory};
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::config::ConfigError;
 use auditcol_core::{LogBatch, LogsConsumer, PipelineError, SharedConsumer};
 
 pub mod config;
@@ -47,7 +47,7 @@ impl ProcessorFactory for RedactionProcessorFactory {
         config: &serde_json::Value,
         next: SharedConsumer,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
-        let config: RedactionConfig = parse_component_config(config)?;
+        let config: RedactionConfig = ctx.parse_config(config)?;
         Ok(Arc::new(RedactionProcessor {
             id: ctx.id.to_string(),
             redactor: Redactor::new(&config),

@@ -4,7 +4,7 @@
 
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
 use auditcol_kafka::{Encoding, KafkaClientSettings, check_topic_name};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The topic read when `topics` is not set: the exporter's default.
 pub const DEFAULT_TOPIC: &str = "audit-events";
@@ -13,7 +13,7 @@ pub const DEFAULT_TOPIC: &str = "audit-events";
 pub const DEFAULT_GROUP_ID: &str = "auditcol";
 
 /// Settings of one `kafka` receiver.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaReceiverConfig {
     /// Where and how to connect (the keys shared with the exporter).
@@ -92,7 +92,7 @@ impl Default for KafkaReceiverConfig {
 }
 
 /// `initial_offset`: librdkafka's `auto.offset.reset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitialOffset {
     /// From the oldest message kept: a new group misses nothing.

@@ -68,6 +68,7 @@ impl ReceiverFactory for KafkaReceiverFactory {
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let config = KafkaReceiverConfig::parse(config)?;
+        ctx.record_effective(auditcol_kafka::effective_config(&config.client, &config));
         Ok(Arc::new(
             KafkaReceiver::new(ctx.id.clone(), config, next).with_telemetry(&ctx.telemetry),
         ))

@@ -8,18 +8,33 @@
 //!     max_recv_msg_size_mib: 4
 //!     max_concurrent_streams: 100
 //!     max_connections: 1024
+//!     auth:
+//!       authenticator: bearertokenauth/ingest   # an extension listed in service.extensions
 //!     keepalive:
 //!       server_parameters:
 //!         time: 1m               # ping a connection idle this long...
 //!         timeout: 20s           # ...and close it if the ping is not answered
 //!         max_connection_age: 0s # 0 = no limit; else GOAWAY after this long
 //!         max_connection_age_grace: 0s
+//!     tls:                       # absent = plain text
+//!       cert_file: /etc/auditcol/tls/server.pem
+//!       key_file: /etc/auditcol/tls/server.key
+//!       client_ca_file: /etc/auditcol/tls/clients-ca.pem   # mutual TLS
+//!       min_version: "1.2"
+//!       reload_interval: 1m
 //!   http:
 //!     endpoint: 127.0.0.1:4318
 //!     max_request_body_size: 4194304
 //!     max_connections: 1024
 //!     read_header_timeout: 10s
+//!     tls: {cert_file: ..., key_file: ...}   # the same keys
+//!     auth:
+//!       authenticator: basicauth/ingest
 //! ```
+//!
+//! `tls` is [`auditcol_core::tls::TlsServerSettings`]: its files are read and
+//! checked when the config is built. gRPC over TLS offers ALPN `h2`, HTTP
+//! `h2` and `http/1.1`.
 //!
 //! As in the Collector, a protocol that is absent is disabled, and one that
 //! is present (even as `grpc:` or `grpc: {}`) runs with its defaults.
@@ -32,11 +47,13 @@
 
 use std::net::SocketAddr;
 
+use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::receiverhelper::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
 };
-use serde::{Deserialize, Deserializer};
+use auditcol_core::tls::TlsServerSettings;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Default OTLP/gRPC listen address (the Collector's port, loopback only).
 pub const DEFAULT_GRPC_ENDPOINT: &str = "127.0.0.1:4317";
@@ -55,7 +72,7 @@ pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
 const MAX_RECV_MSG_SIZE_MIB_LIMIT: u64 = 4095;
 
 /// The whole `otlp` receiver config.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpReceiverConfig {
     /// The protocols to serve; at least one must be enabled.
@@ -68,7 +85,7 @@ pub struct OtlpReceiverConfig {
 
 /// `on_invalid_record`: the fate of a request with some invalid records.
 /// A request whose records are all invalid is refused either way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnInvalidRecord {
     /// Accept the valid records; report the others in `partial_success`
@@ -80,7 +97,7 @@ pub enum OnInvalidRecord {
 }
 
 /// Which protocols run. `None` = disabled.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Protocols {
     /// OTLP/gRPC; enabled when the key is present, even with a null value.
@@ -92,7 +109,7 @@ pub struct Protocols {
 }
 
 /// `protocols.grpc`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
     /// `host:port` to listen on.
@@ -105,10 +122,14 @@ pub struct GrpcConfig {
     pub max_connections: usize,
     /// HTTP/2 keepalive and connection age, in the Collector's shape.
     pub keepalive: KeepaliveConfig,
+    /// TLS (and mutual TLS); plain text when absent.
+    pub tls: Option<TlsServerSettings>,
+    /// The authenticator every request must pass, before its message is read.
+    pub auth: Option<AuthSettings>,
 }
 
 /// `protocols.grpc.keepalive`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeepaliveConfig {
     /// What the server does to its connections.
@@ -122,7 +143,7 @@ pub struct KeepaliveConfig {
 /// vanished (power loss, a dropped NAT entry) gives back its place among
 /// `max_connections` instead of holding it forever. Any live HTTP/2 client
 /// answers pings by itself.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeepaliveServerParameters {
     /// Ping after this long without a frame from the client; 0 = never.
@@ -149,7 +170,7 @@ impl Default for KeepaliveServerParameters {
 }
 
 /// `protocols.http`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// `host:port` to listen on.
@@ -160,7 +181,12 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Time a client has to send a request's headers, counted from when the
     /// server waits for them: also how long a keep-alive connection may idle.
+    /// Over TLS, the handshake must be done within it too.
     pub read_header_timeout: ConfigDuration,
+    /// TLS (and mutual TLS); plain text when absent.
+    pub tls: Option<TlsServerSettings>,
+    /// The authenticator every request must pass, before its body is read.
+    pub auth: Option<AuthSettings>,
 }
 
 impl Default for GrpcConfig {
@@ -171,6 +197,8 @@ impl Default for GrpcConfig {
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             keepalive: KeepaliveConfig::default(),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -182,6 +210,8 @@ impl Default for HttpConfig {
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -270,6 +300,9 @@ impl Validate for GrpcConfig {
                 "applies with `max_connection_age` only",
             ));
         }
+        if let Some(tls) = &self.tls {
+            nested("tls", tls.validate())?;
+        }
         Ok(())
     }
 }
@@ -301,6 +334,9 @@ impl Validate for HttpConfig {
                 "max_request_body_size",
                 "must be at least 1 (bytes); the default is 4194304 (4 MiB)",
             ));
+        }
+        if let Some(tls) = &self.tls {
+            nested("tls", tls.validate())?;
         }
         Ok(())
     }

@@ -15,9 +15,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use auditcol_core::auth::{AuthError, RequestAuth};
 use auditcol_core::config::ConfigDuration;
-use auditcol_core::receiverhelper::{ConnectionLimit, admitted_incoming};
+use auditcol_core::receiverhelper::{
+    ConnectionLimit, DEFAULT_TLS_HANDSHAKE_TIMEOUT, admitted_incoming, client_addr, tls_incoming,
+};
 use auditcol_core::telemetry::RefusalReason;
+use auditcol_core::tls::ServerTls;
 use auditcol_core::{Decoded, LogBatch, PipelineError};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
@@ -56,6 +60,8 @@ pub(crate) struct Limits {
     pub(crate) connections: ConnectionLimit,
     /// Pings, and the age at which a connection is sent away.
     pub(crate) keepalive: KeepaliveServerParameters,
+    /// TLS, when configured: ALPN `h2`, handshakes off the accept loop.
+    pub(crate) tls: Option<Arc<ServerTls>>,
 }
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled, then lets
@@ -64,6 +70,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     ingest: Arc<Ingest>,
     limits: Limits,
+    auth: Option<RequestAuth>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let keepalive = &limits.keepalive;
@@ -81,19 +88,37 @@ pub(crate) async fn serve(
             server = server.max_connection_age_grace(grace);
         }
     }
-    server
-        .add_service(LogsGrpc {
-            ingest,
-            max_recv_msg_size: limits.max_recv_msg_size,
-        })
-        // Connections are admitted up to max_connections, with TCP_NODELAY
-        // (without it a small response waits for the client's delayed ACK:
-        // ~40 ms added to every request of a lone synchronous client).
-        .serve_with_incoming_shutdown(
-            admitted_incoming(listener, limits.connections),
-            shutdown.cancelled_owned(),
-        )
-        .await
+    let router = server.add_service(LogsGrpc {
+        ingest,
+        max_recv_msg_size: limits.max_recv_msg_size,
+        auth: auth.map(Arc::new),
+    });
+    // Connections are admitted up to max_connections, with TCP_NODELAY
+    // (without it a small response waits for the client's delayed ACK:
+    // ~40 ms added to every request of a lone synchronous client).
+    match limits.tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    admitted_incoming(listener, limits.connections),
+                    shutdown.cancelled_owned(),
+                )
+                .await
+        }
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(
+                    tls_incoming(
+                        listener,
+                        limits.connections,
+                        tls,
+                        DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+                    ),
+                    shutdown.cancelled_owned(),
+                )
+                .await
+        }
+    }
 }
 
 /// The `LogsService` server: one unary method, `Export`.
@@ -101,6 +126,8 @@ pub(crate) async fn serve(
 struct LogsGrpc {
     ingest: Arc<Ingest>,
     max_recv_msg_size: usize,
+    /// Checked on the request's headers before anything is read.
+    auth: Option<Arc<RequestAuth>>,
 }
 
 impl NamedService for LogsGrpc {
@@ -121,13 +148,34 @@ impl tower::Service<http::Request<tonic::body::Body>> for LogsGrpc {
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let ingest = self.ingest.clone();
         let max = self.max_recv_msg_size;
+        let auth = self.auth.clone();
         Box::pin(async move {
+            if let Some(auth) = auth
+                && let Err(refused) =
+                    authenticate(&auth, request.headers(), request.extensions()).await
+            {
+                return Ok(refused.into_http());
+            }
             Ok(match export(&ingest, max, request).await {
                 Ok(response) => response,
                 Err(status) => status.into_http(),
             })
         })
     }
+}
+
+/// Lets the call in, or answers UNAUTHENTICATED (UNAVAILABLE when the
+/// credentials cannot be checked now) without reading its message.
+async fn authenticate(
+    auth: &RequestAuth,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> Result<(), Status> {
+    auth.check(headers, client_addr(extensions))
+        .await
+        .map_err(|refused: AuthError| {
+            Status::new(Code::from_i32(refused.grpc_code()), refused.to_string())
+        })
 }
 
 /// One `Export` call: the message read, decoded, handed to the pipeline.

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use auditcol_core::auth::RequestAuth;
 use auditcol_core::receiverhelper::HttpRefusal;
 use auditcol_core::receiverhelper::{ConnectionLimit, client_addr, serve_http};
 use auditcol_core::telemetry::RefusalReason;
@@ -13,7 +14,9 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{
+    ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::net::TcpListener;
@@ -36,6 +39,8 @@ const CODE_UNAVAILABLE: i32 = 14;
 struct HttpState {
     ingest: Arc<Ingest>,
     max_body: usize,
+    /// Checked on the request's headers before the body is read.
+    auth: Option<RequestAuth>,
 }
 
 /// Serves OTLP/HTTP on `listener` until `shutdown` is cancelled, then lets
@@ -44,18 +49,24 @@ pub(crate) async fn serve(
     listener: TcpListener,
     limits: Limits,
     ingest: Arc<Ingest>,
+    auth: Option<RequestAuth>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let max_body = limits.max_body;
     let router = Router::new()
         .route(LOGS_PATH, post(export_logs).fallback(method_not_allowed))
         .fallback(not_found)
-        .with_state(Arc::new(HttpState { ingest, max_body }));
+        .with_state(Arc::new(HttpState {
+            ingest,
+            max_body,
+            auth,
+        }));
     serve_http(
         listener,
         limits.connections,
         router,
         limits.read_header_timeout,
+        limits.tls,
         shutdown,
     )
     .await;
@@ -69,8 +80,10 @@ pub(crate) struct Limits {
     /// Most connections open at once.
     pub(crate) connections: ConnectionLimit,
     /// Time a client has for a request's headers (and an idle connection
-    /// before it is closed).
+    /// before it is closed); over TLS, for the handshake too.
     pub(crate) read_header_timeout: std::time::Duration,
+    /// TLS, when configured.
+    pub(crate) tls: Option<Arc<auditcol_core::tls::ServerTls>>,
 }
 
 async fn not_found() -> Response {
@@ -196,7 +209,12 @@ impl From<Rejection> for Failure {
 }
 
 async fn export_logs(State(state): State<Arc<HttpState>>, request: Request) -> Response {
-    let client = client_addr(&request);
+    let client = client_addr(request.extensions());
+    if let Some(auth) = &state.auth
+        && let Err(refused) = authenticate(auth, request.headers(), request.extensions()).await
+    {
+        return refused;
+    }
     let format = match Format::from_headers(request.headers()) {
         Ok(format) => format,
         Err(content_type) => {
@@ -230,6 +248,35 @@ async fn export_logs(State(state): State<Arc<HttpState>>, request: Request) -> R
         Ok(accepted) => success(format, accepted),
         Err(rejection) => Failure::from(rejection).into_response(format),
     }
+}
+
+/// Lets the request in, or answers 401 with `WWW-Authenticate` (503 when
+/// the credentials cannot be checked now) and a `google.rpc.Status` in the
+/// request's encoding (JSON when it has none we speak), before its body is read.
+async fn authenticate(
+    auth: &RequestAuth,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> Result<(), Response> {
+    let Err(refused) = auth.check(headers, client_addr(extensions)).await else {
+        return Ok(());
+    };
+    let format = Format::from_headers(headers).unwrap_or(Format::Json);
+    let mut response = Failure {
+        retry_after: refused.retry_after_secs(),
+        ..Failure::new(
+            StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            refused.grpc_code(),
+            refused.to_string(),
+        )
+    }
+    .into_response(format);
+    if refused.http_status() == 401 {
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, auth.challenge());
+    }
+    Err(response)
 }
 
 /// The request's body, read, decompressed and decoded.

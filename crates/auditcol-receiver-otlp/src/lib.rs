@@ -10,6 +10,12 @@
 //! an error it can act on (bad data: INVALID_ARGUMENT / 400, never retried;
 //! full or failing pipeline: UNAVAILABLE / 503 with `Retry-After`, retried).
 //!
+//! With `auth` on a protocol, every request must first pass the named
+//! authenticator extension, on its headers alone: a refused one is answered
+//! UNAUTHENTICATED / 401 before any of its body is read, counted
+//! ([`OtlpReceiver::unauthenticated_requests`]) and logged without the
+//! credential.
+//!
 //! The factory only parses the config; sockets are bound in
 //! [`Component::start`] and released in [`Component::shutdown`].
 //!
@@ -20,10 +26,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use auditcol_core::component::StartError;
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::auth::{AuthRefusals, RequestAuth};
+use auditcol_core::component::{Host, StartError};
+use auditcol_core::config::ConfigError;
 use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::telemetry::Telemetry;
+use auditcol_core::tls::{ALPN_GRPC, ALPN_HTTP, ServerTls, TlsServerSettings};
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
 };
@@ -59,10 +67,11 @@ impl ReceiverFactory for OtlpReceiverFactory {
         config: &serde_json::Value,
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let config: OtlpReceiverConfig = parse_component_config(config)?;
-        Ok(Arc::new(
-            OtlpReceiver::new(ctx.id.clone(), config, next).with_telemetry(&ctx.telemetry),
-        ))
+        let config: OtlpReceiverConfig = ctx.parse_config(config)?;
+        let receiver = OtlpReceiver::new(ctx.id.clone(), config, next)
+            .with_telemetry(&ctx.telemetry)
+            .with_authenticators(&ctx.host)?;
+        Ok(Arc::new(receiver))
     }
 }
 
@@ -73,7 +82,19 @@ pub struct OtlpReceiver {
     config: OtlpReceiverConfig,
     next: SharedConsumer,
     ingest: Arc<Ingest>,
+    /// Listeners bound by [`Component::bind`], waiting for `start`.
+    bound: Mutex<Option<Bound>>,
+    /// The authentication of each protocol that has `auth`.
+    grpc_auth: Option<RequestAuth>,
+    http_auth: Option<RequestAuth>,
+    auth_refusals: AuthRefusals,
     running: Mutex<Option<Running>>,
+}
+
+/// The listeners of the enabled protocols, bound and not yet served.
+struct Bound {
+    grpc: Option<TcpListener>,
+    http: Option<TcpListener>,
 }
 
 /// The servers of a started receiver.
@@ -84,7 +105,7 @@ struct Running {
 }
 
 impl OtlpReceiver {
-    /// A receiver sending to `next`; nothing is bound until `start`.
+    /// A receiver sending to `next`; nothing is bound until `bind` or `start`.
     /// `config` must have been validated (the factory does it).
     pub fn new(id: ComponentId, config: OtlpReceiverConfig, next: SharedConsumer) -> Self {
         Self {
@@ -97,6 +118,10 @@ impl OtlpReceiver {
             next,
             id,
             config,
+            bound: Mutex::new(None),
+            grpc_auth: None,
+            http_auth: None,
+            auth_refusals: AuthRefusals::default(),
             running: Mutex::new(None),
         }
     }
@@ -120,6 +145,55 @@ impl OtlpReceiver {
             telemetry.accepted_records(),
             telemetry.refused_log_records(),
         )
+    }
+
+    /// Binds every enabled protocol's endpoint, all or none: a port
+    /// conflict fails without leaving half a receiver listening.
+    async fn bind_all(&self) -> Result<Bound, StartError> {
+        let protocols = &self.config.protocols;
+        let grpc = match &protocols.grpc {
+            Some(c) => Some(bind(c.socket_addr(), "OTLP/gRPC").await?),
+            None => None,
+        };
+        let http = match &protocols.http {
+            Some(c) => Some(bind(c.socket_addr(), "OTLP/HTTP").await?),
+            None => None,
+        };
+        Ok(Bound { grpc, http })
+    }
+
+    /// Finds the authenticators the protocols' `auth` name among `host`'s
+    /// extensions; from then on every request of such a protocol must pass
+    /// its authenticator. The factory does it (after `with_telemetry`, so
+    /// refusals are counted in the metrics): a receiver whose config has
+    /// `auth` refuses to start without.
+    pub fn with_authenticators(mut self, host: &Host) -> Result<Self, ConfigError> {
+        let protocols = &self.config.protocols;
+        self.grpc_auth = RequestAuth::resolve(
+            protocols.grpc.as_ref().and_then(|c| c.auth.as_ref()),
+            "protocols.grpc.auth",
+            host,
+            &self.id,
+            "grpc",
+            &self.auth_refusals,
+        )?
+        .map(|auth| auth.with_telemetry(self.ingest.telemetry("grpc").clone()));
+        self.http_auth = RequestAuth::resolve(
+            protocols.http.as_ref().and_then(|c| c.auth.as_ref()),
+            "protocols.http.auth",
+            host,
+            &self.id,
+            "http",
+            &self.auth_refusals,
+        )?
+        .map(|auth| auth.with_telemetry(self.ingest.telemetry("http").clone()));
+        Ok(self)
+    }
+
+    /// Requests refused so far because they did not authenticate (missing
+    /// or wrong credentials, or none checkable now), both protocols together.
+    pub fn unauthenticated_requests(&self) -> u64 {
+        self.auth_refusals.get()
     }
 
     /// The addresses actually listened on, as (`"grpc"` | `"http"`, address):
@@ -151,6 +225,22 @@ fn local_addr(listener: &TcpListener, protocol: &str) -> Result<SocketAddr, Star
         .map_err(|e| StartError(format!("cannot read the {protocol} listen address: {e}")))
 }
 
+/// Loads the `tls` of the listener at `path` (`protocols.grpc`), if any.
+/// The files were checked at build; one that changed since fails the start.
+fn load_tls(
+    settings: Option<&TlsServerSettings>,
+    alpn: &[&[u8]],
+    listener: String,
+    path: &str,
+) -> Result<Option<Arc<ServerTls>>, StartError> {
+    settings
+        .map(|settings| {
+            ServerTls::load(settings, alpn, listener)
+                .map_err(|e| StartError(format!("{path}.tls.{e}")))
+        })
+        .transpose()
+}
+
 /// Runs a server in the background; a server that fails after binding is
 /// logged, as there is no caller left to tell.
 fn spawn_server<E: std::fmt::Display>(
@@ -167,6 +257,12 @@ fn spawn_server<E: std::fmt::Display>(
 
 #[async_trait]
 impl Component for OtlpReceiver {
+    async fn bind(&self) -> Result<(), StartError> {
+        let bound = self.bind_all().await?;
+        *self.bound.lock().unwrap_or_else(PoisonError::into_inner) = Some(bound);
+        Ok(())
+    }
+
     async fn start(&self) -> Result<(), StartError> {
         if self
             .running
@@ -180,16 +276,49 @@ impl Component for OtlpReceiver {
             )));
         }
         let protocols = &self.config.protocols;
-        // Bind everything before serving anything: a port conflict fails the
-        // start without leaving half a receiver running.
-        let grpc = match &protocols.grpc {
-            Some(c) => Some((bind(c.socket_addr(), "OTLP/gRPC").await?, c)),
-            None => None,
+        for (protocol, configured, resolved) in [
+            (
+                "grpc",
+                protocols.grpc.as_ref().is_some_and(|c| c.auth.is_some()),
+                self.grpc_auth.is_some(),
+            ),
+            (
+                "http",
+                protocols.http.as_ref().is_some_and(|c| c.auth.is_some()),
+                self.http_auth.is_some(),
+            ),
+        ] {
+            // Never serve without the authentication the config asks for.
+            if configured && !resolved {
+                return Err(StartError(format!(
+                    "receiver {}: protocols.{protocol}.auth is set but no authenticator was resolved (build the receiver with its factory, or call with_authenticators)",
+                    self.id
+                )));
+            }
+        }
+        let grpc_tls = load_tls(
+            protocols.grpc.as_ref().and_then(|c| c.tls.as_ref()),
+            ALPN_GRPC,
+            format!("{} grpc", self.id),
+            "protocols.grpc",
+        )?;
+        let http_tls = load_tls(
+            protocols.http.as_ref().and_then(|c| c.tls.as_ref()),
+            ALPN_HTTP,
+            format!("{} http", self.id),
+            "protocols.http",
+        )?;
+        let bound = self
+            .bound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let bound = match bound {
+            Some(bound) => bound,
+            None => self.bind_all().await?,
         };
-        let http = match &protocols.http {
-            Some(c) => Some((bind(c.socket_addr(), "OTLP/HTTP").await?, c)),
-            None => None,
-        };
+        let grpc = bound.grpc.zip(protocols.grpc.as_ref());
+        let http = bound.http.zip(protocols.http.as_ref());
 
         let mut addrs = Vec::new();
         if let Some((listener, _)) = &grpc {
@@ -214,7 +343,9 @@ impl Component for OtlpReceiver {
                     )
                     .with_telemetry(self.ingest.telemetry("grpc").clone()),
                     keepalive: c.keepalive.server_parameters.clone(),
+                    tls: grpc_tls.clone(),
                 },
+                self.grpc_auth.clone(),
                 shutdown.clone(),
             );
             servers.push(spawn_server(self.id.clone(), "grpc", server));
@@ -230,15 +361,33 @@ impl Component for OtlpReceiver {
                     )
                     .with_telemetry(self.ingest.telemetry("http").clone()),
                     read_header_timeout: c.read_header_timeout.0,
+                    tls: http_tls.clone(),
                 },
                 self.ingest.clone(),
+                self.http_auth.clone(),
                 shutdown.clone(),
             );
             servers.push(spawn_server(self.id.clone(), "http", server));
         }
+        for tls in grpc_tls.iter().chain(&http_tls) {
+            if let Some(reloading) = tls.spawn_reloading(shutdown.clone()) {
+                servers.push(reloading);
+            }
+        }
         for (protocol, local_addr) in &addrs {
+            let tls = ServerTls::mode(match *protocol {
+                "grpc" => grpc_tls.as_deref(),
+                _ => http_tls.as_deref(),
+            });
             // Tests and operators find the chosen ports from this event.
-            tracing::info!(component = %self.id, protocol = *protocol, endpoint = %local_addr, "listening");
+            tracing::info!(component = %self.id, protocol = *protocol, endpoint = %local_addr, tls, "listening");
+            let auth = match *protocol {
+                "grpc" => protocols.grpc.as_ref().and_then(|c| c.auth.as_ref()),
+                _ => protocols.http.as_ref().and_then(|c| c.auth.as_ref()),
+            };
+            if let Some(auth) = auth {
+                tracing::info!(component = %self.id, protocol = *protocol, authenticator = %auth.authenticator, "requests must authenticate");
+            }
         }
         *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running {
             addrs,

@@ -7,17 +7,26 @@
 //! signing_secret: ${env:FLIPT_WEBHOOK_SECRET}
 //! signature_header: x-flipt-webhook-signature   # the format's header by default
 //! max_request_body_size: 1048576
+//! tls:                                          # absent = plain text
+//!   cert_file: /etc/auditcol/tls/server.pem
+//!   key_file: /etc/auditcol/tls/server.key
+//!   client_ca_file: /etc/auditcol/tls/clients-ca.pem   # mutual TLS
+//!   reload_interval: 1m
+//! auth:                                         # on top of the signature
+//!   authenticator: bearertokenauth/flipt
 //! ```
 
 use std::fmt;
 use std::net::SocketAddr;
 
-use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
+use auditcol_core::auth::AuthSettings;
+use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::receiverhelper::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
 };
+use auditcol_core::tls::TlsServerSettings;
 use http::HeaderName;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default listen address (loopback only).
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:8088";
@@ -31,7 +40,7 @@ pub const FLIPT_SIGNATURE_HEADER: &str = "x-flipt-webhook-signature";
 pub const FLAGSMITH_SIGNATURE_HEADER: &str = "X-Flagsmith-Signature";
 
 /// What the request bodies hold.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// Flipt v0.2 audit events (what Flipt's webhook sink posts, and what a
@@ -79,7 +88,7 @@ impl Format {
 }
 
 /// The whole `webhook` receiver config.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookReceiverConfig {
     /// `host:port` to listen on.
@@ -99,7 +108,13 @@ pub struct WebhookReceiverConfig {
     pub max_connections: usize,
     /// Time a client has to send a request's headers, counted from when the
     /// server waits for them: also how long a keep-alive connection may idle.
+    /// Over TLS, the handshake must be done within it too.
     pub read_header_timeout: ConfigDuration,
+    /// TLS (and mutual TLS); plain text when absent.
+    pub tls: Option<TlsServerSettings>,
+    /// An authenticator extension every request must pass (before its body
+    /// is read), besides its signature.
+    pub auth: Option<AuthSettings>,
 }
 
 impl Default for WebhookReceiverConfig {
@@ -113,6 +128,8 @@ impl Default for WebhookReceiverConfig {
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -132,6 +149,8 @@ impl fmt::Debug for WebhookReceiverConfig {
             .field("max_request_body_size", &self.max_request_body_size)
             .field("max_connections", &self.max_connections)
             .field("read_header_timeout", &self.read_header_timeout)
+            .field("tls", &self.tls)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -208,6 +227,9 @@ impl Validate for WebhookReceiverConfig {
                 "max_connections",
                 format!("must be at least 1; the default is {DEFAULT_MAX_CONNECTIONS}"),
             ));
+        }
+        if let Some(tls) = &self.tls {
+            nested("tls", tls.validate())?;
         }
         Ok(())
     }

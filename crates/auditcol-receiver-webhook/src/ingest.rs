@@ -40,17 +40,12 @@ impl Ingest {
         if events.is_empty() {
             return Ok(0);
         }
-        let mut batch = LogBatch::try_from_events_with_attributes(
-            &self.source,
-            events
-                .iter()
-                .map(|e| (&e.event, e.attributes.iter().map(|(k, v)| (*k, v.as_str())))),
-        )
-        .map_err(|e| Rejection::Invalid {
-            message: in_request_terms(&e, events),
-            records: events.len(),
+        let batch = batch_of(&self.source, events, now_unix_nanos()).map_err(|message| {
+            Rejection::Invalid {
+                message,
+                records: events.len(),
+            }
         })?;
-        batch.prepare_ingest(now_unix_nanos(), &self.source);
         let records = batch.len();
         tracing::debug!(component = %self.id, records, "events received");
         self.next
@@ -59,6 +54,21 @@ impl Ingest {
             .map_err(|error| Rejection::Pipeline { error, records })?;
         Ok(records)
     }
+}
+
+/// The batch of a request's events, stamped by `prepare_ingest` with
+/// `observed` and `source`; an invalid event refuses them all, with its
+/// place in the request.
+pub fn batch_of(source: &str, events: &[ReceivedEvent], observed: u64) -> Result<LogBatch, String> {
+    let mut batch = LogBatch::try_from_events_with_attributes(
+        source,
+        events
+            .iter()
+            .map(|e| (&e.event, e.attributes.iter().map(|(k, v)| (*k, v.as_str())))),
+    )
+    .map_err(|e| in_request_terms(&e, events))?;
+    batch.prepare_ingest(observed, source);
+    Ok(batch)
 }
 
 /// The core names events by their place in the batch (`events[i]`); the

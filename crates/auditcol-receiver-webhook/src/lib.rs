@@ -3,7 +3,8 @@
 //! Flipt's v0.2 shape.
 //!
 //! A request is checked in the order that costs a bad client the least of
-//! the collector's work: path and method, media type, body size, signature
+//! the collector's work: path and method, `auth` (an authenticator
+//! extension, on the headers alone), media type, body size, signature
 //! (HMAC-SHA256 of the raw body, compared in constant time), then every
 //! event. One bad event refuses the whole request with its path
 //! (`events[3].timestamp: not RFC 3339 ...`); a good request enters the
@@ -25,10 +26,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use auditcol_core::component::StartError;
-use auditcol_core::config::{ConfigError, parse_component_config};
+use auditcol_core::auth::{AuthRefusals, RequestAuth};
+use auditcol_core::component::{Host, StartError};
+use auditcol_core::config::ConfigError;
 use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::telemetry::Telemetry;
+use auditcol_core::tls::{ALPN_HTTP, ServerTls, TlsServerSettings};
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
 };
@@ -47,6 +50,15 @@ mod server;
 mod signature;
 
 pub use config::{Format, WebhookReceiverConfig};
+
+/// The receiver's steps from request body to batch, for the fuzz targets
+/// in `fuzz/`: not an API to build on.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::body::{BodyKind, EventError};
+    pub use crate::decode::{DecodedRequest, ReceivedEvent, decode_request};
+    pub use crate::ingest::batch_of;
+}
 
 use ingest::Ingest;
 use server::Endpoint;
@@ -69,10 +81,10 @@ impl ReceiverFactory for WebhookReceiverFactory {
         config: &serde_json::Value,
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let config: WebhookReceiverConfig = parse_component_config(config)?;
-        Ok(Arc::new(
-            WebhookReceiver::new(ctx.id.clone(), config, next).with_telemetry(&ctx.telemetry),
-        ))
+        let config: WebhookReceiverConfig = ctx.parse_config(config)?;
+        let receiver =
+            WebhookReceiver::new(ctx.id.clone(), config, next).with_telemetry(&ctx.telemetry);
+        Ok(Arc::new(receiver.with_authenticator(&ctx.host)?))
     }
 }
 
@@ -83,9 +95,15 @@ pub struct WebhookReceiver {
     config: WebhookReceiverConfig,
     next: SharedConsumer,
     endpoint: Arc<Endpoint>,
+    /// `auth` as configured, until resolved into `endpoint.auth`.
+    auth_settings: Option<auditcol_core::auth::AuthSettings>,
+    auth_refusals: AuthRefusals,
     addr: Result<SocketAddr, String>,
     max_connections: usize,
     read_header_timeout: std::time::Duration,
+    tls: Option<TlsServerSettings>,
+    /// The listener bound by [`Component::bind`], waiting for `start`.
+    bound: Mutex<Option<TcpListener>>,
     running: Mutex<Option<Running>>,
 }
 
@@ -93,6 +111,7 @@ struct Running {
     addr: SocketAddr,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
+    reloading: Option<JoinHandle<()>>,
 }
 
 impl WebhookReceiver {
@@ -105,18 +124,24 @@ impl WebhookReceiver {
     pub fn new(id: ComponentId, config: WebhookReceiverConfig, next: SharedConsumer) -> Self {
         Self {
             endpoint: Arc::new(endpoint(&id, &config, &next, &Telemetry::disabled())),
+            auth_settings: config.auth.clone(),
+            auth_refusals: AuthRefusals::default(),
             addr: config.socket_addr(),
             max_connections: config.max_connections,
             read_header_timeout: config.read_header_timeout.0,
+            tls: config.tls.clone(),
             id,
             config,
             next,
+            bound: Mutex::new(None),
             running: Mutex::new(None),
         }
     }
 
     /// The same receiver, counting what it accepts, refuses (bad
-    /// signatures among them) and drops in `telemetry`.
+    /// signatures among them) and drops in `telemetry`. Call it before
+    /// [`WebhookReceiver::with_authenticator`] (as the factory does): it
+    /// makes the endpoint anew.
     pub fn with_telemetry(mut self, telemetry: &Telemetry) -> Self {
         self.endpoint = Arc::new(endpoint(&self.id, &self.config, &self.next, telemetry));
         self
@@ -129,6 +154,40 @@ impl WebhookReceiver {
             telemetry.accepted_records(),
             telemetry.refused_log_records(),
         )
+    }
+
+    async fn bind_listener(&self) -> Result<TcpListener, StartError> {
+        let addr = self.addr.clone().map_err(StartError)?;
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError(format!("cannot listen on {addr} for webhooks: {e}")))
+    }
+
+    /// Finds the authenticator `auth` names among `host`'s extensions; from
+    /// then on every request must pass it. The factory does it: a receiver
+    /// whose config has `auth` refuses to start without.
+    pub fn with_authenticator(mut self, host: &Host) -> Result<Self, ConfigError> {
+        let auth = RequestAuth::resolve(
+            self.auth_settings.as_ref(),
+            "auth",
+            host,
+            &self.id,
+            "http",
+            &self.auth_refusals,
+        )?;
+        if let Some(auth) = auth {
+            let auth = auth.with_telemetry(self.endpoint.telemetry.clone());
+            let endpoint = Arc::get_mut(&mut self.endpoint).ok_or_else(|| {
+                ConfigError::at("auth", "cannot be resolved once the receiver has started")
+            })?;
+            endpoint.auth = Some(auth);
+        }
+        Ok(self)
+    }
+
+    /// Requests refused so far because they did not authenticate.
+    pub fn unauthenticated_requests(&self) -> u64 {
+        self.auth_refusals.get()
     }
 
     /// The address actually listened on (with port 0 configured, the port
@@ -168,11 +227,18 @@ fn endpoint(
         max_body: config.max_request_body_bytes(),
         ingest: Ingest::new(id.clone(), source, next.clone()),
         telemetry: Arc::new(telemetry.receiver(id, "http")),
+        auth: None,
     }
 }
 
 #[async_trait]
 impl Component for WebhookReceiver {
+    async fn bind(&self) -> Result<(), StartError> {
+        let listener = self.bind_listener().await?;
+        *self.bound.lock().unwrap_or_else(PoisonError::into_inner) = Some(listener);
+        Ok(())
+    }
+
     async fn start(&self) -> Result<(), StartError> {
         if self.local_addr().is_some() {
             return Err(StartError(format!(
@@ -180,10 +246,31 @@ impl Component for WebhookReceiver {
                 self.id
             )));
         }
-        let addr = self.addr.clone().map_err(StartError)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| StartError(format!("cannot listen on {addr} for webhooks: {e}")))?;
+        if self.auth_settings.is_some() && self.endpoint.auth.is_none() {
+            // Never serve without the authentication the config asks for.
+            return Err(StartError(format!(
+                "receiver {}: auth is set but no authenticator was resolved (build the receiver with its factory, or call with_authenticator)",
+                self.id
+            )));
+        }
+        // The files were checked at build; one that changed since fails the start.
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|settings| {
+                ServerTls::load(settings, ALPN_HTTP, self.id.to_string())
+                    .map_err(|e| StartError(format!("tls.{e}")))
+            })
+            .transpose()?;
+        let bound = self
+            .bound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let listener = match bound {
+            Some(listener) => listener,
+            None => self.bind_listener().await?,
+        };
         let addr = listener
             .local_addr()
             .map_err(|e| StartError(format!("cannot read the webhook listen address: {e}")))?;
@@ -194,9 +281,13 @@ impl Component for WebhookReceiver {
             ConnectionLimit::new(self.max_connections, self.id.to_string())
                 .with_telemetry(self.endpoint.telemetry.clone()),
             self.read_header_timeout,
+            tls.clone(),
             self.endpoint.clone(),
             shutdown.clone(),
         );
+        let reloading = tls
+            .as_ref()
+            .and_then(|tls| tls.spawn_reloading(shutdown.clone()));
         let server = tokio::spawn(async move {
             if let Err(e) = serving.await {
                 tracing::error!(component = %id, error = %e, "the webhook server stopped");
@@ -204,7 +295,11 @@ impl Component for WebhookReceiver {
         });
         let endpoint = &self.endpoint;
         // Tests and operators find the chosen port from this event.
-        tracing::info!(component = %self.id, protocol = "http", endpoint = %addr, path = %endpoint.path, format = endpoint.format.name(), "listening");
+        let tls = ServerTls::mode(tls.as_deref());
+        tracing::info!(component = %self.id, protocol = "http", endpoint = %addr, path = %endpoint.path, format = endpoint.format.name(), tls, "listening");
+        if let Some(auth) = &self.auth_settings {
+            tracing::info!(component = %self.id, authenticator = %auth.authenticator, "requests must authenticate");
+        }
         match &endpoint.verifier {
             Some(verifier) => {
                 tracing::info!(component = %self.id, header = %verifier.header(), "requests must be signed");
@@ -218,6 +313,7 @@ impl Component for WebhookReceiver {
             addr,
             shutdown,
             server,
+            reloading,
         });
         Ok(())
     }
@@ -233,6 +329,9 @@ impl Component for WebhookReceiver {
         };
         // Stop accepting; requests in flight run to their answer.
         running.shutdown.cancel();
+        if let Some(reloading) = running.reloading {
+            reloading.abort();
+        }
         if tokio::time::timeout_at(deadline, &mut running.server)
             .await
             .is_err()

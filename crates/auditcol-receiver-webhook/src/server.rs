@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use auditcol_core::auth::RequestAuth;
 use auditcol_core::receiverhelper::HttpRefusal;
 use auditcol_core::receiverhelper::{ConnectionLimit, client_addr, serve_http};
 use auditcol_core::telemetry::{ReceiverTelemetry, RefusalReason};
@@ -13,7 +14,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{
+    ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::net::TcpListener;
@@ -34,6 +37,8 @@ pub(crate) struct Endpoint {
     pub(crate) ingest: Ingest,
     /// Counts and logs what is accepted, refused and dropped.
     pub(crate) telemetry: Arc<ReceiverTelemetry>,
+    /// `auth`: checked on the headers before the body is read.
+    pub(crate) auth: Option<RequestAuth>,
 }
 
 /// Serves `endpoint` on `listener` until `shutdown` is cancelled, then lets
@@ -42,13 +47,22 @@ pub(crate) async fn serve(
     listener: TcpListener,
     connections: ConnectionLimit,
     read_header_timeout: std::time::Duration,
+    tls: Option<Arc<auditcol_core::tls::ServerTls>>,
     endpoint: Arc<Endpoint>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     // One handler for every path and method: the configured path is matched
     // literally, so no character in it can mean a route pattern.
     let router = Router::new().fallback(handle).with_state(endpoint);
-    serve_http(listener, connections, router, read_header_timeout, shutdown).await;
+    serve_http(
+        listener,
+        connections,
+        router,
+        read_header_timeout,
+        tls,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
@@ -62,6 +76,8 @@ struct Failure {
     /// Why the request counts as refused (`None`: not a request for this
     /// receiver, such as another path), and how many events it carried.
     refusal: Option<(RefusalReason, usize)>,
+    /// `WWW-Authenticate`, on a 401 from the authenticator.
+    challenge: Option<HeaderValue>,
 }
 
 impl Failure {
@@ -72,6 +88,7 @@ impl Failure {
             retry_after: None,
             allow: false,
             refusal: None,
+            challenge: None,
         }
     }
 
@@ -92,6 +109,9 @@ impl Failure {
             response
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
         }
         response
     }
@@ -133,7 +153,7 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 async fn handle(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
-    let client = client_addr(&request);
+    let client = client_addr(request.extensions());
     match receive(&endpoint, request).await {
         Ok((accepted, ignored)) => {
             endpoint.telemetry.accepted(accepted);
@@ -179,6 +199,19 @@ async fn receive(endpoint: &Endpoint, request: Request) -> Result<(usize, usize)
                 ),
             )
         });
+    }
+    if let Some(auth) = &endpoint.auth {
+        auth.check(request.headers(), client_addr(request.extensions()))
+            .await
+            // Counted and logged by `check` (reason `unauthenticated`).
+            .map_err(|refused| Failure {
+                retry_after: refused.retry_after_secs(),
+                challenge: (refused.http_status() == 401).then(|| auth.challenge()),
+                ..Failure::new(
+                    StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
+                    refused.to_string(),
+                )
+            })?;
     }
     let kind = body_kind(request.headers())?;
     let (parts, body) = request.into_parts();

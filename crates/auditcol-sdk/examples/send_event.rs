@@ -1,7 +1,7 @@
 //! Sends one audit event and says whether it arrived.
 //!
 //! ```sh
-//! cargo run --release                                   # a collector on its default config
+//! cargo run                                             # a collector on its default config
 //! cargo run -p auditcol-sdk --example send_event        # gRPC to http://127.0.0.1:4317
 //! cargo run -p auditcol-sdk --example send_event -- http://127.0.0.1:4318 http/protobuf
 //! ```

@@ -3,6 +3,7 @@
 //! `tracing` logs ([`CapturedLog`]). Dev-only; no component depends on it
 //! outside its tests.
 
+pub mod pki;
 pub mod tls;
 
 use std::io::Write;

@@ -1,37 +1,36 @@
-//! An HTTPS server with the test certificates, for the TLS settings of
-//! clients (exporters).
+//! An HTTPS server with test certificates ([`crate::pki`]), for the TLS
+//! settings of clients (exporters).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hyper_util::rt::TokioIo;
 
-/// A file of the test PKI in `tests/tls` (a CA, a server certificate for
-/// 127.0.0.1 and localhost, a client certificate).
-pub fn tls_file(name: &str) -> String {
-    format!("{}/../../tests/tls/{name}", env!("CARGO_MANIFEST_DIR"))
-}
+use crate::pki::PemFiles;
 
-/// An HTTPS server on 127.0.0.1:0 (the test certificate in `tests/tls`)
-/// that answers 200 to every request and counts them. With
-/// `client_certificates`, clients must show a certificate of the test CA.
-pub async fn https_server(client_certificates: bool) -> (String, Arc<AtomicUsize>) {
+/// An HTTPS server on 127.0.0.1:0 with the certificate `server` that
+/// answers 200 to every request and counts them. With `client_ca`, clients
+/// must show a certificate of that CA.
+pub async fn https_server(
+    server: &PemFiles,
+    client_ca: Option<&std::path::Path>,
+) -> (String, Arc<AtomicUsize>) {
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(tls_file("server.pem"))
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&server.cert)
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let key = PrivateKeyDer::from_pem_file(tls_file("server.key")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(&server.key).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap();
-    let config = if client_certificates {
+    let config = if let Some(client_ca) = client_ca {
         let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_file_iter(tls_file("ca.pem")).unwrap() {
+        for ca in CertificateDer::pem_file_iter(client_ca).unwrap() {
             roots.add(ca.unwrap()).unwrap();
         }
         let verifier =

@@ -32,6 +32,8 @@ pub fn registry() -> Registry {
         .exporter(auditcol_exporter_debug::DebugExporterFactory)
         .exporter(auditcol_exporter_kafka::KafkaExporterFactory)
         .extension(auditcol_extension_healthcheck::HealthCheckExtensionFactory)
+        .extension(auditcol_extension_auth::BearerTokenAuthFactory)
+        .extension(auditcol_extension_auth::BasicAuthFactory)
 }
 
 /// Parses `text` and builds (without starting) every pipeline in it.
@@ -53,6 +55,19 @@ pub fn parse(text: &str, overrides: &[ConfigOverride]) -> anyhow::Result<Collect
         &|name| std::env::var(name).ok(),
         overrides,
     )?)
+}
+
+/// `service.telemetry.logs` of config `text` (with `overrides`), to set up
+/// logging before the config is loaded for real (which logs, e.g. about
+/// unset variables). A config that does not parse gets the defaults;
+/// loading it reports why.
+pub fn logs_settings(
+    text: &str,
+    overrides: &[ConfigOverride],
+) -> auditcol_core::config::LogsConfig {
+    parse(text, overrides)
+        .map(|config| config.service.telemetry.logs)
+        .unwrap_or_default()
 }
 
 /// Reads a config file, or the embedded default when `path` is `None`.
@@ -118,14 +133,28 @@ pub async fn run(
     tracing::info!("auditcol is running");
     wait_for_signal().await?;
     tracing::info!(timeout = ?shutdown_timeout, "shutting down: stopping receivers, flushing processors, draining exporters");
-    service
+    let left = service
         .shutdown(tokio::time::Instant::now() + shutdown_timeout)
         .await;
     if let Some(metrics) = metrics {
         metrics.stop().await;
     }
-    tracing::info!("auditcol stopped");
-    Ok(())
+    if left.is_empty() {
+        tracing::info!("auditcol stopped");
+        return Ok(());
+    }
+    for (component, leftover) in &left {
+        tracing::warn!(component = %component, "{leftover}");
+    }
+    let lost: u64 = left.iter().map(|(_, l)| l.lost_records).sum();
+    let kept: u64 = left.iter().map(|(_, l)| l.kept_batches).sum();
+    let refused: u64 = left.iter().map(|(_, l)| l.refused_records).sum();
+    anyhow::bail!(
+        "stopped before every exporter drained (--shutdown-timeout {}): \
+         {kept} batches kept in persistent queues, {refused} records answered \
+         as failed to their senders, {lost} records lost",
+        auditcol_core::config::ConfigDuration(shutdown_timeout)
+    )
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

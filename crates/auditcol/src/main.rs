@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use auditcol_core::config::{ConfigDuration, ConfigOverride};
+use auditcol_core::config::{ConfigDuration, ConfigOverride, LogEncoding, LogsConfig};
 use clap::{Parser, Subcommand};
 
 mod graph;
@@ -55,6 +55,18 @@ enum Command {
         #[arg(long, value_enum, default_value = "mermaid")]
         format: graph::GraphFormat,
     },
+    /// Print the config as the collector understands it: every component's
+    /// settings with their defaults filled in, secrets masked as `[REDACTED]`.
+    ///
+    ///   auditcol print-config --config collector.yaml
+    ///
+    /// Exit status: 0 printed; 1 the config is invalid (the error is printed instead).
+    #[command(verbatim_doc_comment)]
+    PrintConfig {
+        /// `yaml` or `json`.
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: PrintFormat,
+    },
     /// Send audit events to a collector (or any OTLP endpoint) and report whether they arrived.
     ///
     /// One event from flags:
@@ -103,6 +115,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Validate { check_connectivity }) => validate(&cli, check_connectivity),
         Some(Command::Graph { format }) => draw(&cli, format),
+        Some(Command::PrintConfig { format }) => print_config(&cli, format),
         Some(Command::Send(args)) => {
             if cli.config.is_some() {
                 eprintln!("error: --config is for running or validating a collector, not for send");
@@ -151,6 +164,41 @@ fn draw(cli: &Cli, format: graph::GraphFormat) -> ExitCode {
     }
 }
 
+/// The output of `print-config`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PrintFormat {
+    Yaml,
+    Json,
+}
+
+fn print_config(cli: &Cli, format: PrintFormat) -> ExitCode {
+    let result = auditcol::read_config(cli.config.as_deref())
+        .and_then(|text| auditcol::build_with(&text, &cli.set));
+    let config = match result {
+        Ok(service) => service.effective_config(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = match format {
+        PrintFormat::Yaml => serde_saphyr::to_string(&config).map_err(|e| e.to_string()),
+        PrintFormat::Json => serde_json::to_string_pretty(&config)
+            .map(|t| t + "\n")
+            .map_err(|e| e.to_string()),
+    };
+    match text {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot print the config: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn validate(cli: &Cli, check_connectivity: bool) -> ExitCode {
     let result = auditcol::read_config(cli.config.as_deref())
         .and_then(|text| auditcol::build_with(&text, &cli.set));
@@ -182,7 +230,14 @@ fn validate(cli: &Cli, check_connectivity: bool) -> ExitCode {
 }
 
 fn serve(cli: &Cli) -> ExitCode {
-    init_logging();
+    let text = match auditcol::read_config(cli.config.as_deref()) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&auditcol::logs_settings(&text, &cli.set));
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -190,17 +245,15 @@ fn serve(cli: &Cli) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            tracing::error!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = auditcol::read_config(cli.config.as_deref())
-        .and_then(|text| runtime.block_on(auditcol::run(&text, &cli.set, cli.shutdown_timeout.0)));
-    match result {
+    match runtime.block_on(auditcol::run(&text, &cli.set, cli.shutdown_timeout.0)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Said once, in the log (stderr), in the configured encoding.
             tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -228,15 +281,25 @@ fn raise_open_file_limit() {
     }
 }
 
-/// Logs go to stderr (stdout belongs to exporters writing events); the
-/// level comes from `RUST_LOG`, `info` by default.
-fn init_logging() {
+/// Logs go to stderr (stdout belongs to exporters writing events), as
+/// `service.telemetry.logs` says: `level` (unless `RUST_LOG` is set, which
+/// may also set levels per module) and `encoding` (`console` or `json`).
+fn init_logging(logs: &LogsConfig) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(logs.level.as_str()));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match logs.encoding {
+        LogEncoding::Console => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogEncoding::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }

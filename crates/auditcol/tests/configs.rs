@@ -12,14 +12,34 @@ fn workspace_root() -> PathBuf {
         .unwrap()
 }
 
+/// A directory of test certificates (`ca.pem`, `server.pem`, `server.key`,
+/// `client.pem`, `client.key`), made once per run: what examples read from
+/// `${env:AUDITCOL_TLS_DIR}`, since their files are checked at load.
+fn tls_dir() -> &'static str {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        auditcol_testkit::pki::TestPki::generate(dir.path());
+        dir
+    });
+    dir.path().to_str().unwrap()
+}
+
 /// Builds `text` as `auditcol validate` does, with stand-ins for the secrets
-/// that examples read from the environment (`${env:..._SECRET}`): examples
-/// never hold secrets, and an empty one is a config error.
+/// that examples read from the environment (`${env:..._SECRET}`,
+/// `_TOKEN`, `_PASSWORD`): examples never hold secrets, and an empty one is
+/// a config error. A stand-in is one word, as a token must be. TLS files
+/// come from [`tls_dir`].
 fn build(text: &str) -> anyhow::Result<Service> {
     let env = |name: &str| {
+        if name == "AUDITCOL_TLS_DIR" {
+            return Some(tls_dir().to_owned());
+        }
         std::env::var(name).ok().or_else(|| {
-            name.ends_with("_SECRET")
-                .then(|| format!("stand-in for {name}"))
+            ["_SECRET", "_TOKEN", "_PASSWORD"]
+                .iter()
+                .any(|suffix| name.ends_with(suffix))
+                .then(|| format!("stand-in-for-{name}"))
         })
     };
     let config = CollectorConfig::from_yaml(text, &env)?;

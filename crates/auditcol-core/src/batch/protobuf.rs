@@ -209,6 +209,7 @@ fn walk_container(
 ) -> Result<Bytes, DecodeError> {
     let mut header = Header::default();
     let mut index = 0usize;
+    let mut has_first = false;
     let mut fields = Fields::new(payload);
     loop {
         let start = fields.position();
@@ -227,7 +228,15 @@ fn walk_container(
             continue;
         }
         let checked = match (field.number, field.value.bytes()) {
-            (container::RESOURCE, Some(b)) => check_first(b).map_err(|e| e.within(first_name)),
+            // Protobuf readers merge the occurrences, the record views read
+            // the last: refused, so that both read the same.
+            (container::RESOURCE, Some(_)) if has_first => Err(CheckError::from_reason(format!(
+                "{first_name} appears more than once: send it once"
+            ))),
+            (container::RESOURCE, Some(b)) => {
+                has_first = true;
+                check_first(b).map_err(|e| e.within(first_name))
+            }
             (container::SCHEMA_URL, Some(b)) => {
                 check_utf8(b).map(|_| ()).map_err(|e| e.within("schemaUrl"))
             }
@@ -301,20 +310,28 @@ fn decode_scope_logs(
     Ok((!records.is_empty()).then_some(ScopeGroup { header, records }))
 }
 
-/// Checks an `InstrumentationScope`: name, version, attributes.
+/// Checks an `InstrumentationScope`: name, version, attributes,
+/// `dropped_attributes_count`.
 fn check_scope(bytes: &[u8]) -> Result<(), CheckError> {
     check_attributes_holder(
         bytes,
         common::SCOPE_ATTRIBUTES,
         &[common::SCOPE_NAME, common::SCOPE_VERSION],
+        &[common::SCOPE_DROPPED_ATTRIBUTES_COUNT],
     )
 }
 
-/// Checks a `Resource`: its attributes, and the strings of its entity
-/// references (`EntityRef`: fields 1 to 4 are all strings).
+/// Checks a `Resource`: its attributes, `dropped_attributes_count`, and
+/// the strings of its entity references (`EntityRef`: fields 1 to 4 are all
+/// strings).
 fn check_resource(bytes: &[u8]) -> Result<(), CheckError> {
     const ENTITY_REFS: u32 = 3;
-    check_attributes_holder(bytes, common::RESOURCE_ATTRIBUTES, &[])?;
+    check_attributes_holder(
+        bytes,
+        common::RESOURCE_ATTRIBUTES,
+        &[],
+        &[common::RESOURCE_DROPPED_ATTRIBUTES_COUNT],
+    )?;
     for (n, field) in Fields::new(bytes)
         .flatten()
         .filter(|f| f.number == ENTITY_REFS)
@@ -324,7 +341,7 @@ fn check_resource(bytes: &[u8]) -> Result<(), CheckError> {
             .value
             .bytes()
             .ok_or_else(|| CheckError::from_reason("not length-delimited"))?;
-        check_attributes_holder(entity, 0, &[1, 2, 3, 4])
+        check_attributes_holder(entity, 0, &[1, 2, 3, 4], &[])
             .map_err(|e| e.within(&format!("entityRefs[{n}]")))?;
     }
     Ok(())

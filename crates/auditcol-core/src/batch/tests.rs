@@ -447,6 +447,122 @@ fn containers_with_fields_after_their_children_keep_them() {
     assert_eq!(back.resource_logs[0].scope_logs.len(), 1);
 }
 
+/// Found by the `otlp_protobuf` fuzz target: a resource (or scope) given
+/// twice is one merged resource to a protobuf reader, but the last one to
+/// `resource_attribute`; the request is refused instead.
+#[test]
+fn a_resource_or_scope_given_twice_refuses_the_request() {
+    use auditcol_model::wire::put_bytes;
+    let resource = |name: &str| {
+        let mut kv = Vec::new();
+        put_bytes(&mut kv, 1, &string_kv("service.name", name).encode_to_vec());
+        kv
+    };
+    let scope_logs =
+        ExportLogsServiceRequest::decode(LogBatch::sample_audit(1).encode_protobuf().as_slice())
+            .unwrap()
+            .resource_logs[0]
+            .scope_logs[0]
+            .encode_to_vec();
+    let mut resource_logs = Vec::new();
+    put_bytes(&mut resource_logs, 1, &resource("a"));
+    put_bytes(&mut resource_logs, 1, &resource("b"));
+    put_bytes(&mut resource_logs, 2, &scope_logs);
+    let mut request = Vec::new();
+    put_bytes(&mut request, 1, &resource_logs);
+    let err = decode_protobuf(&request).unwrap_err();
+    assert_eq!(
+        err.message,
+        "invalid OTLP protobuf: resourceLogs[0]: resource appears more than once: send it once"
+    );
+
+    // The scope logs of a batch have their scope already: one more.
+    let mut scope_twice = scope_logs.clone();
+    let mut scope = Vec::new();
+    put_bytes(&mut scope, 1, b"lib");
+    put_bytes(&mut scope_twice, 1, &scope);
+    let mut resource_logs = Vec::new();
+    put_bytes(&mut resource_logs, 2, &scope_twice);
+    let mut request = Vec::new();
+    put_bytes(&mut request, 1, &resource_logs);
+    let err = decode_protobuf(&request).unwrap_err();
+    assert!(
+        err.message
+            .ends_with("resourceLogs[0].scopeLogs[0]: scope appears more than once: send it once"),
+        "{}",
+        err.message
+    );
+}
+
+/// Found by the `otlp_protobuf` fuzz target: a resource whose
+/// `dropped_attributes_count` (a varint) came length-delimited — the fuzzer
+/// had turned the tag of its `service.name` attribute from 1 into 2 — was
+/// let in and forwarded, and any protobuf reader downstream refuses the
+/// whole request for it (every other client's records batched with it too).
+/// Every known field of resources, scopes and key-value pairs is checked.
+#[test]
+fn known_fields_of_the_wrong_wire_type_are_refused_where_they_are() {
+    use auditcol_model::wire::{put_bytes, put_key, put_varint};
+    let scope_logs =
+        ExportLogsServiceRequest::decode(LogBatch::sample_audit(1).encode_protobuf().as_slice())
+            .unwrap()
+            .resource_logs[0]
+            .scope_logs[0]
+            .encode_to_vec();
+    let request = |resource: &[u8], scope_logs: &[u8]| {
+        let mut resource_logs = Vec::new();
+        put_bytes(&mut resource_logs, 1, resource);
+        put_bytes(&mut resource_logs, 2, scope_logs);
+        let mut request = Vec::new();
+        put_bytes(&mut request, 1, &resource_logs);
+        request
+    };
+    // resource { dropped_attributes_count: <bytes> }
+    let mut resource = Vec::new();
+    put_bytes(
+        &mut resource,
+        2,
+        &string_kv("service.name", "flipt").encode_to_vec(),
+    );
+    let err = decode_protobuf(&request(&resource, &scope_logs)).unwrap_err();
+    assert_eq!(
+        err.message,
+        "invalid OTLP protobuf: resourceLogs[0]: resource: invalid protobuf: wire type 2 where 0 is expected"
+    );
+
+    // scope { dropped_attributes_count: <fixed64> }
+    let mut scope = Vec::new();
+    put_key(&mut scope, 4, 1);
+    scope.extend_from_slice(&[0; 8]);
+    let mut bad_scope_logs = Vec::new();
+    put_bytes(&mut bad_scope_logs, 1, &scope);
+    let err = decode_protobuf(&request(&[], &bad_scope_logs)).unwrap_err();
+    assert!(
+        err.message
+            .ends_with("scopeLogs[0]: scope: invalid protobuf: wire type 1 where 0 is expected"),
+        "{}",
+        err.message
+    );
+
+    // a record attribute { key_strindex: <bytes> }: the record alone is refused
+    let mut kv = string_kv("k", "v").encode_to_vec();
+    put_bytes(&mut kv, 3, b"x");
+    let mut record = Vec::new();
+    put_bytes(&mut record, 6, &kv);
+    let mut records = Vec::new();
+    put_bytes(&mut records, 2, &record);
+    let mut valid = Vec::new();
+    put_key(&mut valid, 2, 2);
+    put_varint(&mut valid, 0);
+    records.extend_from_slice(&valid);
+    let decoded = decode_protobuf(&request(&[], &records)).unwrap();
+    assert_eq!((decoded.batch.len(), decoded.rejected), (1, 1));
+    assert_eq!(
+        decoded.first_rejection.unwrap().to_string(),
+        "resourceLogs[0].scopeLogs[0].logRecords[0].attributes[0].keyStrindex: invalid protobuf: wire type 2 where 0 is expected"
+    );
+}
+
 mod properties {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::{

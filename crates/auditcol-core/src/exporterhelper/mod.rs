@@ -41,7 +41,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::component::{BuildContext, Component, ComponentId, Connectivity, Exporter, StartError};
+use futures::FutureExt;
+
+use crate::component::{
+    BuildContext, Component, ComponentId, Connectivity, Exporter, Leftover, StartError,
+};
 use crate::config::ConfigDuration;
 use crate::telemetry::{Counter, ExporterTelemetry};
 use crate::{LogBatch, LogsConsumer, PipelineError};
@@ -176,6 +180,11 @@ struct Inner {
     inline_sends: AtomicUsize,
     inline_idle: Notify,
     counters: ExporterCounters,
+    /// Records abandoned at the shutdown deadline, by what became of them.
+    left_refused: AtomicU64,
+    left_lost: AtomicU64,
+    /// Set at shutdown: batches left in the persistent queue.
+    left_kept: AtomicU64,
 }
 
 /// Records of one batch refused for good along the way, by partial failures.
@@ -273,6 +282,9 @@ impl ExporterHelper {
                 next_ticket: AtomicU64::new(0),
                 workers: Mutex::new(Vec::new()),
                 abort: CancellationToken::new(),
+                left_refused: AtomicU64::new(0),
+                left_lost: AtomicU64::new(0),
+                left_kept: AtomicU64::new(0),
                 room: Notify::new(),
                 inline_sends: AtomicUsize::new(0),
                 inline_idle: Notify::new(),
@@ -433,6 +445,7 @@ impl Inner {
             if self.abort.is_cancelled() && result.is_err() {
                 // Left unacknowledged: a persistent storage delivers it
                 // again at the next start. The caller hears at shutdown.
+                self.abandoned(&item);
                 continue;
             }
             queue.ack(item.id);
@@ -531,6 +544,25 @@ impl Inner {
         }
     }
 
+    /// Counts a queued batch abandoned at the shutdown deadline: kept by a
+    /// persistent queue (counted at shutdown, with the queue), answered as
+    /// failed to a caller still waiting, or lost.
+    fn abandoned(&self, item: &QueuedBatch) {
+        if self.settings.sending_queue.storage.is_some() {
+            self.left_kept.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let waited_for = item
+            .ticket
+            .is_some_and(|t| self.lock_waiters().contains_key(&t));
+        let counter = if waited_for {
+            &self.left_refused
+        } else {
+            &self.left_lost
+        };
+        counter.fetch_add(item.batch.len() as u64, Ordering::Relaxed);
+    }
+
     async fn consume_inline(&self, batch: LogBatch) -> Outcome {
         struct InlineGuard<'a>(&'a Inner);
         impl Drop for InlineGuard<'_> {
@@ -547,7 +579,12 @@ impl Inner {
         if self.state.load(Ordering::SeqCst) != RUNNING {
             return Err(self.not_running());
         }
-        self.export(&batch).await
+        let outcome = self.export(&batch).await;
+        if outcome.is_err() && self.abort.is_cancelled() {
+            self.left_refused
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        outcome
     }
 
     /// Opens the persistent queue in this exporter's namespace under
@@ -644,6 +681,7 @@ impl Component for ExporterHelper {
             return;
         }
         let mut drained = true;
+        let persistent_storage = inner.settings.sending_queue.storage.is_some();
         if let Some(queue) = inner.queue.get() {
             queue.close();
             let workers =
@@ -660,6 +698,15 @@ impl Component for ExporterHelper {
             inner.abort.cancel();
             // Cancelled sends return at once.
             inner.wait_inline_idle(None).await;
+        }
+        // What the workers never popped, from an in-memory queue, is gone
+        // with the process (a persistent one keeps it).
+        if let Some(queue) = inner.queue.get()
+            && !persistent_storage
+        {
+            while let Some(Some(item)) = queue.pop().now_or_never() {
+                inner.abandoned(&item);
+            }
         }
         // Whoever still waits has a batch that was abandoned in the queue.
         let abandoned: Vec<_> = inner.lock_waiters().drain().collect();
@@ -690,6 +737,9 @@ impl Component for ExporterHelper {
             queue.sync().await;
         }
         if let Some(queue) = inner.persistent.get() {
+            inner
+                .left_kept
+                .fetch_add(queue.len() as u64, Ordering::Relaxed);
             tracing::info!(
                 exporter = %inner.id,
                 queue = %queue.dir().display(),
@@ -704,6 +754,19 @@ impl Component for ExporterHelper {
 
     async fn check_connectivity(&self) -> Connectivity {
         self.inner.sender.check_connectivity().await
+    }
+
+    fn leftover(&self) -> Leftover {
+        let inner = &self.inner;
+        Leftover {
+            kept_batches: inner.left_kept.load(Ordering::Relaxed),
+            kept_in: inner
+                .persistent
+                .get()
+                .map(|q| q.dir().display().to_string()),
+            refused_records: inner.left_refused.load(Ordering::Relaxed),
+            lost_records: inner.left_lost.load(Ordering::Relaxed),
+        }
     }
 }
 

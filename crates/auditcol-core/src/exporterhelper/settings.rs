@@ -1,7 +1,7 @@
 //! The exporter helper's settings, with the OpenTelemetry Collector's key
 //! names and defaults (one deliberate difference: `wait_for_result`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::LogBatch;
 use crate::config::{ConfigDuration, ConfigError, Validate, nested};
@@ -56,7 +56,7 @@ pub fn default_timeout() -> ConfigDuration {
 ///     }
 /// }
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExporterHelperSettings {
     /// How long one send attempt may take; 0 = no limit.
@@ -109,7 +109,7 @@ impl Validate for ExporterHelperSettings {
 /// The n-th wait is `initial_interval * multiplier^(n-1)`, capped at
 /// `max_interval`, then randomised by ± `randomization_factor`. A
 /// retry-after hint from the failure replaces the computed wait.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrySettings {
     /// false: a failed send fails the batch at once.
@@ -190,7 +190,7 @@ impl Validate for RetrySettings {
 }
 
 /// How the sending queue measures its fill level against `queue_size`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sizer {
     /// Batches (requests), whatever their size.
@@ -223,7 +223,7 @@ impl Sizer {
 }
 
 /// `sending_queue`: a bounded queue drained by `num_consumers` workers.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSettings {
     /// false: `consume` sends inline, with retries, before it returns.
@@ -252,7 +252,7 @@ pub struct QueueSettings {
 pub const DEFAULT_MAX_SIZE_MIB: u64 = 1024;
 
 /// `sending_queue.when_full`: what happens to a batch that finds the queue full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenFull {
     /// Wait for room, holding the caller (and so the client): backpressure

@@ -98,16 +98,13 @@ impl fmt::Display for JsonError {
 
 impl std::error::Error for JsonError {}
 
-/// Field numbers not named in [`auditcol_model::view`].
+/// Field numbers not named in [`auditcol_model::view`], and some that are.
 mod field {
-    /// `Resource.dropped_attributes_count`.
-    pub const RESOURCE_DROPPED_ATTRIBUTES_COUNT: u32 = 2;
+    pub use auditcol_model::view::common::{
+        KEY_STRINDEX, RESOURCE_DROPPED_ATTRIBUTES_COUNT, SCOPE_DROPPED_ATTRIBUTES_COUNT,
+    };
     /// `Resource.entity_refs`.
     pub const RESOURCE_ENTITY_REFS: u32 = 3;
-    /// `InstrumentationScope.dropped_attributes_count`.
-    pub const SCOPE_DROPPED_ATTRIBUTES_COUNT: u32 = 4;
-    /// `KeyValue.key_strindex`.
-    pub const KEY_STRINDEX: u32 = 3;
     /// `EntityRef.schema_url`.
     pub const ENTITY_SCHEMA_URL: u32 = 1;
     /// `EntityRef.type`.

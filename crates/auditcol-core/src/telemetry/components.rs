@@ -128,12 +128,11 @@ pub enum RefusalReason {
     Unsupported,
     /// A webhook whose HMAC signature is missing or wrong (401).
     Signature,
-    /// Refused by an authenticator (401 / UNAUTHENTICATED). The hook for
-    /// authenticator extensions: a receiver whose authenticator refuses a
-    /// request calls [`ReceiverTelemetry::refused_request`] with this
-    /// reason, which counts it in
-    /// `auditcol_receiver_refused_requests{reason="unauthenticated"}` and
-    /// logs it rate-limited with the client's address.
+    /// Refused by an authenticator (401 / UNAUTHENTICATED, or 503 /
+    /// UNAVAILABLE when the credentials could not be checked): counted by
+    /// [`crate::auth::RequestAuth`] in
+    /// `auditcol_receiver_refused_requests{reason="unauthenticated"}`, and
+    /// logged by it, rate-limited, with the client's address.
     Unauthenticated,
     /// The pipeline is full: the client was asked to retry later.
     Backpressure,
@@ -296,6 +295,13 @@ impl ReceiverTelemetry {
         requests.inc();
         self.refused.inc_by(records as u64);
         log.record(records, client, error);
+    }
+
+    /// A whole request was refused for `reason` where the caller logs the
+    /// refusal itself (an authenticator's refusal, logged by
+    /// [`crate::auth::RequestAuth`] without the credential): counted only.
+    pub fn count_refused_request(&self, reason: RefusalReason) {
+        self.refusal(reason).0.inc();
     }
 
     /// Records of a request the pipeline otherwise took were refused

@@ -52,6 +52,8 @@ impl MetricsServer {
             ConnectionLimit::new(MAX_CONNECTIONS, "telemetry metrics"),
             router,
             DEFAULT_READ_HEADER_TIMEOUT,
+            // Plain HTTP, as the Collector's default Prometheus reader.
+            None,
             shutdown.clone(),
         ));
         // Tests and operators find the chosen port from this event.

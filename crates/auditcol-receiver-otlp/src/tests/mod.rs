@@ -5,17 +5,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use auditcol_core::config::parse_component_config;
 use auditcol_core::model::conventions::{AUDIT_ID, AUDIT_SOURCE};
 use auditcol_core::{Component, ComponentId, LogBatch, LogsConsumer, PipelineError};
 use serde_json::json;
 
 use super::*;
 
+mod auth;
 mod factory;
 mod grpc;
 mod http;
 mod lifecycle;
 mod telemetry;
+mod tls;
 
 /// Records every batch and answers with `answer`. While a test holds
 /// `hold`, `consume` waits (after signalling `entered`), which keeps a

@@ -6,11 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use ::http::{Method, StatusCode};
 use async_trait::async_trait;
+use auditcol_core::config::parse_component_config;
 use auditcol_core::{Component, ComponentId, LogBatch, LogsConsumer, PipelineError};
 use serde_json::json;
 
 use super::*;
 
+mod auth;
 mod factory;
 mod http;
 mod lifecycle;
