@@ -298,10 +298,13 @@ service:
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Said once, as the log's ERROR line.
+    let said = format!("cannot serve metrics on {addr} (service.telemetry.metrics.address)");
+    assert_eq!(stderr.matches(&said).count(), 1, "{stderr}");
     assert!(
-        stderr.contains(&format!(
-            "error: cannot serve metrics on {addr} (service.telemetry.metrics.address)"
-        )),
+        stderr
+            .lines()
+            .any(|line| line.contains("ERROR") && line.contains(&said)),
         "{stderr}"
     );
     assert!(!stderr.contains("auditcol is running"), "{stderr}");
