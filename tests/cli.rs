@@ -192,7 +192,7 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_logged() {
     // Start it with a soft limit of 256, as a shell's `ulimit -Sn` would.
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg("ulimit -Sn 256 && exec \"$0\" --config \"$1\"")
+        .arg("ulimit -Sn 256 && exec \"$0\" --set=service::telemetry::metrics::level=none --config \"$1\"")
         .arg(binary())
         .arg(&config)
         .stdin(std::process::Stdio::null())

@@ -304,6 +304,8 @@ service:
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).unwrap();
     let output = Command::new(binary())
+        // No metrics endpoint: its default port may be taken by a test beside.
+        .args(["--set=service::telemetry::metrics::level=none"])
         .args(["--config", path.to_str().unwrap()])
         .output()
         .unwrap();

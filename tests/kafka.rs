@@ -335,19 +335,23 @@ fn agent_to_kafka_to_gateway_writes_every_event_exactly_once_and_skips_a_poison_
         written.values().all(|n| *n == 1),
         "written more than once: {written:?}"
     );
-    gateway.wait_for_log("cannot decode a message: skipped");
+    gateway.wait_for_log("refused a message");
     let poison = gateway
         .log()
         .lines()
-        .find(|l| l.contains("cannot decode a message"))
+        .find(|l| l.contains("refused a message"))
         .unwrap()
         .to_owned();
-    // Where it was: the first message of its partition.
+    // Where it was: the first message of its partition; and what became of it.
     assert!(
-        poison.contains("topic=\"audit-events\" partition="),
+        poison.contains("cannot decode the message at audit-events/"),
         "{poison}"
     );
-    assert!(poison.contains("offset=0"), "{poison}");
+    assert!(poison.contains("@0 (encoding "), "{poison}");
+    assert!(
+        poison.contains("skipped (set dead_letter_topic"),
+        "{poison}"
+    );
 }
 
 /// A gateway of group `group` reading `topic`, exporting with the exporter

@@ -118,7 +118,10 @@ fn a_request_signed_by_flagsmiths_documented_snippet_is_accepted_and_one_changed
         ]
     );
     assert!(
-        collector.log().contains("bad signature"),
+        collector
+            .log()
+            .lines()
+            .any(|l| l.contains("refused a request") && l.contains("reason=\"signature\"")),
         "{}",
         collector.log()
     );

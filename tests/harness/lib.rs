@@ -39,6 +39,7 @@ pub fn binary() -> PathBuf {
 }
 
 pub mod kafka;
+pub mod openmetrics;
 
 /// The Python of the venv that `scripts/test.sh` installs.
 pub fn python() -> PathBuf {
@@ -64,6 +65,8 @@ pub struct Collector {
     pub components: HashMap<String, SocketAddr>,
     stdout: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// Log lines not yet looked at by [`Collector::wait_until`].
+    lines: Receiver<String>,
     /// The directory `{DIR}` stands for.
     root: PathBuf,
     /// Removed when the collector is dropped, unless the test owns it.
@@ -151,6 +154,34 @@ impl Collector {
         args: &[&str],
         env: &[(String, String)],
     ) -> Collector {
+        let mut collector = Self::spawn_process(root, dir, wrapper, args, env);
+        collector.wait_until_running();
+        collector
+    }
+
+    /// Starts auditcol with `config` in `dir` (`{DIR}`) and returns at once,
+    /// before it runs: follow with [`Collector::wait_until`] or
+    /// [`Collector::wait_until_running`].
+    pub fn spawn_in(dir: &Path, config: &str) -> Collector {
+        let config = config.replace("{DIR}", dir.to_str().unwrap());
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, config).unwrap();
+        Self::spawn_process(
+            dir.to_owned(),
+            None,
+            &[],
+            &["--config", path.to_str().unwrap()],
+            &[],
+        )
+    }
+
+    fn spawn_process(
+        root: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Collector {
         let mut command = match wrapper.split_first() {
             None => Command::new(binary()),
             Some((program, rest)) => {
@@ -160,6 +191,9 @@ impl Collector {
             }
         };
         let mut child = command
+            // Tests run side by side: the metrics endpoint on a port the
+            // OS chooses (the default, 8888, would be taken by the first).
+            .arg("--set=service::telemetry::metrics::address=127.0.0.1:0")
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             // The receivers log each request at debug level: tests await those lines.
@@ -182,50 +216,73 @@ impl Collector {
             }
         });
         let stderr = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready) = mpsc::channel();
+        let (line_tx, lines) = mpsc::channel();
         let err = child.stderr.take().unwrap();
         let log = stderr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 log.lock().unwrap().push_str(&line);
                 log.lock().unwrap().push('\n');
-                let _ = ready_tx.send(line);
+                let _ = line_tx.send(line);
             }
         });
-        let mut endpoints = HashMap::new();
-        let mut components = HashMap::new();
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match ready.recv_timeout(left) {
-                Ok(line) if line.contains("auditcol is running") => break,
-                Ok(line) if line.contains("listening") => {
-                    if let (Some(protocol), Some(endpoint)) =
-                        (field(&line, "protocol"), field(&line, "endpoint"))
-                    {
-                        let endpoint: SocketAddr = endpoint.parse().unwrap();
-                        endpoints.insert(protocol, endpoint);
-                        if let Some(component) = field(&line, "component") {
-                            components.insert(component, endpoint);
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("auditcol did not start:\n{}", stderr.lock().unwrap());
-                }
-            }
-        }
         Collector {
             child,
-            endpoints,
-            components,
+            endpoints: HashMap::new(),
+            components: HashMap::new(),
             stdout,
             stderr,
+            lines,
             root,
             _dir: dir,
         }
+    }
+
+    /// Reads the log until `auditcol is running`.
+    pub fn wait_until_running(&mut self) {
+        self.wait_until("auditcol is running");
+    }
+
+    /// Reads the log until a line contains `text`, noting the addresses of
+    /// the `listening` lines on the way (by protocol, and by component).
+    pub fn wait_until(&mut self, text: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if line.contains("listening")
+                        && let (Some(protocol), Some(endpoint)) =
+                            (field(&line, "protocol"), field(&line, "endpoint"))
+                    {
+                        let endpoint: SocketAddr = endpoint.parse().unwrap();
+                        self.endpoints.insert(protocol, endpoint);
+                        if let Some(component) = field(&line, "component") {
+                            self.components.insert(component, endpoint);
+                        }
+                    }
+                    if line.contains(text) {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!("auditcol logged no line with {text:?}:\n{}", self.log());
+                }
+            }
+        }
+    }
+
+    /// The collector's metrics, scraped now and parsed strictly as
+    /// OpenMetrics text (see [`openmetrics`]).
+    pub fn metrics(&self) -> openmetrics::Exposition {
+        let response = http_get(self.endpoint("metrics"), "/metrics");
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        );
+        openmetrics::parse(&response.text()).unwrap_or_else(|e| panic!("{e}\n{}", response.text()))
     }
 
     /// The bound address of `protocol` (`grpc` or `http`).
@@ -294,11 +351,21 @@ impl Collector {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.send_terminate();
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM; the collector shuts down meanwhile.
+    pub fn send_terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -557,6 +624,17 @@ impl HttpResponse {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// GETs `http://addr{path}` over a fresh connection.
+pub fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    parse_response(&raw)
 }
 
 /// POSTs `body` to `http://addr{path}` with `headers`, over a fresh connection.

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::component::{ComponentId, Host};
 use crate::config::ConfigError;
+use crate::telemetry::{ReceiverTelemetry, RefusalReason};
 
 pub use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -206,6 +207,8 @@ pub struct RequestAuth {
     authenticator: Arc<dyn ServerAuthenticator>,
     refusals: AuthRefusals,
     log: Arc<RefusalLog>,
+    /// The receiver's metrics of this protocol, when it has them.
+    telemetry: Option<Arc<ReceiverTelemetry>>,
 }
 
 impl RequestAuth {
@@ -225,7 +228,15 @@ impl RequestAuth {
                 protocol,
                 window: Mutex::new(LogWindow::default()),
             }),
+            telemetry: None,
         }
+    }
+
+    /// The same check, counting its refusals in the receiver's metrics too
+    /// (`auditcol_receiver_refused_requests{reason="unauthenticated"}`).
+    pub fn with_telemetry(mut self, telemetry: Arc<ReceiverTelemetry>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// The check a receiver's `auth` setting (at key path `key`, e.g.
@@ -261,6 +272,9 @@ impl RequestAuth {
         let result = self.authenticator.authenticate(headers).await;
         if let Err(error) = &result {
             let total = self.refusals.add();
+            if let Some(telemetry) = &self.telemetry {
+                telemetry.count_refused_request(RefusalReason::Unauthenticated);
+            }
             self.log.refused(client, error, total);
         }
         result

@@ -18,6 +18,8 @@ use serde::de::DeserializeOwned;
 use crate::auth::{ClientAuthenticator, ServerAuthenticator};
 use crate::config::{ConfigError, Validate, parse_component_config};
 use crate::consumer::{LogsConsumer, SharedConsumer};
+use crate::status::StatusBoard;
+use crate::telemetry::Telemetry;
 
 /// The section a component belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -121,20 +123,26 @@ pub struct BuildContext {
     pub id: ComponentId,
     /// For processors (one instance per pipeline): the pipeline's id.
     pub pipeline: Option<String>,
-    /// The rest of the collector a component may use: the enabled extensions.
+    /// The rest of the collector a component may use: the enabled
+    /// extensions, the status board.
     pub host: Host,
+    /// Where the component registers its metrics and rate-limited logs, at
+    /// build time (see [`crate::telemetry`]).
+    pub telemetry: Telemetry,
     /// The settings the factory parsed, defaults filled in (for
     /// `auditcol print-config`); see [`BuildContext::parse_config`].
     effective: Arc<std::sync::OnceLock<serde_json::Value>>,
 }
 
 impl BuildContext {
-    /// The context of a component outside any pipeline, with no extensions.
+    /// The context of a component outside any pipeline, with no extensions
+    /// and telemetry that exposes nothing.
     pub fn new(id: ComponentId) -> Self {
         Self {
             id,
             pipeline: None,
             host: Host::default(),
+            telemetry: Telemetry::disabled(),
             effective: Arc::default(),
         }
     }
@@ -175,6 +183,12 @@ impl BuildContext {
         self.host = host;
         self
     }
+
+    /// The same, with `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
 }
 
 impl fmt::Debug for BuildContext {
@@ -183,18 +197,21 @@ impl fmt::Debug for BuildContext {
             .field("id", &self.id)
             .field("pipeline", &self.pipeline)
             .field("extensions", &self.host.enabled.keys().collect::<Vec<_>>())
+            .field("telemetry", &self.telemetry)
             .finish()
     }
 }
 
 /// The extensions a component can use, as the Collector's host offers them:
-/// those listed in `service.extensions`, by id.
+/// those listed in `service.extensions`, by id; and the status board of the
+/// service (what the health check reports).
 #[derive(Clone, Default)]
 pub struct Host {
     enabled: Arc<BTreeMap<ComponentId, Arc<dyn Extension>>>,
     /// Defined in `extensions` but not listed in `service.extensions`, so a
     /// reference to one can say what to do.
     disabled: Arc<Vec<ComponentId>>,
+    status: StatusBoard,
 }
 
 impl Host {
@@ -206,7 +223,20 @@ impl Host {
         Self {
             enabled: Arc::new(enabled),
             disabled: Arc::new(disabled),
+            status: StatusBoard::default(),
         }
+    }
+
+    /// The same host, reporting to `status`.
+    pub fn with_status(mut self, status: StatusBoard) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The states of the service and of its components, as the service
+    /// updates them (start, stop, failures).
+    pub fn status(&self) -> &StatusBoard {
+        &self.status
     }
 
     /// The enabled extensions, by id.

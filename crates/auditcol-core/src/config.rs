@@ -406,21 +406,45 @@ pub struct ServiceConfig {
     /// The extensions that run, by id.
     #[serde(default)]
     pub extensions: Vec<String>,
-    /// The collector's own logs (and, later, metrics).
+    /// The collector's own telemetry.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
 
-/// `service.telemetry`: what the collector says about itself.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// `service.telemetry`: what the collector tells about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// The collector's log lines (on stderr).
     pub logs: LogsConfig,
+    /// `service.telemetry.metrics`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// The Collector's default metrics address, on loopback.
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:8888";
+
+/// `service.telemetry.metrics`, as the Collector's `address` and `level`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served: `host:port` (`:8888` for every interface).
+    pub address: String,
+    /// `none` (no endpoint), `basic`, `normal` (default) or `detailed`.
+    pub level: crate::telemetry::MetricsLevel,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            address: DEFAULT_METRICS_ADDRESS.to_owned(),
+            level: crate::telemetry::MetricsLevel::default(),
+        }
+    }
 }
 
 /// `service.telemetry.logs`, as in the Collector.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogsConfig {
     /// The least severe level written. `RUST_LOG`, when set, overrides it
@@ -518,6 +542,16 @@ impl CollectorConfig {
 
     /// Parses config text, expanding `${env:...}` with `env`.
     pub fn from_yaml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, LoadError> {
+        Self::from_yaml_with_overrides(text, env, &[])
+    }
+
+    /// [`CollectorConfig::from_yaml`], then `overrides` (`--set`) applied
+    /// over the file.
+    pub fn from_yaml_with_overrides(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &[ConfigOverride],
+    ) -> Result<Self, LoadError> {
         let mut value: Value = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e))?;
         if value.is_null() {
             return Err(LoadError::Structure {
@@ -526,10 +560,67 @@ impl CollectorConfig {
             });
         }
         substitute_env(&mut value, &mut String::new(), env)?;
+        for o in overrides {
+            o.apply(&mut value)?;
+        }
         serde_path_to_error::deserialize(value).map_err(|e| LoadError::Structure {
             path: e.path().to_string(),
             message: e.into_inner().to_string(),
         })
+    }
+}
+
+/// One `--set` of the command line, as the Collector's: a key path with
+/// `::` between keys, `=`, and a YAML value
+/// (`service::telemetry::metrics::address=127.0.0.1:0`). It is applied over
+/// the file: maps on the way are created, the value replaces what was there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigOverride {
+    path: Vec<String>,
+    value: Value,
+}
+
+impl ConfigOverride {
+    /// Parses `key::key=value`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let usage = || {
+            format!(
+                "invalid --set `{text}`: write key::key=value, e.g. --set=service::telemetry::metrics::level=none"
+            )
+        };
+        let (path, value) = text.split_once('=').ok_or_else(usage)?;
+        let path: Vec<String> = path.split("::").map(str::to_owned).collect();
+        if path.iter().any(|k| k.trim().is_empty()) {
+            return Err(usage());
+        }
+        let value = if value.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_saphyr::from_str::<Value>(value)
+                .map_err(|e| format!("invalid --set `{text}`: the value is not YAML: {e}"))?
+        };
+        Ok(Self { path, value })
+    }
+
+    fn apply(&self, root: &mut Value) -> Result<(), LoadError> {
+        let mut node = root;
+        for (i, key) in self.path.iter().enumerate() {
+            if node.is_null() {
+                *node = Value::Object(Default::default());
+            }
+            let Value::Object(map) = node else {
+                return Err(LoadError::Structure {
+                    path: self.path[..i].join("."),
+                    message: format!(
+                        "--set {}: not a map, so `{key}` cannot be set in it",
+                        self.path.join("::")
+                    ),
+                });
+            };
+            node = map.entry(key.clone()).or_insert(Value::Null);
+        }
+        *node = self.value.clone();
+        Ok(())
     }
 }
 
@@ -654,6 +745,73 @@ mod tests {
     }
 
     const BASE: &str = "service: {pipelines: {logs: {receivers: [otlp], exporters: [file]}}}\n";
+
+    #[test]
+    fn telemetry_defaults_to_the_collectors_address_on_loopback_at_normal() {
+        let cfg = CollectorConfig::from_yaml(BASE, &env).unwrap();
+        let metrics = &cfg.service.telemetry.metrics;
+        assert_eq!(metrics.address, "127.0.0.1:8888");
+        assert_eq!(metrics.level, crate::telemetry::MetricsLevel::Normal);
+        let cfg = CollectorConfig::from_yaml(
+            "service:\n  telemetry: {metrics: {address: ':9999', level: none}}\n  pipelines: {logs: {receivers: [otlp], exporters: [file]}}\n",
+            &env,
+        )
+        .unwrap();
+        let metrics = &cfg.service.telemetry.metrics;
+        assert_eq!(metrics.address, ":9999");
+        assert_eq!(metrics.level, crate::telemetry::MetricsLevel::None);
+    }
+
+    #[test]
+    fn unknown_telemetry_keys_and_levels_are_refused_with_their_path() {
+        for (telemetry, path) in [
+            ("{metrics: {readers: []}}", "service.telemetry.metrics"),
+            (
+                "{metrics: {level: verbose}}",
+                "service.telemetry.metrics.level",
+            ),
+            ("{traces: {}}", "service.telemetry"),
+        ] {
+            let err = CollectorConfig::from_yaml(
+                &format!("service:\n  telemetry: {telemetry}\n  pipelines: {{logs: {{receivers: [otlp], exporters: [file]}}}}\n"),
+                &env,
+            )
+            .unwrap_err();
+            assert!(err.to_string().starts_with(path), "{telemetry}: {err}");
+        }
+    }
+
+    #[test]
+    fn overrides_set_keys_over_the_file_creating_maps_on_the_way() {
+        let overrides = [
+            ConfigOverride::parse("service::telemetry::metrics::address=127.0.0.1:0").unwrap(),
+            ConfigOverride::parse("receivers::otlp::protocols::grpc::max_recv_msg_size_mib=8")
+                .unwrap(),
+        ];
+        let cfg = CollectorConfig::from_yaml_with_overrides(
+            &format!("receivers: {{otlp: {{protocols: {{grpc: {{endpoint: x}}}}}}}}\n{BASE}"),
+            &env,
+            &overrides,
+        )
+        .unwrap();
+        assert_eq!(cfg.service.telemetry.metrics.address, "127.0.0.1:0");
+        let grpc = &cfg.receivers["otlp"]["protocols"]["grpc"];
+        assert_eq!(grpc["endpoint"], "x");
+        assert_eq!(grpc["max_recv_msg_size_mib"], 8);
+    }
+
+    #[test]
+    fn malformed_overrides_say_how_to_write_them() {
+        for bad in ["service", "=x", "service::::level=none"] {
+            let err = ConfigOverride::parse(bad).unwrap_err();
+            assert!(err.contains("key::key=value"), "{bad}: {err}");
+        }
+        let through_a_list =
+            ConfigOverride::parse("service::pipelines::logs::receivers::x=1").unwrap();
+        let err =
+            CollectorConfig::from_yaml_with_overrides(BASE, &env, &[through_a_list]).unwrap_err();
+        assert!(err.to_string().contains("not a map"), "{err}");
+    }
 
     #[test]
     fn env_references_are_expanded() {

@@ -14,6 +14,10 @@
 //!   [`tls`] (feature `tls`): server and client TLS settings, one type each
 //!   for every listener and client.
 //!   [`auth`]: the authenticators extensions offer to receivers and exporters.
+//! - [`telemetry`]: the collector's own metrics (in the OpenTelemetry
+//!   Collector's names) and rate-limited logs of drops and refusals;
+//!   [`status`]: the state of the service and of each component, for the
+//!   health check.
 
 pub mod auth;
 pub mod batch;
@@ -30,6 +34,8 @@ pub mod pipeline;
 pub mod receiverhelper;
 pub mod rpc_status;
 pub mod signature;
+pub mod status;
+pub mod telemetry;
 #[cfg(feature = "tls")]
 pub mod tls;
 

@@ -8,18 +8,30 @@
 //! Start order is exporters, processors, receivers, so nothing receives data
 //! before its downstream is ready. At shutdown receivers stop accepting while
 //! processors flush, then exporters drain (see [`Service::shutdown`]).
+//!
+//! The service keeps the [`StatusBoard`] (each component's state as it
+//! starts and stops, for the health check) and the [`Telemetry`] every
+//! component registers its metrics with; it counts the items in and out of
+//! every processor itself, as the Collector's processor helper does.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use async_trait::async_trait;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::component::{
     BuildContext, Component, ComponentId, ComponentKind, Connectivity, Exporter, Extension, Host,
-    Processor, Receiver, Registry,
+    Leftover, Processor, Receiver, Registry, StartError,
 };
 use crate::config::{CollectorConfig, ConfigError, LoadError};
-use crate::consumer::{FanOut, SharedConsumer};
+use crate::consumer::{FanOut, LogsConsumer, SharedConsumer};
+use crate::status::{ComponentState, ServiceState, StatusBoard};
+use crate::telemetry::{Counter, MetricsLevel, Telemetry};
+use crate::{LogBatch, PipelineError};
 
 /// A running (or ready to run) set of pipelines.
 pub struct Service {
@@ -28,8 +40,74 @@ pub struct Service {
     processors: Vec<(String, ComponentId, Arc<dyn Processor>)>,
     exporters: Vec<(ComponentId, Arc<dyn Exporter>)>,
     warnings: Vec<String>,
+    telemetry: Telemetry,
+    /// Where metrics are served; `None` with `level: none`.
+    metrics_address: Option<SocketAddr>,
+    status: StatusBoard,
+    /// The task writing due summaries of the rate-limited logs.
+    summaries: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
     /// Every section as the factories understood it, defaults filled in.
     effective: serde_json::Value,
+}
+
+/// The key of a component on the status board: `receivers::otlp`, and for
+/// a processor (one instance per pipeline) `processors::batch (logs/a)`.
+fn status_key(section: &str, id: &ComponentId, pipeline: Option<&str>) -> String {
+    match pipeline {
+        Some(pipeline) => format!("{section}::{id} ({pipeline})"),
+        None => format!("{section}::{id}"),
+    }
+}
+
+/// A processor as the pipeline sees it: the records it is handed are
+/// counted (`otelcol_processor_incoming_items`); what it hands on is
+/// counted by the [`Outgoing`] it was built with.
+struct CountedProcessor {
+    inner: Arc<dyn Processor>,
+    incoming: Counter,
+}
+
+#[async_trait]
+impl Component for CountedProcessor {
+    async fn start(&self) -> Result<(), StartError> {
+        self.inner.start().await
+    }
+
+    async fn shutdown(&self, deadline: Instant) {
+        self.inner.shutdown(deadline).await
+    }
+
+    async fn check_connectivity(&self) -> Connectivity {
+        self.inner.check_connectivity().await
+    }
+
+    fn leftover(&self) -> Leftover {
+        self.inner.leftover()
+    }
+}
+
+#[async_trait]
+impl LogsConsumer for CountedProcessor {
+    async fn consume(&self, batch: LogBatch) -> Result<(), PipelineError> {
+        self.incoming.inc_by(batch.len() as u64);
+        self.inner.consume(batch).await
+    }
+}
+
+impl Processor for CountedProcessor {}
+
+/// What a processor hands on: counted (`otelcol_processor_outgoing_items`).
+struct Outgoing {
+    next: SharedConsumer,
+    outgoing: Counter,
+}
+
+#[async_trait]
+impl LogsConsumer for Outgoing {
+    async fn consume(&self, batch: LogBatch) -> Result<(), PipelineError> {
+        self.outgoing.inc_by(batch.len() as u64);
+        self.next.consume(batch).await
+    }
 }
 
 /// A component failed to start.
@@ -110,6 +188,21 @@ impl Service {
         let extension_ids = parse_ids(&config.extensions, ComponentKind::Extension)?;
         let mut warnings = Vec::new();
 
+        let metrics = &config.service.telemetry.metrics;
+        let metrics_address = match metrics.level {
+            MetricsLevel::None => None,
+            _ => Some(
+                crate::receiverhelper::parse_endpoint(&metrics.address).map_err(|message| {
+                    LoadError::Structure {
+                        path: "service.telemetry.metrics.address".into(),
+                        message,
+                    }
+                })?,
+            ),
+        };
+        let telemetry = Telemetry::new(metrics.level);
+        let status = StatusBoard::default();
+
         let mut listed = BTreeSet::new();
         for key in &config.service.extensions {
             if !extension_ids.contains_key(key) {
@@ -187,7 +280,10 @@ impl Service {
                 .extensions
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Extension, id, registry))?;
-            let ctx = BuildContext::new(id.clone());
+            // Extensions cannot use each other; they see the status board.
+            let ctx = BuildContext::new(id.clone())
+                .with_host(Host::default().with_status(status.clone()))
+                .with_telemetry(telemetry.clone());
             let extension = factory
                 .build(&ctx, &config.extensions[key])
                 .map_err(|e| component_error(ComponentKind::Extension, id, e))?;
@@ -205,7 +301,18 @@ impl Service {
             let id = &extension_ids[key];
             extensions.push((id.clone(), enabled[id].clone()));
         }
-        let host = Host::new(enabled, disabled);
+        let host = Host::new(enabled, disabled).with_status(status.clone());
+        // A component used in no pipeline is built (to check its config)
+        // but never runs: it registers no series.
+        let context = |id: &ComponentId, used: bool| {
+            BuildContext::new(id.clone())
+                .with_host(host.clone())
+                .with_telemetry(if used {
+                    telemetry.clone()
+                } else {
+                    Telemetry::disabled()
+                })
+        };
 
         // Exporters: one instance per id.
         let mut exporters = Vec::new();
@@ -215,7 +322,7 @@ impl Service {
                 .exporters
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Exporter, id, registry))?;
-            let ctx = BuildContext::new(id.clone()).with_host(host.clone());
+            let ctx = context(id, used_exporters.contains(key));
             let exporter = factory
                 .build(&ctx, &config.exporters[key])
                 .map_err(|e| component_error(ComponentKind::Exporter, id, e))?;
@@ -237,11 +344,19 @@ impl Service {
                 .processors
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Processor, id, registry))?;
-            let mut ctx = BuildContext::new(id.clone()).with_host(host.clone());
+            let mut ctx = context(id, pipeline.is_some());
             ctx.pipeline = pipeline.cloned();
+            let (incoming, outgoing) = ctx.telemetry.processor_items(id);
+            let next: SharedConsumer = Arc::new(Outgoing { next, outgoing });
             let built = factory
                 .build(&ctx, &config.processors[key], next)
-                .map(|processor| (id.clone(), processor))
+                .map(|processor| {
+                    let counted: Arc<dyn Processor> = Arc::new(CountedProcessor {
+                        inner: processor,
+                        incoming,
+                    });
+                    (id.clone(), counted)
+                })
                 .map_err(|e| component_error(ComponentKind::Processor, id, e))?;
             effective
                 .borrow_mut()
@@ -287,7 +402,7 @@ impl Service {
                 .receivers
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Receiver, id, registry))?;
-            let ctx = BuildContext::new(id.clone()).with_host(host.clone());
+            let ctx = context(id, used_receivers.contains(key));
             let next = if used_receivers.contains(key) {
                 FanOut::new(
                     config
@@ -317,6 +432,23 @@ impl Service {
             }
         }
 
+        // Every component is on the board from the start, in start order.
+        for (id, _) in &extensions {
+            status.set_component(&status_key("extensions", id, None), ComponentState::Pending);
+        }
+        for (id, _) in &exporters {
+            status.set_component(&status_key("exporters", id, None), ComponentState::Pending);
+        }
+        for (pipeline, id, _) in processors.iter().rev() {
+            status.set_component(
+                &status_key("processors", id, Some(pipeline)),
+                ComponentState::Pending,
+            );
+        }
+        for (id, _) in &receivers {
+            status.set_component(&status_key("receivers", id, None), ComponentState::Pending);
+        }
+
         let mut effective = effective.into_inner().0;
         effective.insert(
             "service".into(),
@@ -329,12 +461,66 @@ impl Service {
             processors,
             exporters,
             warnings,
+            telemetry,
+            metrics_address,
+            status,
+            summaries: Mutex::new(None),
         })
     }
 
     /// Warnings found while building (components used in no pipeline).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// The registry every component registered its metrics with.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Where `service.telemetry.metrics` says to serve metrics; `None` with
+    /// `level: none`.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
+    }
+
+    /// The states of the service and of its components.
+    pub fn status(&self) -> &StatusBoard {
+        &self.status
+    }
+
+    /// Starts writing due summaries of drops and refusals every second.
+    fn start_summaries(&self) {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(self.telemetry.clone().run_log_summaries(stop.clone()));
+        let previous = self
+            .summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace((stop, task));
+        if let Some((stop, _)) = previous {
+            stop.cancel();
+        }
+    }
+
+    /// Stops the summaries, writing what is pending.
+    async fn stop_summaries(&self) {
+        let running = self
+            .summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((stop, task)) = running {
+            stop.cancel();
+            let _ = task.await;
+        }
+    }
+
+    /// Shuts `component` down, telling the board.
+    async fn stop_component(&self, key: &str, component: &dyn Component, deadline: Instant) {
+        self.status.set_component(key, ComponentState::Stopping);
+        component.shutdown(deadline).await;
+        self.status.set_component(key, ComponentState::Stopped);
     }
 
     /// The config as the components understood it: every section, each
@@ -392,41 +578,53 @@ impl Service {
                 });
             }
         }
-        let mut started: Vec<Arc<dyn Component>> = Vec::new();
+        self.status.set_service(ServiceState::Starting);
+        self.start_summaries();
+        let mut started: Vec<(String, Arc<dyn Component>)> = Vec::new();
         let order = self
             .extensions
             .iter()
-            .map(|(id, c)| ("extensions", id, c.clone() as Arc<dyn Component>))
+            .map(|(id, c)| ("extensions", id, None, c.clone() as Arc<dyn Component>))
             .chain(
                 self.exporters
                     .iter()
-                    .map(|(id, c)| ("exporters", id, c.clone() as Arc<dyn Component>)),
+                    .map(|(id, c)| ("exporters", id, None, c.clone() as Arc<dyn Component>)),
             )
-            .chain(
-                self.processors
-                    .iter()
-                    .rev()
-                    .map(|(_, id, c)| ("processors", id, c.clone() as Arc<dyn Component>)),
-            )
+            .chain(self.processors.iter().rev().map(|(pipeline, id, c)| {
+                (
+                    "processors",
+                    id,
+                    Some(pipeline.as_str()),
+                    c.clone() as Arc<dyn Component>,
+                )
+            }))
             .chain(
                 self.receivers
                     .iter()
-                    .map(|(id, c)| ("receivers", id, c.clone() as Arc<dyn Component>)),
+                    .map(|(id, c)| ("receivers", id, None, c.clone() as Arc<dyn Component>)),
             );
-        for (section, id, component) in order {
+        for (section, id, pipeline, component) in order {
+            let key = status_key(section, id, pipeline);
+            self.status.set_component(&key, ComponentState::Starting);
             if let Err(e) = component.start().await {
+                self.status
+                    .set_component(&key, ComponentState::Failed(e.0.clone()));
+                self.status.set_service(ServiceState::Failed);
                 let deadline = Instant::now() + std::time::Duration::from_secs(5);
-                for c in started.iter().rev() {
-                    c.shutdown(deadline).await;
+                for (key, c) in started.iter().rev() {
+                    self.stop_component(key, c.as_ref(), deadline).await;
                 }
+                self.stop_summaries().await;
                 return Err(StartFailure {
                     section,
                     id: id.to_string(),
                     message: e.0,
                 });
             }
-            started.push(component);
+            self.status.set_component(&key, ComponentState::Running);
+            started.push((key, component));
         }
+        self.status.set_service(ServiceState::Running);
         Ok(())
     }
 
@@ -442,18 +640,31 @@ impl Service {
     /// Returns what was left undone, per component (`exporters::file`);
     /// empty when everything drained.
     pub async fn shutdown(&self, deadline: Instant) -> Vec<(String, crate::component::Leftover)> {
-        let receivers =
-            futures::future::join_all(self.receivers.iter().map(|(_, r)| r.shutdown(deadline)));
+        self.status.set_service(ServiceState::Stopping);
+        let receivers = futures::future::join_all(self.receivers.iter().map(|(id, r)| {
+            let key = status_key("receivers", id, None);
+            async move { self.stop_component(&key, r.as_ref(), deadline).await }
+        }));
         let processors = async {
-            for (_, _, processor) in &self.processors {
-                processor.shutdown(deadline).await;
+            for (pipeline, id, processor) in &self.processors {
+                let key = status_key("processors", id, Some(pipeline));
+                self.stop_component(&key, processor.as_ref(), deadline)
+                    .await;
             }
         };
         futures::future::join(receivers, processors).await;
-        futures::future::join_all(self.exporters.iter().map(|(_, e)| e.shutdown(deadline))).await;
-        for (_, extension) in self.extensions.iter().rev() {
-            extension.shutdown(deadline).await;
+        futures::future::join_all(self.exporters.iter().map(|(id, e)| {
+            let key = status_key("exporters", id, None);
+            async move { self.stop_component(&key, e.as_ref(), deadline).await }
+        }))
+        .await;
+        for (id, extension) in self.extensions.iter().rev() {
+            let key = status_key("extensions", id, None);
+            self.stop_component(&key, extension.as_ref(), deadline)
+                .await;
         }
+        self.stop_summaries().await;
+        self.status.set_service(ServiceState::Stopped);
         let components = self
             .receivers
             .iter()

@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::PipelineError;
+use crate::telemetry::ReceiverTelemetry;
 #[cfg(any(feature = "axum", feature = "tonic"))]
 use crate::tls::ServerTls;
 #[cfg(feature = "tonic")]
@@ -38,14 +39,27 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// At most `limit` connections open at once on one listener. A connection
 /// past it is closed as soon as it is accepted — it never waits, so it can
-/// never hold a place an admitted client needs — and counted.
-#[derive(Clone, Debug)]
+/// never hold a place an admitted client needs — and counted (with a
+/// receiver's telemetry: `auditcol_receiver_refused_connections`, logged
+/// rate-limited).
+#[derive(Clone)]
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
     limit: usize,
     refused: Arc<AtomicU64>,
     /// For the log: the component and protocol.
     name: Arc<str>,
+    telemetry: Option<Arc<ReceiverTelemetry>>,
+}
+
+impl std::fmt::Debug for ConnectionLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionLimit")
+            .field("limit", &self.limit)
+            .field("refused", &self.refused())
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConnectionLimit {
@@ -57,7 +71,14 @@ impl ConnectionLimit {
             limit,
             refused: Arc::default(),
             name: name.into(),
+            telemetry: None,
         }
+    }
+
+    /// The same limit, counting and logging refusals in a receiver's telemetry.
+    pub fn with_telemetry(mut self, telemetry: Arc<ReceiverTelemetry>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// Connections refused so far.
@@ -86,8 +107,10 @@ impl ConnectionLimit {
             };
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                // The first one, then every thousandth: a flood must not flood the log too.
-                if refused == 1 || refused.is_multiple_of(1000) {
+                if let Some(telemetry) = &self.telemetry {
+                    telemetry.refused_connection(addr, self.limit);
+                } else if refused == 1 || refused.is_multiple_of(1000) {
+                    // The first one, then every thousandth: a flood must not flood the log too.
                     tracing::warn!(
                         listener = %self.name,
                         client = %addr,
@@ -453,7 +476,9 @@ mod tests {
     async fn connections_past_the_limit_are_closed_at_once_and_counted() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let limit = ConnectionLimit::new(2, "test");
+        let telemetry = crate::telemetry::Telemetry::new(crate::telemetry::MetricsLevel::Normal);
+        let receiver = telemetry.receiver(&crate::ComponentId::new("otlp", None), "grpc");
+        let limit = ConnectionLimit::new(2, "test").with_telemetry(Arc::new(receiver));
         let clients: Vec<TcpStream> = {
             let mut v = Vec::new();
             for _ in 0..3 {
@@ -472,6 +497,13 @@ mod tests {
         let mut buf = [0u8; 1];
         assert_eq!(third.read(&mut buf).await.unwrap(), 0, "closed");
         assert_eq!(limit.refused(), 1);
+        assert_eq!(
+            telemetry.sample(
+                "auditcol_receiver_refused_connections_total",
+                &[("receiver", "otlp"), ("transport", "grpc")]
+            ),
+            Some(1.0)
+        );
         // A place freed is a place for the next client.
         drop(first);
         let _fourth = TcpStream::connect(addr).await.unwrap();

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
 use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
+use auditcol_core::telemetry::DropReason;
 
 pub mod config;
 mod format;
@@ -52,9 +53,10 @@ impl ExporterFactory for FileExporterFactory {
         config: &serde_json::Value,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
         let config: FileExporterConfig = ctx.parse_config(config)?;
-        let sender = FileSender::new(ctx.id.to_string(), &config);
+        let sender = FileSender::new(ctx.id.to_string(), &config)
+            .with_non_audit_drops(ctx.telemetry.exporter_drops(&ctx.id, DropReason::NonAudit));
         Ok(Arc::new(ExporterHelper::new(
-            ctx.id.clone(),
+            ctx,
             config.helper_settings(),
             Arc::new(sender),
         )))

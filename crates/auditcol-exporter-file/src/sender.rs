@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use auditcol_core::component::StartError;
 use auditcol_core::exporterhelper::{BatchSender, SendError};
+use auditcol_core::telemetry::{DropReason, Drops, Telemetry};
 use auditcol_core::{LogBatch, PipelineError};
 
 use auditcol_integrity::{Reason, TrailSigner};
@@ -48,6 +49,8 @@ pub struct FileSender {
     write_failures: AtomicU64,
     /// With `integrity`: the task writing a checkpoint every `checkpoint_interval`.
     checkpointer: Mutex<Option<JoinHandle<()>>>,
+    /// Records skipped because `json` carries audit events only.
+    non_audit: Drops,
 }
 
 /// A few cleared `Vec<u8>`s, each kept only while not too large.
@@ -85,6 +88,7 @@ impl BufferPool {
 impl FileSender {
     /// A sender for `config`. Opens nothing: the file is opened at start.
     pub fn new(id: impl Into<String>, config: &FileExporterConfig) -> Self {
+        let id_text: String = id.into();
         let target = match config.file_path() {
             None => Target::Stdout,
             Some(path) => Target::File {
@@ -98,14 +102,22 @@ impl FileSender {
             },
         };
         Self {
-            id: id.into(),
+            id: id_text.clone(),
             format: config.format,
             target,
             file: Arc::new(Mutex::new(None)),
             buffers: Arc::default(),
             write_failures: AtomicU64::new(0),
             checkpointer: Mutex::new(None),
+            non_audit: Telemetry::disabled().exporter_drops(&id_text, DropReason::NonAudit),
         }
+    }
+
+    /// The same sender, counting the records it skips (not audit events,
+    /// in `json`) in `non_audit`.
+    pub fn with_non_audit_drops(mut self, non_audit: Drops) -> Self {
+        self.non_audit = non_audit;
+        self
     }
 
     fn describe_target(&self) -> String {
@@ -130,13 +142,10 @@ impl FileSender {
                 )));
             }
         };
-        if skipped > 0 {
-            tracing::debug!(
-                exporter = %self.id,
-                records = skipped,
-                "skipped records that are not audit events (format `otlp_json` keeps them)"
-            );
-        }
+        self.non_audit.add(
+            skipped,
+            &"format `json` writes audit events only (format `otlp_json` keeps every record)",
+        );
         if bytes.is_empty() {
             self.buffers.give_back(bytes);
             return Ok(());

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
 use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
+use auditcol_core::telemetry::DropReason;
 
 pub mod config;
 mod sender;
@@ -52,9 +53,10 @@ impl ExporterFactory for KafkaExporterFactory {
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
         let config = KafkaExporterConfig::parse(config)?;
         ctx.record_effective(auditcol_kafka::effective_config(&config.client, &config));
-        let sender = KafkaSender::new(ctx.id.to_string(), &config);
+        let sender = KafkaSender::new(ctx.id.to_string(), &config)
+            .with_non_audit_drops(ctx.telemetry.exporter_drops(&ctx.id, DropReason::NonAudit));
         Ok(Arc::new(ExporterHelper::new(
-            ctx.id.clone(),
+            ctx,
             config.helper_settings(),
             Arc::new(sender),
         )))

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use auditcol_core::component::{Connectivity, StartError};
 use auditcol_core::exporterhelper::{BatchSender, PartialFailure, SendError};
 use auditcol_core::model::conventions::AUDIT_SOURCE;
+use auditcol_core::telemetry::{DropReason, Drops, Telemetry};
 use auditcol_core::{LogBatch, PipelineError, RecordRef};
 use auditcol_kafka::delivery::delivery_error;
 use auditcol_kafka::encoding::{HEADER_AUDIT_ID, HEADER_AUDIT_SOURCE};
@@ -59,6 +60,8 @@ pub struct KafkaSender {
     /// Topics confirmed or created, with `create_topic`: others are created
     /// before their first message.
     known_topics: Mutex<HashSet<String>>,
+    /// Records skipped: `json` and `protobuf` carry audit events only.
+    non_audit: Drops,
 }
 
 /// One planned message: where it goes, its bytes, and the records it carries
@@ -89,8 +92,10 @@ struct Plan {
 impl KafkaSender {
     /// A sender for a validated `config`.
     pub fn new(id: impl Into<String>, config: &KafkaExporterConfig) -> Self {
+        let id: String = id.into();
         Self {
-            id: id.into(),
+            non_audit: Telemetry::disabled().exporter_drops(&id, DropReason::NonAudit),
+            id,
             topic: config.topic.clone(),
             topic_from_attribute: config.topic_from_attribute.clone(),
             key: config.key.clone(),
@@ -103,6 +108,13 @@ impl KafkaSender {
             producer: Mutex::new(None),
             known_topics: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The same sender, counting the records it skips (not audit events,
+    /// with `json` or `protobuf`) in `non_audit`.
+    pub fn with_non_audit_drops(mut self, non_audit: Drops) -> Self {
+        self.non_audit = non_audit;
+        self
     }
 
     fn producer(&self) -> Option<Arc<FutureProducer>> {
@@ -537,14 +549,13 @@ impl BatchSender for KafkaSender {
             );
         };
         let plan = self.plan(batch);
-        if plan.skipped > 0 {
-            tracing::debug!(
-                exporter = %self.id,
-                records = plan.skipped,
-                encoding = %self.encoding,
-                "skipped records that are not audit events: this encoding carries audit events only"
-            );
-        }
+        self.non_audit.add(
+            plan.skipped,
+            &format_args!(
+                "encoding `{}` carries audit events only (otlp_proto and otlp_json keep every record)",
+                self.encoding
+            ),
+        );
         let not_created = self.ensure_topics(&plan.messages).await;
         let outcomes = plan
             .messages

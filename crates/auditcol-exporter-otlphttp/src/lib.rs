@@ -54,7 +54,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
         let auth = exporter_authenticator(config.auth.as_ref(), &ctx.host)?;
         let sender = OtlpHttpSender::new(ctx.id.to_string(), &config).with_auth(auth);
         Ok(Arc::new(ExporterHelper::new(
-            ctx.id.clone(),
+            ctx,
             config.helper_settings(),
             Arc::new(sender),
         )))

@@ -27,6 +27,7 @@ use auditcol_core::auth::exporter_authenticator;
 use auditcol_core::component::{BuildContext, Exporter, ExporterFactory};
 use auditcol_core::config::ConfigError;
 use auditcol_core::exporterhelper::ExporterHelper;
+use auditcol_core::telemetry::DropReason;
 
 pub mod config;
 mod sender;
@@ -54,9 +55,11 @@ impl ExporterFactory for WebhookExporterFactory {
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
         let config: WebhookExporterConfig = ctx.parse_config(config)?;
         let auth = exporter_authenticator(config.auth.as_ref(), &ctx.host)?;
-        let sender = WebhookSender::new(ctx.id.to_string(), &config).with_auth(auth);
+        let sender = WebhookSender::new(ctx.id.to_string(), &config)
+            .with_auth(auth)
+            .with_non_audit_drops(ctx.telemetry.exporter_drops(&ctx.id, DropReason::NonAudit));
         Ok(Arc::new(ExporterHelper::new(
-            ctx.id.clone(),
+            ctx,
             config.helper_settings(),
             Arc::new(sender),
         )))

@@ -21,6 +21,7 @@ use auditcol_core::error::error_chain;
 use auditcol_core::exporterhelper::{BatchSender, PartialFailure, SendError};
 use auditcol_core::httpclient::{self, TlsClientSettings};
 use auditcol_core::signature::BodySigner;
+use auditcol_core::telemetry::{DropReason, Drops, Telemetry};
 use auditcol_core::{LogBatch, PipelineError, RecordRef};
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -51,6 +52,8 @@ pub struct WebhookSender {
     /// `auth`: headers asked for on every request (a token may rotate).
     auth: Option<Arc<dyn ClientAuthenticator>>,
     client: OnceLock<reqwest::Client>,
+    /// Records skipped: a webhook carries audit events only.
+    non_audit: Drops,
 }
 
 /// One planned request: the records it carries (indices into the batch) and
@@ -85,6 +88,7 @@ struct LaneOutcome {
 impl WebhookSender {
     /// A sender for a validated `config`.
     pub fn new(id: impl Into<String>, config: &WebhookExporterConfig) -> Self {
+        let id: String = id.into();
         let signer = config.signing_secret.as_deref().and_then(|secret| {
             let header = HeaderName::from_bytes(config.signature_header().as_bytes()).ok()?;
             Some((header, BodySigner::new(secret)))
@@ -99,7 +103,8 @@ impl WebhookSender {
             .and_then(|t| HeaderValue::from_str(&t.content_type).ok())
             .unwrap_or(HeaderValue::from_static("application/json"));
         Self {
-            id: id.into(),
+            non_audit: Telemetry::disabled().exporter_drops(&id, DropReason::NonAudit),
+            id,
             url: config.endpoint.clone().unwrap_or_default(),
             method: match config.method {
                 Method::Post => reqwest::Method::POST,
@@ -117,6 +122,13 @@ impl WebhookSender {
             auth: None,
             client: OnceLock::new(),
         }
+    }
+
+    /// The same sender, counting the records it skips (not audit events)
+    /// in `non_audit`.
+    pub fn with_non_audit_drops(mut self, non_audit: Drops) -> Self {
+        self.non_audit = non_audit;
+        self
     }
 
     /// Sends the credentials of `auth` (the client side of an authenticator
@@ -355,13 +367,8 @@ impl BatchSender for WebhookSender {
             );
         };
         let plan = self.plan(batch);
-        if plan.skipped > 0 {
-            tracing::debug!(
-                exporter = %self.id,
-                records = plan.skipped,
-                "skipped records that are not audit events"
-            );
-        }
+        self.non_audit
+            .add(plan.skipped, &"a webhook carries audit events only");
         let in_flight = Semaphore::new(self.max_concurrent_requests);
         let outcomes = futures::future::join_all(
             plan.lanes

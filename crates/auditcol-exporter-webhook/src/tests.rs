@@ -162,7 +162,7 @@ async fn exporter(mut config: serde_json::Value) -> Arc<ExporterHelper> {
     }
     let config: WebhookExporterConfig = parse_component_config(&config).unwrap();
     let exporter = Arc::new(ExporterHelper::new(
-        ComponentId::new(TYPE_NAME, Some("test")),
+        &BuildContext::new(ComponentId::new(TYPE_NAME, Some("test"))),
         config.helper_settings(),
         Arc::new(WebhookSender::new("webhook/test", &config)),
     ));

@@ -12,7 +12,9 @@
 //! per-record check compares borrowed attribute values with
 //! `eq_ignore_ascii_case` and allocates nothing. Dropped records count as
 //! delivered: a batch filtered down to nothing is acknowledged without
-//! reaching the next stage.
+//! reaching the next stage. They are counted by reason (`non_audit`,
+//! `not_included`, `excluded`) in `auditcol_processor_dropped_log_records`
+//! and logged at INFO, the first of each reason and then a summary every 10 s.
 
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ pub mod pattern;
 mod processor;
 
 pub use config::{FilterConfig, NonAudit};
-pub use pattern::{EventFilter, EventPattern, PatternError, PatternSide};
+pub use pattern::{EventFilter, EventPattern, PatternError, PatternSide, Verdict};
 pub use processor::FilterProcessor;
 
 /// The type name in component ids: `filter`, `filter/<name>`.
@@ -47,7 +49,9 @@ impl ProcessorFactory for FilterProcessorFactory {
         next: SharedConsumer,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         let config: FilterConfig = ctx.parse_config(config)?;
-        Ok(Arc::new(FilterProcessor::from_config(&config, next)?))
+        Ok(Arc::new(
+            FilterProcessor::from_config(&config, next)?.with_telemetry(&ctx.telemetry, &ctx.id),
+        ))
     }
 }
 

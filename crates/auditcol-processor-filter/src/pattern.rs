@@ -212,6 +212,17 @@ pub struct EventFilter {
     exclude: Vec<EventPattern>,
 }
 
+/// What an [`EventFilter`] says of one audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It passes.
+    Keep,
+    /// No include (`events`) pattern matches it.
+    NotIncluded,
+    /// An include pattern matches it, and so does an `exclude` pattern.
+    Excluded,
+}
+
 impl EventFilter {
     /// A filter from compiled patterns. An empty `include` lets nothing pass.
     pub fn new(include: Vec<EventPattern>, exclude: Vec<EventPattern>) -> Self {
@@ -225,8 +236,18 @@ impl EventFilter {
 
     /// True when `noun:verb` matches an include pattern and no exclude pattern.
     pub fn matches(&self, noun: &str, verb: &str) -> bool {
-        self.include.iter().any(|p| p.matches(noun, verb))
-            && !self.exclude.iter().any(|p| p.matches(noun, verb))
+        self.verdict(noun, verb) == Verdict::Keep
+    }
+
+    /// Whether `noun:verb` passes, and if not, why.
+    pub fn verdict(&self, noun: &str, verb: &str) -> Verdict {
+        if !self.include.iter().any(|p| p.matches(noun, verb)) {
+            Verdict::NotIncluded
+        } else if self.exclude.iter().any(|p| p.matches(noun, verb)) {
+            Verdict::Excluded
+        } else {
+            Verdict::Keep
+        }
     }
 
     /// The include patterns.

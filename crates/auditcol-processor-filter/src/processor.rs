@@ -1,22 +1,43 @@
 //! The filter processor itself.
 
 use async_trait::async_trait;
-use auditcol_core::component::{Component, Processor};
+use auditcol_core::component::{Component, ComponentId, Processor};
+use auditcol_core::telemetry::{DropReason, Drops, Telemetry};
 use auditcol_core::{LogBatch, LogsConsumer, PipelineError, SharedConsumer};
 
 use crate::config::{FilterConfig, NonAudit};
-use crate::pattern::EventFilter;
+use crate::pattern::{EventFilter, Verdict};
 
 /// Keeps the audit events that match its [`EventFilter`] (and, if
 /// configured, records that are not audit events) and passes them on.
 ///
 /// Dropped records are acknowledged: dropping them is what the user asked
 /// for, so a batch filtered down to nothing completes with `Ok` without
-/// calling the next stage.
+/// calling the next stage. They are counted by reason
+/// (`auditcol_processor_dropped_log_records`) and logged at INFO,
+/// rate-limited.
 pub struct FilterProcessor {
     filter: EventFilter,
     keep_non_audit: bool,
     next: SharedConsumer,
+    drops: FilterDrops,
+}
+
+/// The drop counters, by reason.
+struct FilterDrops {
+    non_audit: Drops,
+    not_included: Drops,
+    excluded: Drops,
+}
+
+impl FilterDrops {
+    fn new(telemetry: &Telemetry, id: &ComponentId) -> Self {
+        Self {
+            non_audit: telemetry.processor_drops(id, DropReason::NonAudit),
+            not_included: telemetry.processor_drops(id, DropReason::NotIncluded),
+            excluded: telemetry.processor_drops(id, DropReason::Excluded),
+        }
+    }
 }
 
 impl FilterProcessor {
@@ -26,7 +47,26 @@ impl FilterProcessor {
             filter,
             keep_non_audit: non_audit == NonAudit::Keep,
             next,
+            drops: FilterDrops::new(
+                &Telemetry::disabled(),
+                &ComponentId::new(crate::TYPE_NAME, None),
+            ),
         }
+    }
+
+    /// The same processor, counting its drops as processor `id` in `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: &Telemetry, id: &ComponentId) -> Self {
+        self.drops = FilterDrops::new(telemetry, id);
+        self
+    }
+
+    /// Records dropped so far: (not audit events, not included, excluded).
+    pub fn dropped(&self) -> (u64, u64, u64) {
+        (
+            self.drops.non_audit.count(),
+            self.drops.not_included.count(),
+            self.drops.excluded.count(),
+        )
     }
 
     /// A processor from validated settings.
@@ -49,10 +89,36 @@ impl Component for FilterProcessor {}
 #[async_trait]
 impl LogsConsumer for FilterProcessor {
     async fn consume(&self, mut batch: LogBatch) -> Result<(), PipelineError> {
+        // Counted on the stack, added once per batch.
+        let (mut non_audit, mut not_included, mut excluded) = (0, 0, 0);
         batch.retain(|record| match record.audit_noun_verb() {
-            Some((noun, verb)) => self.filter.matches(noun, verb),
-            None => self.keep_non_audit,
+            Some((noun, verb)) => match self.filter.verdict(noun, verb) {
+                Verdict::Keep => true,
+                Verdict::NotIncluded => {
+                    not_included += 1;
+                    false
+                }
+                Verdict::Excluded => {
+                    excluded += 1;
+                    false
+                }
+            },
+            None => {
+                non_audit += usize::from(!self.keep_non_audit);
+                self.keep_non_audit
+            }
         });
+        self.drops.non_audit.add(
+            non_audit,
+            &"records without audit.type and audit.action (set `non_audit: keep` to pass them on)",
+        );
+        self.drops.not_included.add(
+            not_included,
+            &"audit events that no `events` pattern matches",
+        );
+        self.drops
+            .excluded
+            .add(excluded, &"audit events that an `exclude` pattern matches");
         if batch.is_empty() {
             return Ok(());
         }
@@ -198,6 +264,25 @@ mod tests {
             let calls = run(config.clone(), &input).await;
             assert_eq!(calls, vec![expected], "{config} on {input:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn drops_are_counted_by_reason() {
+        let config: FilterConfig = auditcol_core::config::parse_component_config(
+            &serde_json::json!({"events": ["flag:*"], "exclude": ["*:read"]}),
+        )
+        .unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let processor = FilterProcessor::from_config(&config, recorder.clone()).unwrap();
+        let entries = ["flag:created", "flag:read", "segment:created", "-", "-"];
+        processor.consume(batch(&entries)).await.unwrap();
+        processor.consume(batch(&entries)).await.unwrap();
+        // (not audit events, not included, excluded)
+        assert_eq!(processor.dropped(), (4, 2, 2));
+        assert_eq!(
+            *recorder.calls.lock().unwrap(),
+            vec![vec!["flag:created"], vec!["flag:created"]]
+        );
     }
 
     #[tokio::test]

@@ -30,7 +30,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use auditcol_core::receiverhelper::now_unix_nanos;
-use auditcol_core::{LogBatch, PipelineError, SharedConsumer};
+use auditcol_core::telemetry::{
+    Counter, Gauge, MetricSpec, MetricsLevel, ReceiverTelemetry, RefusalReason, Telemetry,
+};
+use auditcol_core::{ComponentId, LogBatch, PipelineError, SharedConsumer};
 use auditcol_kafka::delivery::delivery_error;
 use auditcol_kafka::encoding::{HEADER_AUDIT_ID, HEADER_AUDIT_SOURCE};
 use auditcol_kafka::{Encoding, EventHeaders};
@@ -52,17 +55,48 @@ const POLL_TICK: Duration = Duration::from_millis(500);
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Counts of what the receiver did, for tests and the metrics to come.
-#[derive(Debug, Default)]
+/// `auditcol_receiver_kafka_commit_lag`.
+const COMMIT_LAG: MetricSpec = MetricSpec::gauge(
+    "auditcol_receiver_kafka_commit_lag",
+    "Messages read from Kafka whose offsets are not stored for commit yet (buffered, or in the pipeline)",
+    MetricsLevel::Normal,
+);
+
+/// `auditcol_receiver_kafka_dead_lettered_messages`.
+const DEAD_LETTERED: MetricSpec = MetricSpec::counter(
+    "auditcol_receiver_kafka_dead_lettered_messages",
+    "Messages written to dead_letter_topic (undecodable, or refused for good by the pipeline)",
+    MetricsLevel::Normal,
+);
+
+/// The metrics this receiver declares beyond the receivers' common ones.
+pub const METRICS: &[MetricSpec] = &[COMMIT_LAG, DEAD_LETTERED];
+
+/// What the receiver counts: records accepted and refused
+/// (`otelcol_receiver_*_log_records{transport="kafka"}`), undecodable
+/// messages (`auditcol_receiver_refused_requests{reason="invalid"}`), dead
+/// letters, and the commit lag.
 pub struct KafkaReceiverCounters {
     messages: AtomicU64,
-    accepted_records: AtomicU64,
     undecodable_messages: AtomicU64,
-    dead_lettered_messages: AtomicU64,
-    refused_records: AtomicU64,
+    receiver: ReceiverTelemetry,
+    dead_lettered: Counter,
+    commit_lag: Gauge,
 }
 
 impl KafkaReceiverCounters {
+    pub(crate) fn new(telemetry: &Telemetry, id: &ComponentId) -> Self {
+        let labels = [("receiver", id.to_string())];
+        let labels = [(labels[0].0, labels[0].1.as_str())];
+        Self {
+            messages: AtomicU64::new(0),
+            undecodable_messages: AtomicU64::new(0),
+            receiver: telemetry.receiver(id, "kafka"),
+            dead_lettered: telemetry.counter(&DEAD_LETTERED, &labels),
+            commit_lag: telemetry.gauge(&COMMIT_LAG, &labels),
+        }
+    }
+
     /// Messages read from Kafka.
     pub fn messages(&self) -> u64 {
         self.messages.load(Ordering::Relaxed)
@@ -70,7 +104,7 @@ impl KafkaReceiverCounters {
 
     /// Records the pipeline acknowledged.
     pub fn accepted_records(&self) -> u64 {
-        self.accepted_records.load(Ordering::Relaxed)
+        self.receiver.accepted_records()
     }
 
     /// Messages that could not be decoded (skipped or dead-lettered).
@@ -80,16 +114,17 @@ impl KafkaReceiverCounters {
 
     /// Messages written to `dead_letter_topic`.
     pub fn dead_lettered_messages(&self) -> u64 {
-        self.dead_lettered_messages.load(Ordering::Relaxed)
+        self.dead_lettered.get()
     }
 
     /// Records the pipeline refused for good.
     pub fn refused_records(&self) -> u64 {
-        self.refused_records.load(Ordering::Relaxed)
+        self.receiver.refused_log_records()
     }
 
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
+    /// Messages read whose offsets are not stored for commit yet.
+    pub fn commit_lag(&self) -> i64 {
+        self.commit_lag.get()
     }
 }
 
@@ -242,6 +277,10 @@ impl ConsumerLoop {
         let mut rebalances = 0;
         let mut stopping = false;
         loop {
+            let in_job = job.as_ref().map_or(0, |j| j.messages.len());
+            self.counters
+                .commit_lag
+                .set(i64::try_from(buffer.len() + in_job).unwrap_or(i64::MAX));
             let context = self.consumer.context();
             let revoked = context.take_revoked();
             if !revoked.is_empty() {
@@ -331,12 +370,13 @@ impl ConsumerLoop {
                 }
             }
         }
+        self.counters.commit_lag.set(0);
         self.close().await;
     }
 
     /// Reads one message: its records, or why it has none.
     fn receive(&self, message: &BorrowedMessage<'_>) -> Received {
-        KafkaReceiverCounters::add(&self.counters.messages, 1);
+        self.counters.messages.fetch_add(1, Ordering::Relaxed);
         let (mut id, mut source) = (None, None);
         if let Some(headers) = message.headers() {
             for header in headers.iter() {
@@ -356,12 +396,14 @@ impl ConsumerLoop {
                 .map_err(|e| e.0),
         };
         if let Err(error) = &decoded {
-            KafkaReceiverCounters::add(&self.counters.undecodable_messages, 1);
+            self.counters
+                .undecodable_messages
+                .fetch_add(1, Ordering::Relaxed);
             let fate = match &self.dead_letters {
                 Some(d) => format!("written to the dead-letter topic `{}`", d.topic),
                 None => "skipped (set dead_letter_topic to keep such messages)".to_owned(),
             };
-            tracing::warn!(
+            tracing::debug!(
                 receiver = %self.id,
                 topic = message.topic(),
                 partition = message.partition(),
@@ -369,6 +411,20 @@ impl ConsumerLoop {
                 encoding = %self.encoding,
                 error = %error,
                 "cannot decode a message: {fate}"
+            );
+            // WARN, the first and then a summary every 10 s: a producer
+            // writing garbage must not flood the log.
+            self.counters.receiver.refused_request(
+                RefusalReason::Invalid,
+                0,
+                None,
+                &format_args!(
+                    "cannot decode the message at {}/{}@{} (encoding {}): {error}; {fate}",
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    self.encoding
+                ),
             );
         }
         Received {
@@ -439,23 +495,25 @@ impl ConsumerLoop {
         match step {
             Step::DeadLettered(failed_letters, Ok(())) => {
                 let written = job.dead_letters.len() - failed_letters.len();
-                KafkaReceiverCounters::add(&self.counters.dead_lettered_messages, written);
+                self.counters.dead_lettered.inc_by(written as u64);
                 job.dead_letters.clear();
                 Ok(())
             }
             Step::DeadLettered(failed_letters, Err(error)) => {
                 let written = job.dead_letters.len() - failed_letters.len();
-                KafkaReceiverCounters::add(&self.counters.dead_lettered_messages, written);
+                self.counters.dead_lettered.inc_by(written as u64);
                 job.dead_letters.retain(|(n, _)| failed_letters.contains(n));
                 failed(job, &error, "cannot write to the dead-letter topic")
             }
             Step::Consumed(records, Ok(())) => {
-                KafkaReceiverCounters::add(&self.counters.accepted_records, records);
+                self.counters.receiver.accepted(records);
                 job.batch = None;
                 Ok(())
             }
             Step::Consumed(records, Err(error)) if error.is_permanent() => {
-                KafkaReceiverCounters::add(&self.counters.refused_records, records);
+                // Logged at ERROR below, every time: these records are lost
+                // unless they go to the dead-letter topic.
+                self.counters.receiver.count_refused(records);
                 job.batch = None;
                 let offsets = offsets_text(&job.messages);
                 match &self.dead_letters {

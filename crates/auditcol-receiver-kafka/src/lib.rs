@@ -28,6 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use auditcol_core::component::{Connectivity, StartError};
 use auditcol_core::config::ConfigError;
+use auditcol_core::telemetry::Telemetry;
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
 };
@@ -41,7 +42,7 @@ pub mod config;
 mod consumer;
 
 pub use config::{InitialOffset, KafkaReceiverConfig};
-pub use consumer::KafkaReceiverCounters;
+pub use consumer::{KafkaReceiverCounters, METRICS};
 
 use consumer::{ConsumerLoop, DeadLetters, ReceiverContext};
 
@@ -68,7 +69,9 @@ impl ReceiverFactory for KafkaReceiverFactory {
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let config = KafkaReceiverConfig::parse(config)?;
         ctx.record_effective(auditcol_kafka::effective_config(&config.client, &config));
-        Ok(Arc::new(KafkaReceiver::new(ctx.id.clone(), config, next)))
+        Ok(Arc::new(
+            KafkaReceiver::new(ctx.id.clone(), config, next).with_telemetry(&ctx.telemetry),
+        ))
     }
 }
 
@@ -99,13 +102,20 @@ impl KafkaReceiver {
     pub fn new(id: ComponentId, config: KafkaReceiverConfig, next: SharedConsumer) -> Self {
         let source = id.name().unwrap_or(TYPE_NAME).to_owned();
         Self {
+            counters: Arc::new(KafkaReceiverCounters::new(&Telemetry::disabled(), &id)),
             id,
             config,
             source,
             next,
-            counters: Arc::default(),
             running: Mutex::new(None),
         }
+    }
+
+    /// The same receiver, counting in `telemetry`: records accepted and
+    /// refused, undecodable messages, dead letters, the commit lag.
+    pub fn with_telemetry(mut self, telemetry: &Telemetry) -> Self {
+        self.counters = Arc::new(KafkaReceiverCounters::new(telemetry, &self.id));
+        self
     }
 
     /// What the receiver did so far.

@@ -361,9 +361,18 @@ async fn a_busy_pipeline_pauses_reading_instead_of_buffering_and_nothing_is_lost
         read <= 40,
         "read {read} messages while the pipeline held one batch"
     );
+    // Read but not committable yet: the batch in the pipeline and the buffer.
+    eventually("the commit lag counts what is held", || {
+        receiver.counters().commit_lag() >= 10
+    })
+    .await;
     pipeline.gate.as_ref().unwrap().add_permits(1000);
     eventually("everything", || pipeline.accepted().len() == 200).await;
     assert_eq!(pipeline.accepted(), keys(200), "in order, each once");
+    eventually("no commit lag once all is stored", || {
+        receiver.counters().commit_lag() == 0
+    })
+    .await;
     receiver.shutdown(deadline()).await;
 }
 

@@ -15,14 +15,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use auditcol_core::LogBatch;
-use auditcol_core::PipelineError;
 use auditcol_core::auth::{AuthError, RequestAuth};
 use auditcol_core::config::ConfigDuration;
 use auditcol_core::receiverhelper::{
     ConnectionLimit, DEFAULT_TLS_HANDSHAKE_TIMEOUT, admitted_incoming, client_addr, tls_incoming,
 };
+use auditcol_core::telemetry::RefusalReason;
 use auditcol_core::tls::ServerTls;
+use auditcol_core::{Decoded, LogBatch, PipelineError};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue};
@@ -31,6 +31,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
+use tonic::transport::server::TcpConnectInfo;
 use tonic::{Code, Status};
 
 use crate::compression::{GunzipError, gunzip};
@@ -178,11 +179,45 @@ async fn authenticate(
 }
 
 /// One `Export` call: the message read, decoded, handed to the pipeline.
+/// Refusals are counted and logged (rate-limited) with the client's address.
 async fn export(
     ingest: &Ingest,
     max: usize,
     request: http::Request<tonic::body::Body>,
 ) -> Result<http::Response<tonic::body::Body>, Status> {
+    let client = request
+        .extensions()
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr);
+    let decoded = match receive(max, request).await {
+        Ok(decoded) => decoded,
+        Err(status) => {
+            if let Some(reason) = refusal_reason(status.code()) {
+                ingest.refuse("grpc", reason, client, status.message());
+            }
+            return Err(status);
+        }
+    };
+    let accepted = ingest
+        .accept(decoded, "grpc", client)
+        .await
+        .map_err(rejection_status)?;
+    Ok(grpc_response(&accepted.response()))
+}
+
+/// Why a request was refused before its records were read, by the status
+/// it is answered with; `None` when the client went away (no refusal).
+fn refusal_reason(code: Code) -> Option<RefusalReason> {
+    match code {
+        Code::ResourceExhausted => Some(RefusalReason::TooLarge),
+        Code::Unimplemented => Some(RefusalReason::Unsupported),
+        Code::Cancelled => None,
+        _ => Some(RefusalReason::Invalid),
+    }
+}
+
+/// The request's message, read and decoded.
+async fn receive(max: usize, request: http::Request<tonic::body::Body>) -> Result<Decoded, Status> {
     if request.uri().path() != EXPORT_PATH {
         return Err(Status::unimplemented(format!(
             "unknown method {}: this server implements {EXPORT_PATH}",
@@ -213,15 +248,7 @@ async fn export(
             }
         },
     };
-    let decoded = LogBatch::decode_protobuf(message).map_err(|e| {
-        ingest.log_undecodable("grpc", &e.message);
-        Status::invalid_argument(e.message)
-    })?;
-    let accepted = ingest
-        .accept(decoded, "grpc")
-        .await
-        .map_err(rejection_status)?;
-    Ok(grpc_response(&accepted.response()))
+    LogBatch::decode_protobuf(message).map_err(|e| Status::invalid_argument(e.message))
 }
 
 /// Whether messages may be gzip-compressed (`grpc-encoding`).

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use auditcol_core::LogBatch;
 use auditcol_core::auth::RequestAuth;
 use auditcol_core::receiverhelper::HttpRefusal;
 use auditcol_core::receiverhelper::{ConnectionLimit, client_addr, serve_http};
+use auditcol_core::telemetry::RefusalReason;
+use auditcol_core::{Decoded, LogBatch};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -208,6 +209,7 @@ impl From<Rejection> for Failure {
 }
 
 async fn export_logs(State(state): State<Arc<HttpState>>, request: Request) -> Response {
+    let client = client_addr(request.extensions());
     if let Some(auth) = &state.auth
         && let Err(refused) = authenticate(auth, request.headers(), request.extensions()).await
     {
@@ -221,16 +223,30 @@ async fn export_logs(State(state): State<Arc<HttpState>>, request: Request) -> R
             } else {
                 format!("Content-Type `{content_type}`")
             };
-            return (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("415 unsupported media type: {shown}; send {PROTOBUF} or {JSON}"),
-            )
-                .into_response();
+            let message = format!("415 unsupported media type: {shown}; send {PROTOBUF} or {JSON}");
+            state
+                .ingest
+                .refuse("http", RefusalReason::Unsupported, client, &message);
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
         }
     };
-    match handle(&state, request, format).await {
+    let decoded = match receive(&state, request, format).await {
+        Ok(decoded) => decoded,
+        Err(failure) => {
+            let reason = match failure.http {
+                StatusCode::PAYLOAD_TOO_LARGE => RefusalReason::TooLarge,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => RefusalReason::Unsupported,
+                _ => RefusalReason::Invalid,
+            };
+            state
+                .ingest
+                .refuse("http", reason, client, &failure.message);
+            return failure.into_response(format);
+        }
+    };
+    match state.ingest.accept(decoded, "http", client).await {
         Ok(accepted) => success(format, accepted),
-        Err(failure) => failure.into_response(format),
+        Err(rejection) => Failure::from(rejection).into_response(format),
     }
 }
 
@@ -263,7 +279,8 @@ async fn authenticate(
     Err(response)
 }
 
-async fn handle(state: &HttpState, request: Request, format: Format) -> Result<Accepted, Failure> {
+/// The request's body, read, decompressed and decoded.
+async fn receive(state: &HttpState, request: Request, format: Format) -> Result<Decoded, Failure> {
     let gzip = is_gzip(request.headers())?;
     let body = read_body(request, state.max_body).await?;
     // Records stay slices of the body: only a compressed one needs a new buffer.
@@ -287,15 +304,7 @@ async fn handle(state: &HttpState, request: Request, format: Format) -> Result<A
         Format::Protobuf => LogBatch::decode_protobuf(body),
         Format::Json => LogBatch::decode_json(&body),
     };
-    let decoded = decoded.map_err(|e| {
-        state.ingest.log_undecodable("http", &e.message);
-        Failure::bad_request(e.message)
-    })?;
-    state
-        .ingest
-        .accept(decoded, "http")
-        .await
-        .map_err(Failure::from)
+    decoded.map_err(|e| Failure::bad_request(e.message))
 }
 
 /// True for `Content-Encoding: gzip`; false for none or `identity`.

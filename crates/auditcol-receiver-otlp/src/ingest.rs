@@ -1,8 +1,12 @@
 //! What both protocols do with a decoded request: check it against the audit
 //! conventions, stamp it, hand it to the pipeline and wait for the answer.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use auditcol_core::model::conventions::SOURCE_OTLP;
 use auditcol_core::receiverhelper::now_unix_nanos;
+use auditcol_core::telemetry::{ReceiverTelemetry, RefusalReason, Telemetry};
 use auditcol_core::{ComponentId, Decoded, PipelineError, SharedConsumer};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceResponse,
@@ -10,11 +14,14 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 
 use crate::config::OnInvalidRecord;
 
-/// The receiver's link to its pipeline, shared by the gRPC and HTTP servers.
+/// The receiver's link to its pipeline, shared by the gRPC and HTTP
+/// servers; it counts and logs what it accepts and refuses, per transport.
 pub(crate) struct Ingest {
     id: ComponentId,
     next: SharedConsumer,
     on_invalid_record: OnInvalidRecord,
+    grpc: Arc<ReceiverTelemetry>,
+    http: Arc<ReceiverTelemetry>,
 }
 
 /// A request the pipeline took, perhaps without some of its records.
@@ -41,11 +48,23 @@ impl Ingest {
         id: ComponentId,
         next: SharedConsumer,
         on_invalid_record: OnInvalidRecord,
+        telemetry: &Telemetry,
     ) -> Self {
         Self {
+            grpc: Arc::new(telemetry.receiver(&id, "grpc")),
+            http: Arc::new(telemetry.receiver(&id, "http")),
             id,
             next,
             on_invalid_record,
+        }
+    }
+
+    /// The counters of `protocol` (`grpc` or `http`).
+    pub(crate) fn telemetry(&self, protocol: &str) -> &Arc<ReceiverTelemetry> {
+        if protocol == "grpc" {
+            &self.grpc
+        } else {
+            &self.http
         }
     }
 
@@ -58,7 +77,9 @@ impl Ingest {
         &self,
         decoded: Decoded,
         protocol: &str,
+        client: Option<SocketAddr>,
     ) -> Result<Accepted, Rejection> {
+        let telemetry = self.telemetry(protocol);
         let Decoded {
             mut batch,
             rejected,
@@ -73,10 +94,15 @@ impl Ingest {
                     first.to_string()
                 };
                 if batch.is_empty() || self.on_invalid_record == OnInvalidRecord::RejectRequest {
-                    tracing::debug!(component = %self.id, protocol, rejected, error = %message, "rejected a request with invalid records");
+                    telemetry.refused_request(
+                        RefusalReason::Invalid,
+                        rejected + batch.len(),
+                        client,
+                        &message,
+                    );
                     return Err(Rejection::Invalid(message));
                 }
-                tracing::debug!(component = %self.id, protocol, rejected, error = %message, "accepted a request without its invalid records");
+                telemetry.refused_records(RefusalReason::Invalid, rejected, client, &message);
                 Accepted { rejected, message }
             }
         };
@@ -86,16 +112,27 @@ impl Ingest {
         batch.prepare_ingest(now_unix_nanos(), SOURCE_OTLP);
         let records = batch.len();
         tracing::debug!(component = %self.id, protocol, records, "records received");
-        self.next.consume(batch).await.map_err(|e| {
-            tracing::debug!(component = %self.id, protocol, records, error = %e, "the pipeline refused a batch");
-            Rejection::Pipeline(e)
-        })?;
+        match self.next.consume(batch).await {
+            Ok(()) => telemetry.accepted(records),
+            Err(e) => {
+                telemetry.refused_request(RefusalReason::of(&e), records, client, &e);
+                return Err(Rejection::Pipeline(e));
+            }
+        }
         Ok(accepted)
     }
 
-    /// Logs a request that could not be decoded.
-    pub(crate) fn log_undecodable(&self, protocol: &str, error: &str) {
-        tracing::debug!(component = %self.id, protocol, error, "rejected an undecodable request");
+    /// Counts and logs a request refused before its records were read
+    /// (undecodable, too large, an encoding not spoken).
+    pub(crate) fn refuse(
+        &self,
+        protocol: &str,
+        reason: RefusalReason,
+        client: Option<SocketAddr>,
+        error: &str,
+    ) {
+        self.telemetry(protocol)
+            .refused_request(reason, 0, client, &error);
     }
 }
 

@@ -30,6 +30,7 @@ use auditcol_core::auth::{AuthRefusals, RequestAuth};
 use auditcol_core::component::{Host, StartError};
 use auditcol_core::config::ConfigError;
 use auditcol_core::receiverhelper::ConnectionLimit;
+use auditcol_core::telemetry::Telemetry;
 use auditcol_core::tls::{ALPN_GRPC, ALPN_HTTP, ServerTls, TlsServerSettings};
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
@@ -67,8 +68,9 @@ impl ReceiverFactory for OtlpReceiverFactory {
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let config: OtlpReceiverConfig = ctx.parse_config(config)?;
-        let receiver =
-            OtlpReceiver::new(ctx.id.clone(), config, next).with_authenticators(&ctx.host)?;
+        let receiver = OtlpReceiver::new(ctx.id.clone(), config, next)
+            .with_telemetry(&ctx.telemetry)
+            .with_authenticators(&ctx.host)?;
         Ok(Arc::new(receiver))
     }
 }
@@ -78,6 +80,7 @@ impl ReceiverFactory for OtlpReceiverFactory {
 pub struct OtlpReceiver {
     id: ComponentId,
     config: OtlpReceiverConfig,
+    next: SharedConsumer,
     ingest: Arc<Ingest>,
     /// Listeners bound by [`Component::bind`], waiting for `start`.
     bound: Mutex<Option<Bound>>,
@@ -106,7 +109,13 @@ impl OtlpReceiver {
     /// `config` must have been validated (the factory does it).
     pub fn new(id: ComponentId, config: OtlpReceiverConfig, next: SharedConsumer) -> Self {
         Self {
-            ingest: Arc::new(Ingest::new(id.clone(), next, config.on_invalid_record)),
+            ingest: Arc::new(Ingest::new(
+                id.clone(),
+                next.clone(),
+                config.on_invalid_record,
+                &Telemetry::disabled(),
+            )),
+            next,
             id,
             config,
             bound: Mutex::new(None),
@@ -115,6 +124,27 @@ impl OtlpReceiver {
             auth_refusals: AuthRefusals::default(),
             running: Mutex::new(None),
         }
+    }
+
+    /// The same receiver, counting what it accepts and refuses in
+    /// `telemetry` (`otelcol_receiver_*_log_records{transport="grpc"|"http"}`).
+    pub fn with_telemetry(mut self, telemetry: &Telemetry) -> Self {
+        self.ingest = Arc::new(Ingest::new(
+            self.id.clone(),
+            self.next.clone(),
+            self.config.on_invalid_record,
+            telemetry,
+        ));
+        self
+    }
+
+    /// Records accepted and refused so far over `protocol` (`grpc`, `http`).
+    pub fn record_counts(&self, protocol: &str) -> (u64, u64) {
+        let telemetry = self.ingest.telemetry(protocol);
+        (
+            telemetry.accepted_records(),
+            telemetry.refused_log_records(),
+        )
     }
 
     /// Binds every enabled protocol's endpoint, all or none: a port
@@ -134,7 +164,8 @@ impl OtlpReceiver {
 
     /// Finds the authenticators the protocols' `auth` name among `host`'s
     /// extensions; from then on every request of such a protocol must pass
-    /// its authenticator. The factory does it: a receiver whose config has
+    /// its authenticator. The factory does it (after `with_telemetry`, so
+    /// refusals are counted in the metrics): a receiver whose config has
     /// `auth` refuses to start without.
     pub fn with_authenticators(mut self, host: &Host) -> Result<Self, ConfigError> {
         let protocols = &self.config.protocols;
@@ -145,7 +176,8 @@ impl OtlpReceiver {
             &self.id,
             "grpc",
             &self.auth_refusals,
-        )?;
+        )?
+        .map(|auth| auth.with_telemetry(self.ingest.telemetry("grpc").clone()));
         self.http_auth = RequestAuth::resolve(
             protocols.http.as_ref().and_then(|c| c.auth.as_ref()),
             "protocols.http.auth",
@@ -153,7 +185,8 @@ impl OtlpReceiver {
             &self.id,
             "http",
             &self.auth_refusals,
-        )?;
+        )?
+        .map(|auth| auth.with_telemetry(self.ingest.telemetry("http").clone()));
         Ok(self)
     }
 
@@ -307,7 +340,8 @@ impl Component for OtlpReceiver {
                     connections: ConnectionLimit::new(
                         c.max_connections,
                         format!("{} grpc", self.id),
-                    ),
+                    )
+                    .with_telemetry(self.ingest.telemetry("grpc").clone()),
                     keepalive: c.keepalive.server_parameters.clone(),
                     tls: grpc_tls.clone(),
                 },
@@ -324,7 +358,8 @@ impl Component for OtlpReceiver {
                     connections: ConnectionLimit::new(
                         c.max_connections,
                         format!("{} http", self.id),
-                    ),
+                    )
+                    .with_telemetry(self.ingest.telemetry("http").clone()),
                     read_header_timeout: c.read_header_timeout.0,
                     tls: http_tls.clone(),
                 },

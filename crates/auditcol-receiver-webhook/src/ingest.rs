@@ -21,9 +21,12 @@ pub(crate) struct Ingest {
 #[derive(Debug)]
 pub(crate) enum Rejection {
     /// The events break the audit conventions: the client must not retry.
-    Invalid(String),
-    /// The pipeline refused the batch.
-    Pipeline(PipelineError),
+    Invalid { message: String, records: usize },
+    /// The pipeline refused the batch of `records`.
+    Pipeline {
+        error: PipelineError,
+        records: usize,
+    },
 }
 
 impl Ingest {
@@ -38,15 +41,17 @@ impl Ingest {
             return Ok(0);
         }
         let batch = batch_of(&self.source, events, now_unix_nanos()).map_err(|message| {
-            tracing::debug!(component = %self.id, error = %message, "rejected a request with an invalid event");
-            Rejection::Invalid(message)
+            Rejection::Invalid {
+                message,
+                records: events.len(),
+            }
         })?;
         let records = batch.len();
         tracing::debug!(component = %self.id, records, "events received");
-        self.next.consume(batch).await.map_err(|e| {
-            tracing::debug!(component = %self.id, records, error = %e, "the pipeline refused a batch");
-            Rejection::Pipeline(e)
-        })?;
+        self.next
+            .consume(batch)
+            .await
+            .map_err(|error| Rejection::Pipeline { error, records })?;
         Ok(records)
     }
 }

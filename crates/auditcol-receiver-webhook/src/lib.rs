@@ -30,6 +30,7 @@ use auditcol_core::auth::{AuthRefusals, RequestAuth};
 use auditcol_core::component::{Host, StartError};
 use auditcol_core::config::ConfigError;
 use auditcol_core::receiverhelper::ConnectionLimit;
+use auditcol_core::telemetry::Telemetry;
 use auditcol_core::tls::{ALPN_HTTP, ServerTls, TlsServerSettings};
 use auditcol_core::{
     BuildContext, Component, ComponentId, Receiver, ReceiverFactory, SharedConsumer,
@@ -81,7 +82,8 @@ impl ReceiverFactory for WebhookReceiverFactory {
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let config: WebhookReceiverConfig = ctx.parse_config(config)?;
-        let receiver = WebhookReceiver::new(ctx.id.clone(), config, next);
+        let receiver =
+            WebhookReceiver::new(ctx.id.clone(), config, next).with_telemetry(&ctx.telemetry);
         Ok(Arc::new(receiver.with_authenticator(&ctx.host)?))
     }
 }
@@ -90,6 +92,8 @@ impl ReceiverFactory for WebhookReceiverFactory {
 /// [`Component::shutdown`].
 pub struct WebhookReceiver {
     id: ComponentId,
+    config: WebhookReceiverConfig,
+    next: SharedConsumer,
     endpoint: Arc<Endpoint>,
     /// `auth` as configured, until resolved into `endpoint.auth`.
     auth_settings: Option<auditcol_core::auth::AuthSettings>,
@@ -118,38 +122,38 @@ impl WebhookReceiver {
     /// `flipt`), or for an unnamed receiver the format's sender: `flipt`
     /// (`audit`) or `flagsmith`.
     pub fn new(id: ComponentId, config: WebhookReceiverConfig, next: SharedConsumer) -> Self {
-        let source = id
-            .name()
-            .unwrap_or(config.format.default_source())
-            .to_owned();
-        // With a secret, requests are always checked: an invalid header name
-        // (a config that skipped validation) falls back to the format's.
-        let verifier = config.signing_secret.as_deref().map(|secret| {
-            let header = config
-                .signature_header_name()
-                .unwrap_or_else(|_| config.format.default_signature_header_name());
-            SignatureVerifier::new(secret, header)
-        });
         Self {
-            endpoint: Arc::new(Endpoint {
-                id: id.clone(),
-                path: config.path.clone(),
-                format: config.format,
-                verifier,
-                max_body: config.max_request_body_bytes(),
-                ingest: Ingest::new(id.clone(), source, next),
-                auth: None,
-            }),
+            endpoint: Arc::new(endpoint(&id, &config, &next, &Telemetry::disabled())),
             auth_settings: config.auth.clone(),
             auth_refusals: AuthRefusals::default(),
             addr: config.socket_addr(),
             max_connections: config.max_connections,
             read_header_timeout: config.read_header_timeout.0,
-            tls: config.tls,
+            tls: config.tls.clone(),
             id,
+            config,
+            next,
             bound: Mutex::new(None),
             running: Mutex::new(None),
         }
+    }
+
+    /// The same receiver, counting what it accepts, refuses (bad
+    /// signatures among them) and drops in `telemetry`. Call it before
+    /// [`WebhookReceiver::with_authenticator`] (as the factory does): it
+    /// makes the endpoint anew.
+    pub fn with_telemetry(mut self, telemetry: &Telemetry) -> Self {
+        self.endpoint = Arc::new(endpoint(&self.id, &self.config, &self.next, telemetry));
+        self
+    }
+
+    /// Events accepted and refused so far.
+    pub fn record_counts(&self) -> (u64, u64) {
+        let telemetry = &self.endpoint.telemetry;
+        (
+            telemetry.accepted_records(),
+            telemetry.refused_log_records(),
+        )
     }
 
     async fn bind_listener(&self) -> Result<TcpListener, StartError> {
@@ -171,11 +175,12 @@ impl WebhookReceiver {
             "http",
             &self.auth_refusals,
         )?;
-        if auth.is_some() {
+        if let Some(auth) = auth {
+            let auth = auth.with_telemetry(self.endpoint.telemetry.clone());
             let endpoint = Arc::get_mut(&mut self.endpoint).ok_or_else(|| {
                 ConfigError::at("auth", "cannot be resolved once the receiver has started")
             })?;
-            endpoint.auth = auth;
+            endpoint.auth = Some(auth);
         }
         Ok(self)
     }
@@ -193,6 +198,36 @@ impl WebhookReceiver {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map(|r| r.addr)
+    }
+}
+
+/// What every request of receiver `id` needs.
+fn endpoint(
+    id: &ComponentId,
+    config: &WebhookReceiverConfig,
+    next: &SharedConsumer,
+    telemetry: &Telemetry,
+) -> Endpoint {
+    let source = id
+        .name()
+        .unwrap_or(config.format.default_source())
+        .to_owned();
+    // With a secret, requests are always checked: an invalid header name
+    // (a config that skipped validation) falls back to the format's.
+    let verifier = config.signing_secret.as_deref().map(|secret| {
+        let header = config
+            .signature_header_name()
+            .unwrap_or_else(|_| config.format.default_signature_header_name());
+        SignatureVerifier::new(secret, header)
+    });
+    Endpoint {
+        path: config.path.clone(),
+        format: config.format,
+        verifier,
+        max_body: config.max_request_body_bytes(),
+        ingest: Ingest::new(id.clone(), source, next.clone()),
+        telemetry: Arc::new(telemetry.receiver(id, "http")),
+        auth: None,
     }
 }
 
@@ -243,7 +278,8 @@ impl Component for WebhookReceiver {
         let id = self.id.clone();
         let serving = server::serve(
             listener,
-            ConnectionLimit::new(self.max_connections, self.id.to_string()),
+            ConnectionLimit::new(self.max_connections, self.id.to_string())
+                .with_telemetry(self.endpoint.telemetry.clone()),
             self.read_header_timeout,
             tls.clone(),
             self.endpoint.clone(),

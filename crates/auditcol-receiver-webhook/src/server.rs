@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use auditcol_core::ComponentId;
 use auditcol_core::auth::RequestAuth;
 use auditcol_core::receiverhelper::HttpRefusal;
 use auditcol_core::receiverhelper::{ConnectionLimit, client_addr, serve_http};
+use auditcol_core::telemetry::{ReceiverTelemetry, RefusalReason};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -30,12 +30,13 @@ use crate::signature::SignatureVerifier;
 
 /// What every request needs.
 pub(crate) struct Endpoint {
-    pub(crate) id: ComponentId,
     pub(crate) path: String,
     pub(crate) format: Format,
     pub(crate) verifier: Option<SignatureVerifier>,
     pub(crate) max_body: usize,
     pub(crate) ingest: Ingest,
+    /// Counts and logs what is accepted, refused and dropped.
+    pub(crate) telemetry: Arc<ReceiverTelemetry>,
     /// `auth`: checked on the headers before the body is read.
     pub(crate) auth: Option<RequestAuth>,
 }
@@ -72,6 +73,9 @@ struct Failure {
     message: String,
     retry_after: Option<u64>,
     allow: bool,
+    /// Why the request counts as refused (`None`: not a request for this
+    /// receiver, such as another path), and how many events it carried.
+    refusal: Option<(RefusalReason, usize)>,
     /// `WWW-Authenticate`, on a 401 from the authenticator.
     challenge: Option<HeaderValue>,
 }
@@ -83,7 +87,16 @@ impl Failure {
             message: message.into(),
             retry_after: None,
             allow: false,
+            refusal: None,
             challenge: None,
+        }
+    }
+
+    /// A refused request: counted under `reason`.
+    fn refused(status: StatusCode, reason: RefusalReason, message: impl Into<String>) -> Self {
+        Self {
+            refusal: Some((reason, 0)),
+            ..Self::new(status, message)
         }
     }
 
@@ -111,11 +124,15 @@ impl Failure {
 impl From<Rejection> for Failure {
     fn from(rejection: Rejection) -> Self {
         match rejection {
-            Rejection::Invalid(message) => Self::new(StatusCode::BAD_REQUEST, message),
-            Rejection::Pipeline(error) => {
+            Rejection::Invalid { message, records } => Self {
+                refusal: Some((RefusalReason::Invalid, records)),
+                ..Self::new(StatusCode::BAD_REQUEST, message)
+            },
+            Rejection::Pipeline { error, records } => {
                 let refusal = HttpRefusal::of(&error);
                 Self {
                     retry_after: refusal.retry_after_secs,
+                    refusal: Some((RefusalReason::of(&error), records)),
                     ..Self::new(
                         StatusCode::from_u16(refusal.status)
                             .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
@@ -136,15 +153,25 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 async fn handle(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+    let client = client_addr(request.extensions());
     match receive(&endpoint, request).await {
         Ok((accepted, ignored)) => {
+            endpoint.telemetry.accepted(accepted);
+            endpoint.telemetry.dropped_non_audit(ignored, client);
             let mut body = serde_json::json!({ "accepted": accepted });
             if ignored > 0 {
                 body["ignored"] = ignored.into();
             }
             json_response(StatusCode::OK, body)
         }
-        Err(failure) => failure.into_response(),
+        Err(failure) => {
+            if let Some((reason, records)) = failure.refusal {
+                endpoint
+                    .telemetry
+                    .refused_request(reason, records, client, &failure.message);
+            }
+            failure.into_response()
+        }
     }
 }
 
@@ -176,6 +203,7 @@ async fn receive(endpoint: &Endpoint, request: Request) -> Result<(usize, usize)
     if let Some(auth) = &endpoint.auth {
         auth.check(request.headers(), client_addr(request.extensions()))
             .await
+            // Counted and logged by `check` (reason `unauthenticated`).
             .map_err(|refused| Failure {
                 retry_after: refused.retry_after_secs(),
                 challenge: (refused.http_status() == 401).then(|| auth.challenge()),
@@ -189,16 +217,22 @@ async fn receive(endpoint: &Endpoint, request: Request) -> Result<(usize, usize)
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, endpoint.max_body).await?;
     if let Some(verifier) = &endpoint.verifier {
+        // Worth an operator's attention (logged at WARN): a forged request,
+        // or a sender configured with another secret (then every event is refused).
         verifier.verify(&parts.headers, &body).map_err(|e| {
-            // Worth an operator's attention: a forged request, or a sender
-            // configured with another secret (then every event is refused).
-            tracing::warn!(component = %endpoint.id, error = %e, "refused a request with a bad signature");
-            Failure::new(StatusCode::UNAUTHORIZED, e.to_string())
+            Failure::refused(
+                StatusCode::UNAUTHORIZED,
+                RefusalReason::Signature,
+                e.to_string(),
+            )
         })?;
     }
     let decoded = decode_request(endpoint.format, kind, &body).map_err(|e| {
-        tracing::debug!(component = %endpoint.id, error = %e, "refused a request with an invalid event");
-        Failure::new(StatusCode::BAD_REQUEST, e.to_string())
+        Failure::refused(
+            StatusCode::BAD_REQUEST,
+            RefusalReason::Invalid,
+            e.to_string(),
+        )
     })?;
     let accepted = endpoint
         .ingest
@@ -221,8 +255,9 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Failure> {
         } else {
             format!("Content-Type `{content_type}`")
         };
-        Failure::new(
+        Failure::refused(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RefusalReason::Unsupported,
             format!("unsupported media type: {shown}; send {JSON} or {NDJSON}"),
         )
     })?;
@@ -230,8 +265,9 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Failure> {
         let encoding = String::from_utf8_lossy(encoding.as_bytes());
         let encoding = encoding.trim();
         if !(encoding.is_empty() || encoding.eq_ignore_ascii_case("identity")) {
-            return Err(Failure::new(
+            return Err(Failure::refused(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                RefusalReason::Unsupported,
                 format!("unsupported Content-Encoding `{encoding}`: send the body uncompressed"),
             ));
         }
@@ -243,8 +279,9 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Failure> {
 /// reading anything. (The OTLP receiver's rule.)
 async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<bytes::Bytes, Failure> {
     let too_large = || {
-        Failure::new(
+        Failure::refused(
             StatusCode::PAYLOAD_TOO_LARGE,
+            RefusalReason::TooLarge,
             format!("request body exceeds max_request_body_size ({max} bytes)"),
         )
     };
@@ -258,8 +295,9 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<bytes:
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(Failure::new(
+        Err(e) => Err(Failure::refused(
             StatusCode::BAD_REQUEST,
+            RefusalReason::Invalid,
             format!("cannot read the request body: {e}"),
         )),
     }

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use auditcol_core::config::CollectorConfig;
+use auditcol_core::config::{CollectorConfig, ConfigOverride};
 use auditcol_core::pipeline::Service;
+use auditcol_core::telemetry::server::MetricsServer;
 use auditcol_core::{Connectivity, Registry};
 
 /// The config used when `auditcol` runs without `--config`: OTLP gRPC and
@@ -30,6 +31,7 @@ pub fn registry() -> Registry {
         .exporter(auditcol_exporter_webhook::WebhookExporterFactory)
         .exporter(auditcol_exporter_debug::DebugExporterFactory)
         .exporter(auditcol_exporter_kafka::KafkaExporterFactory)
+        .extension(auditcol_extension_healthcheck::HealthCheckExtensionFactory)
         .extension(auditcol_extension_auth::BearerTokenAuthFactory)
         .extension(auditcol_extension_auth::BasicAuthFactory)
 }
@@ -37,15 +39,33 @@ pub fn registry() -> Registry {
 /// Parses `text` and builds (without starting) every pipeline in it.
 /// Returns the service and its warnings (components used in no pipeline).
 pub fn build(text: &str) -> anyhow::Result<Service> {
-    let config = CollectorConfig::from_yaml(text, &|name| std::env::var(name).ok())?;
+    build_with(text, &[])
+}
+
+/// [`build`], with `--set` overrides applied over the file.
+pub fn build_with(text: &str, overrides: &[ConfigOverride]) -> anyhow::Result<Service> {
+    let config = parse(text, overrides)?;
     Ok(Service::build(&config, &registry())?)
 }
 
-/// `service.telemetry.logs` of config `text`, to set up logging before the
-/// config is loaded for real (which logs, e.g. about unset variables). A
-/// config that does not parse gets the defaults; loading it reports why.
-pub fn logs_settings(text: &str) -> auditcol_core::config::LogsConfig {
-    CollectorConfig::from_yaml(text, &|name| std::env::var(name).ok())
+/// Parses `text` with `${env:…}` from the environment and `overrides` applied.
+pub fn parse(text: &str, overrides: &[ConfigOverride]) -> anyhow::Result<CollectorConfig> {
+    Ok(CollectorConfig::from_yaml_with_overrides(
+        text,
+        &|name| std::env::var(name).ok(),
+        overrides,
+    )?)
+}
+
+/// `service.telemetry.logs` of config `text` (with `overrides`), to set up
+/// logging before the config is loaded for real (which logs, e.g. about
+/// unset variables). A config that does not parse gets the defaults;
+/// loading it reports why.
+pub fn logs_settings(
+    text: &str,
+    overrides: &[ConfigOverride],
+) -> auditcol_core::config::LogsConfig {
+    parse(text, overrides)
         .map(|config| config.service.telemetry.logs)
         .unwrap_or_default()
 }
@@ -78,8 +98,13 @@ pub async fn check_connectivity(service: &Service) -> bool {
 }
 
 /// Runs the collector until SIGINT or SIGTERM, then shuts down within
-/// `shutdown_timeout`.
-pub async fn run(text: &str, shutdown_timeout: Duration) -> anyhow::Result<()> {
+/// `shutdown_timeout`. The metrics endpoint is bound before anything
+/// starts and closed after everything stopped.
+pub async fn run(
+    text: &str,
+    overrides: &[ConfigOverride],
+    shutdown_timeout: Duration,
+) -> anyhow::Result<()> {
     // A file that reaches the file-size limit (RLIMIT_FSIZE) must be a
     // failed write, retried and reported, not the end of the process:
     // SIGXFSZ is caught (and ignored) so the write returns EFBIG instead.
@@ -87,17 +112,33 @@ pub async fn run(text: &str, shutdown_timeout: Duration) -> anyhow::Result<()> {
     let _file_size_limit =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
             .context("cannot handle SIGXFSZ")?;
-    let service = build(text)?;
+    let service = build_with(text, overrides)?;
     for warning in service.warnings() {
         tracing::warn!("{warning}");
     }
-    service.start().await?;
+    let metrics = match service.metrics_address() {
+        Some(addr) => Some(
+            MetricsServer::start(addr, service.telemetry().clone())
+                .await
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    if let Err(e) = service.start().await {
+        if let Some(metrics) = metrics {
+            metrics.stop().await;
+        }
+        return Err(e.into());
+    }
     tracing::info!("auditcol is running");
     wait_for_signal().await?;
     tracing::info!(timeout = ?shutdown_timeout, "shutting down: stopping receivers, flushing processors, draining exporters");
     let left = service
         .shutdown(tokio::time::Instant::now() + shutdown_timeout)
         .await;
+    if let Some(metrics) = metrics {
+        metrics.stop().await;
+    }
     if left.is_empty() {
         tracing::info!("auditcol stopped");
         return Ok(());

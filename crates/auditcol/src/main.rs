@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use auditcol_core::config::{ConfigDuration, LogEncoding, LogsConfig};
+use auditcol_core::config::{ConfigDuration, ConfigOverride, LogEncoding, LogsConfig};
 use clap::{Parser, Subcommand};
 
 mod graph;
@@ -29,6 +29,12 @@ struct Cli {
     /// How long shutdown may take to flush processors and drain exporters.
     #[arg(long, default_value = "30s", value_parser = ConfigDuration::parse)]
     shutdown_timeout: ConfigDuration,
+
+    /// Sets a config key over the file, as the Collector's --set: keys
+    /// separated by `::`, a YAML value, e.g.
+    /// --set=service::telemetry::metrics::address=127.0.0.1:9888. Repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = ConfigOverride::parse)]
+    set: Vec<ConfigOverride>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -98,6 +104,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runs_a_collector = matches!(
+        cli.command,
+        None | Some(Command::Validate { .. } | Command::Graph { .. })
+    );
+    if !cli.set.is_empty() && !runs_a_collector {
+        eprintln!("error: --set is for running, validating or drawing a collector's config");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Some(Command::Validate { check_connectivity }) => validate(&cli, check_connectivity),
         Some(Command::Graph { format }) => draw(&cli, format),
@@ -134,10 +148,8 @@ fn main() -> ExitCode {
 /// `auditcol graph`: the config is checked as `validate` does, then drawn.
 fn draw(cli: &Cli, format: graph::GraphFormat) -> ExitCode {
     let drawn = auditcol::read_config(cli.config.as_deref()).and_then(|text| {
-        auditcol::build(&text)?;
-        let config = auditcol_core::config::CollectorConfig::from_yaml(&text, &|name| {
-            std::env::var(name).ok()
-        })?;
+        auditcol::build_with(&text, &cli.set)?;
+        let config = auditcol::parse(&text, &cli.set)?;
         Ok(graph::render(&config, format))
     });
     match drawn {
@@ -160,8 +172,8 @@ enum PrintFormat {
 }
 
 fn print_config(cli: &Cli, format: PrintFormat) -> ExitCode {
-    let result =
-        auditcol::read_config(cli.config.as_deref()).and_then(|text| auditcol::build(&text));
+    let result = auditcol::read_config(cli.config.as_deref())
+        .and_then(|text| auditcol::build_with(&text, &cli.set));
     let config = match result {
         Ok(service) => service.effective_config(),
         Err(e) => {
@@ -188,8 +200,8 @@ fn print_config(cli: &Cli, format: PrintFormat) -> ExitCode {
 }
 
 fn validate(cli: &Cli, check_connectivity: bool) -> ExitCode {
-    let result =
-        auditcol::read_config(cli.config.as_deref()).and_then(|text| auditcol::build(&text));
+    let result = auditcol::read_config(cli.config.as_deref())
+        .and_then(|text| auditcol::build_with(&text, &cli.set));
     match result {
         Ok(service) => {
             for warning in service.warnings() {
@@ -225,7 +237,7 @@ fn serve(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_logging(&auditcol::logs_settings(&text));
+    init_logging(&auditcol::logs_settings(&text, &cli.set));
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -237,7 +249,7 @@ fn serve(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(auditcol::run(&text, cli.shutdown_timeout.0)) {
+    match runtime.block_on(auditcol::run(&text, &cli.set, cli.shutdown_timeout.0)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Said once, in the log (stderr), in the configured encoding.

@@ -252,3 +252,28 @@ fn the_mapping_is_one_place_for_both_protocols() {
     );
     assert_eq!(busy.reason(), "x");
 }
+
+#[tokio::test]
+async fn refusals_are_counted_in_the_receivers_metrics_as_unauthenticated() {
+    let telemetry = crate::telemetry::Telemetry::new(crate::telemetry::MetricsLevel::Normal);
+    let id = ComponentId::new("otlp", Some("in"));
+    let receiver = Arc::new(telemetry.receiver(&id, "http"));
+    let auth = request_auth(&AuthRefusals::default()).with_telemetry(receiver);
+    let labels = [
+        ("receiver", "otlp/in"),
+        ("transport", "http"),
+        ("reason", "unauthenticated"),
+    ];
+    auth.check(&with("let-me-in"), None).await.unwrap();
+    assert_eq!(
+        telemetry.sample("auditcol_receiver_refused_requests_total", &labels),
+        None,
+        "a reason's series appears with its first refusal"
+    );
+    auth.check(&with("wrong"), None).await.unwrap_err();
+    auth.check(&HeaderMap::new(), None).await.unwrap_err();
+    assert_eq!(
+        telemetry.sample("auditcol_receiver_refused_requests_total", &labels),
+        Some(2.0)
+    );
+}

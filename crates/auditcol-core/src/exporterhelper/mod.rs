@@ -43,8 +43,11 @@ use tokio_util::sync::CancellationToken;
 
 use futures::FutureExt;
 
-use crate::component::{Component, ComponentId, Connectivity, Exporter, Leftover, StartError};
+use crate::component::{
+    BuildContext, Component, ComponentId, Connectivity, Exporter, Leftover, StartError,
+};
 use crate::config::ConfigDuration;
+use crate::telemetry::{Counter, ExporterTelemetry};
 use crate::{LogBatch, LogsConsumer, PipelineError};
 
 use retry::Backoff;
@@ -104,33 +107,44 @@ pub trait BatchSender: Send + Sync + 'static {
     }
 }
 
-/// Counts of log records by outcome, for the metrics to come.
-#[derive(Debug, Default)]
+/// Counts of log records by outcome: the Collector's
+/// `otelcol_exporter_sent_log_records`, `_send_failed_log_records` and
+/// `_enqueue_failed_log_records` (see [`crate::telemetry`]).
 pub struct ExporterCounters {
-    sent: AtomicU64,
-    failed: AtomicU64,
-    enqueue_failed: AtomicU64,
+    sent: Counter,
+    failed: Counter,
+    enqueue_failed: Counter,
 }
 
 impl ExporterCounters {
+    fn new(telemetry: ExporterTelemetry) -> Self {
+        Self {
+            sent: telemetry.sent,
+            failed: telemetry.send_failed,
+            enqueue_failed: telemetry.enqueue_failed,
+        }
+    }
+
     /// Records exported successfully.
     pub fn sent_records(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+        self.sent.get()
     }
 
     /// Records whose export failed for good (permanent error, retries
     /// exhausted, abandoned at shutdown).
     pub fn failed_records(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
+        self.failed.get()
     }
 
     /// Records refused by the sending queue (full, too large, closed).
     pub fn enqueue_failed_records(&self) -> u64 {
-        self.enqueue_failed.load(Ordering::Relaxed)
+        self.enqueue_failed.get()
     }
 
-    fn add(counter: &AtomicU64, records: usize) {
-        counter.fetch_add(records as u64, Ordering::Relaxed);
+    fn add(counter: &Counter, records: usize) {
+        if records > 0 {
+            counter.inc_by(records as u64);
+        }
     }
 }
 
@@ -246,13 +260,17 @@ impl Refused {
 }
 
 impl ExporterHelper {
-    /// Wraps `sender`. No side effect: the queue and workers come at start.
+    /// Wraps `sender` for the exporter `ctx.id`, counting what it sends in
+    /// `ctx.telemetry` (the queue's fill level is read at every scrape). No
+    /// side effect: the queue and workers come at start.
     pub fn new(
-        id: ComponentId,
+        ctx: &BuildContext,
         settings: ExporterHelperSettings,
         sender: Arc<dyn BatchSender>,
     ) -> Self {
-        Self {
+        let id = ctx.id.clone();
+        let counters = ExporterCounters::new(ctx.telemetry.exporter(&id));
+        let helper = Self {
             inner: Arc::new(Inner {
                 id,
                 settings,
@@ -270,9 +288,21 @@ impl ExporterHelper {
                 room: Notify::new(),
                 inline_sends: AtomicUsize::new(0),
                 inline_idle: Notify::new(),
-                counters: ExporterCounters::default(),
+                counters,
             }),
-        }
+        };
+        let weak = Arc::downgrade(&helper.inner);
+        let fsyncs = weak.clone();
+        ctx.telemetry.observe_exporter_queue(
+            &ctx.id,
+            move || {
+                let inner = weak.upgrade()?;
+                let queue = inner.queue.get()?;
+                Some((queue.size(), queue.capacity()))
+            },
+            move || Some(fsyncs.upgrade()?.persistent.get()?.fsyncs()),
+        );
+        helper
     }
 
     /// The exporter's id.

@@ -102,7 +102,7 @@ async fn started(
     sender: Arc<impl BatchSender>,
 ) -> Arc<ExporterHelper> {
     let helper = Arc::new(ExporterHelper::new(
-        ComponentId::new("test", None),
+        &BuildContext::new(ComponentId::new("test", None)),
         settings,
         sender,
     ));
@@ -391,7 +391,7 @@ async fn a_disabled_queue_sends_inline() {
 async fn consume_before_start_is_refused() {
     let (sender, _) = ScriptedSender::new(vec![], Ok(()));
     let helper = ExporterHelper::new(
-        ComponentId::new("file", Some("x")),
+        &BuildContext::new(ComponentId::new("file", Some("x"))),
         settings(|_| {}),
         sender,
     );
@@ -834,7 +834,11 @@ async fn two_exporters_on_one_storage_keep_their_own_namespaces_and_a_second_col
         let (sender, _) = ScriptedSender::new(vec![], Ok(()));
         let mut s = ExporterHelperSettings::default();
         s.sending_queue.storage = Some(storage.clone());
-        ExporterHelper::new(ComponentId::new("test", Some(name)), s, sender)
+        ExporterHelper::new(
+            &BuildContext::new(ComponentId::new("test", Some(name))),
+            s,
+            sender,
+        )
     };
     let a = make("a");
     let b = make("b");
@@ -847,4 +851,50 @@ async fn two_exporters_on_one_storage_keep_their_own_namespaces_and_a_second_col
     assert!(err.0.contains("in use by another process"), "{err}");
     a.shutdown(Instant::now()).await;
     b.shutdown(Instant::now()).await;
+}
+
+#[tokio::test]
+async fn the_queue_and_its_fsyncs_are_reported_at_scrape_time() {
+    use crate::telemetry::{MetricsLevel, Telemetry};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_owned();
+    let telemetry = Telemetry::new(MetricsLevel::Normal);
+    let ctx = BuildContext::new(ComponentId::new("file", Some("audit")))
+        .with_telemetry(telemetry.clone());
+    let (sender, _) = ScriptedSender::new(vec![], down());
+    let helper = ExporterHelper::new(
+        &ctx,
+        settings(|s| {
+            s.sending_queue.storage = Some(storage.clone());
+            s.sending_queue.queue_size = 10;
+        }),
+        sender,
+    );
+    let queue = [("data_type", "logs"), ("exporter", "file/audit")];
+    // No queue before start: nothing to report.
+    assert_eq!(
+        telemetry.sample("otelcol_exporter_queue_size", &queue),
+        None
+    );
+    helper.start().await.unwrap();
+    // Acknowledged once fsynced; the destination is down, so it stays queued.
+    helper.consume(LogBatch::sample_audit(2)).await.unwrap();
+    assert_eq!(
+        telemetry.sample("otelcol_exporter_queue_size", &queue),
+        Some(1.0)
+    );
+    assert_eq!(
+        telemetry.sample("otelcol_exporter_queue_capacity", &queue),
+        Some(10.0)
+    );
+    let fsyncs = telemetry
+        .sample(
+            "auditcol_exporter_persistent_queue_fsyncs_total",
+            &[("exporter", "file/audit")],
+        )
+        .unwrap();
+    assert!(fsyncs >= 1.0, "{fsyncs}");
+    helper
+        .shutdown(Instant::now() + Duration::from_millis(100))
+        .await;
 }

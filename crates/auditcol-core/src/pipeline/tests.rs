@@ -26,11 +26,25 @@ struct TestReceiver {
     next: SharedConsumer,
     log: Log,
     fail: bool,
+    board: StatusBoard,
 }
 #[async_trait]
 impl Component for TestReceiver {
     async fn start(&self) -> Result<(), StartError> {
         self.log.lock().unwrap().push(format!("start {}", self.id));
+        // What the health check would see while this receiver starts.
+        let seen = self.board.snapshot();
+        let states: Vec<String> = seen
+            .components
+            .iter()
+            .map(|(c, s)| format!("{c}={}", s.as_str()))
+            .collect();
+        self.log.lock().unwrap().push(format!(
+            "board while {} starts: {} {}",
+            self.id,
+            seen.service.as_str(),
+            states.join(" ")
+        ));
         if self.fail {
             return Err(StartError("port taken".into()));
         }
@@ -142,6 +156,7 @@ impl ReceiverFactory for Factories {
             next,
             log: self.log.clone(),
             fail: cfg.fail_start,
+            board: ctx.host.status().clone(),
         });
         self.receivers.lock().unwrap().push(r.clone());
         Ok(r)
@@ -206,6 +221,19 @@ struct Fixture {
     registry: Registry,
 }
 
+impl Fixture {
+    /// The receiver built with id `id`.
+    fn receiver(&self, id: &str) -> Arc<TestReceiver> {
+        self.receivers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.id == id)
+            .unwrap()
+            .clone()
+    }
+}
+
 fn fixture() -> Fixture {
     let log: Log = Arc::default();
     let receivers: Arc<Mutex<Vec<Arc<TestReceiver>>>> = Arc::default();
@@ -245,14 +273,7 @@ async fn shared_receiver_fans_out_to_each_pipeline_with_its_own_processor() {
     let f = fixture();
     let service = build(&f, TWO_PIPELINES).unwrap();
     assert!(service.warnings().is_empty());
-    let a = f
-        .receivers
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|r| r.id == "test/a")
-        .unwrap()
-        .clone();
+    let a = f.receiver("test/a");
     a.next.consume(LogBatch::sample_audit(2)).await.unwrap();
     let mut log = f.log.lock().unwrap().clone();
     log.sort();
@@ -281,6 +302,11 @@ async fn start_goes_downstream_first_and_exporters_stop_last() {
             .unwrap_or_else(|| panic!("{s} not in {log:?}"))
     };
     assert!(pos("start sink/x") < pos("start tag@logs/one"));
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("board while")).count(),
+        2,
+        "{log:?}"
+    );
     assert!(pos("start tag@logs/one") < pos("start test/a"));
     assert!(pos("stop test/a") < pos("stop sink/x"));
     assert!(pos("stop tag@logs/one") < pos("stop tag@logs/two"));
@@ -319,6 +345,8 @@ fn unused_components_are_validated_and_warned_about() {
             "receivers::test/spare is defined but used in no pipeline",
         ]
     );
+    // Never run, never counted: no series of theirs.
+    assert!(!service.telemetry().encode().contains("processor=\"tag\""));
     let err = build(
         &f,
         "receivers: {test: {}}\nprocessors: {tag: {bogus: 1}}\nexporters: {sink: {}}\nservice: {pipelines: {logs: {receivers: [test], exporters: [sink]}}}",
@@ -394,6 +422,7 @@ async fn extensions_start_first_in_listed_order_and_stop_last() {
             "start ext/a",
             "start sink",
             "start test",
+            "board while test starts: starting extensions::ext/b=running extensions::ext/a=running exporters::sink=running receivers::test=starting",
             "stop test",
             "stop sink",
             "stop ext/a",
@@ -435,4 +464,124 @@ fn extension_references_say_what_is_missing() {
         let err = build(&f, &yaml).err().expect(want).to_string();
         assert!(err.starts_with(want), "{err}\nwanted: {want}");
     }
+}
+
+#[tokio::test]
+async fn the_board_follows_every_component_through_start_and_shutdown() {
+    let f = fixture();
+    let service = build(&f, TWO_PIPELINES).unwrap();
+    let board = service.status().clone();
+    let states = |want: &str| {
+        let now = board.snapshot();
+        assert!(
+            now.components.iter().all(|(_, s)| s.as_str() == want),
+            "{now:?}"
+        );
+        now
+    };
+    let built = states("pending");
+    assert_eq!(built.service, ServiceState::Starting);
+    assert_eq!(
+        built
+            .components
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "exporters::sink/x",
+            "exporters::sink/y",
+            "processors::tag (logs/two)",
+            "processors::tag (logs/one)",
+            "receivers::test/a",
+            "receivers::test/b",
+        ]
+    );
+    service.start().await.unwrap();
+    assert!(states("running").is_healthy());
+    let log = f.log.lock().unwrap().clone();
+    assert!(
+        log.contains(&"board while test/b starts: starting exporters::sink/x=running exporters::sink/y=running processors::tag (logs/two)=running processors::tag (logs/one)=running receivers::test/a=running receivers::test/b=starting".to_owned()),
+        "{log:?}"
+    );
+    service.shutdown(Instant::now()).await;
+    assert_eq!(states("stopped").service, ServiceState::Stopped);
+}
+
+#[tokio::test]
+async fn a_failed_start_is_on_the_board_with_its_reason() {
+    let f = fixture();
+    let service = build(
+        &f,
+        "receivers: {test: {fail_start: true}}\nexporters: {sink: {}}\nservice: {pipelines: {logs: {receivers: [test], exporters: [sink]}}}",
+    )
+    .unwrap();
+    service.start().await.unwrap_err();
+    let now = service.status().snapshot();
+    assert_eq!(now.service, ServiceState::Failed);
+    assert!(!now.is_healthy());
+    assert_eq!(
+        now.components,
+        [
+            ("exporters::sink".to_owned(), ComponentState::Stopped),
+            (
+                "receivers::test".to_owned(),
+                ComponentState::Failed("port taken".into())
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_pipeline_counts_what_enters_and_leaves_every_processor() {
+    let f = fixture();
+    let service = build(&f, TWO_PIPELINES).unwrap();
+    let a = f.receiver("test/a");
+    a.next.consume(LogBatch::sample_audit(2)).await.unwrap();
+    let text = service.telemetry().encode();
+    // One id in two pipelines: two instances, one series, as the Collector's.
+    for line in [
+        "otelcol_processor_incoming_items_total{otel_signal=\"logs\",processor=\"tag\"} 4",
+        "otelcol_processor_outgoing_items_total{otel_signal=\"logs\",processor=\"tag\"} 4",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}
+
+#[test]
+fn the_metrics_address_is_checked_at_build_and_unused_with_level_none() {
+    let f = fixture();
+    let pipelines = "pipelines: {logs: {receivers: [test], exporters: [sink]}}";
+    let with = |telemetry: &str| {
+        build(
+            &f,
+            &format!(
+                "receivers: {{test: {{}}}}\nexporters: {{sink: {{}}}}\nservice: {{telemetry: {telemetry}, {pipelines}}}"
+            ),
+        )
+    };
+    let err = with("{metrics: {address: 'example.com:8888'}}")
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .starts_with("service.telemetry.metrics.address: invalid endpoint `example.com:8888`"),
+        "{err}"
+    );
+    let service = with("{metrics: {address: ':9999'}}").unwrap();
+    assert_eq!(
+        service.metrics_address().unwrap().to_string(),
+        "0.0.0.0:9999"
+    );
+    let service = with("{metrics: {level: none}}").unwrap();
+    assert_eq!(service.metrics_address(), None);
+    assert_eq!(service.telemetry().encode(), "# EOF\n");
+    let default = build(
+        &f,
+        &format!("receivers: {{test: {{}}}}\nexporters: {{sink: {{}}}}\nservice: {{{pipelines}}}"),
+    )
+    .unwrap();
+    assert_eq!(
+        default.metrics_address().unwrap().to_string(),
+        "127.0.0.1:8888"
+    );
 }

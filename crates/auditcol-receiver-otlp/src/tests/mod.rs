@@ -17,6 +17,7 @@ mod factory;
 mod grpc;
 mod http;
 mod lifecycle;
+mod telemetry;
 mod tls;
 
 /// Records every batch and answers with `answer`. While a test holds
@@ -89,6 +90,14 @@ impl Running {
 /// Starts a receiver with both protocols on 127.0.0.1:0, merged with `extra`
 /// settings per protocol, e.g. `json!({"grpc": {"max_recv_msg_size_mib": 1}})`.
 pub(crate) async fn start(extra: serde_json::Value) -> Running {
+    start_with(extra, &auditcol_core::telemetry::Telemetry::disabled()).await
+}
+
+/// [`start`], counting in `telemetry`.
+pub(crate) async fn start_with(
+    extra: serde_json::Value,
+    telemetry: &auditcol_core::telemetry::Telemetry,
+) -> Running {
     let mut protocols = json!({
         "grpc": {"endpoint": "127.0.0.1:0"},
         "http": {"endpoint": "127.0.0.1:0"},
@@ -108,11 +117,10 @@ pub(crate) async fn start(extra: serde_json::Value) -> Running {
     config["protocols"] = protocols;
     let config: OtlpReceiverConfig = parse_component_config(&config).unwrap();
     let consumer = TestConsumer::new();
-    let receiver = Arc::new(OtlpReceiver::new(
-        ComponentId::new("otlp", None),
-        config,
-        consumer.clone(),
-    ));
+    let receiver = Arc::new(
+        OtlpReceiver::new(ComponentId::new("otlp", None), config, consumer.clone())
+            .with_telemetry(telemetry),
+    );
     receiver.start().await.unwrap();
     Running { receiver, consumer }
 }

@@ -54,15 +54,18 @@ async fn without_a_secret_a_warning_is_logged_once_at_start_not_per_request() {
 }
 
 #[tokio::test]
-async fn a_bad_signature_is_logged_as_a_warning() {
+async fn a_bad_signature_is_logged_as_a_warning_with_the_client() {
     let (captured, _guard) = CapturedLog::start();
     let running = start(json!({"signing_secret": "s"})).await;
     let reply = post_json(&running, good_body(&running, "k").as_bytes()).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     let log = captured.text();
     assert!(
-        log.lines()
-            .any(|l| l.contains("WARN") && l.contains("bad signature")),
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("refused a request")
+            && l.contains("reason=\"signature\"")
+            && l.contains("client=127.0.0.1:")
+            && l.contains("missing x-flipt-webhook-signature header")),
         "{log}"
     );
 }

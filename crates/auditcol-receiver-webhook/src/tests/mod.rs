@@ -17,6 +17,7 @@ mod factory;
 mod http;
 mod lifecycle;
 mod robustness;
+mod telemetry;
 
 /// Records every batch and answers with `answer`.
 pub(crate) struct TestConsumer {
@@ -82,6 +83,20 @@ pub(crate) struct Running {
 /// Starts `webhook/<name>` (or `webhook`) on 127.0.0.1:0 with `settings`
 /// (e.g. `json!({"format": "flagsmith"})`).
 pub(crate) async fn start_named(name: Option<&str>, settings: serde_json::Value) -> Running {
+    start_with(
+        name,
+        settings,
+        &auditcol_core::telemetry::Telemetry::disabled(),
+    )
+    .await
+}
+
+/// [`start_named`], counting in `telemetry`.
+pub(crate) async fn start_with(
+    name: Option<&str>,
+    settings: serde_json::Value,
+    telemetry: &auditcol_core::telemetry::Telemetry,
+) -> Running {
     let mut raw = json!({"endpoint": "127.0.0.1:0"});
     if let serde_json::Value::Object(settings) = settings {
         for (k, v) in settings {
@@ -90,11 +105,14 @@ pub(crate) async fn start_named(name: Option<&str>, settings: serde_json::Value)
     }
     let config: WebhookReceiverConfig = parse_component_config(&raw).unwrap();
     let consumer = TestConsumer::new();
-    let receiver = Arc::new(WebhookReceiver::new(
-        ComponentId::new("webhook", name),
-        config.clone(),
-        consumer.clone(),
-    ));
+    let receiver = Arc::new(
+        WebhookReceiver::new(
+            ComponentId::new("webhook", name),
+            config.clone(),
+            consumer.clone(),
+        )
+        .with_telemetry(telemetry),
+    );
     receiver.start().await.unwrap();
     Running {
         receiver,
