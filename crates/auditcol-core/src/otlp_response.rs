@@ -66,7 +66,9 @@ impl RejectedRecords {
     /// Logs and counts `partial` when it rejected records; the batch is
     /// delivered all the same (the rejection is for good, retrying cannot
     /// help).
-    pub fn note(&self, exporter: &str, partial: &PartialSuccess) {
+    /// `batch` is what was sent: the server does not say which records it
+    /// rejected, so the line names the batch's events (`audit_ids`).
+    pub fn note(&self, exporter: &str, partial: &PartialSuccess, batch: &crate::LogBatch) {
         if partial.rejected > 0 {
             self.0
                 .fetch_add(partial.rejected.unsigned_abs(), Ordering::Relaxed);
@@ -74,6 +76,7 @@ impl RejectedRecords {
                 exporter,
                 rejected = partial.rejected,
                 message = %partial.message,
+                audit_ids = %crate::exporterhelper::audit_ids(batch),
                 "the server accepted the batch but rejected some records for good"
             );
         }
@@ -118,15 +121,28 @@ mod tests {
     }
 
     #[test]
-    fn only_rejections_are_counted() {
+    fn only_rejections_are_counted_and_the_log_names_the_batchs_events() {
+        let (log, _guard) = auditcol_testkit::CapturedLog::start();
+        let mut batch = crate::LogBatch::sample_audit(2);
+        batch.prepare_ingest(1, "test");
+        let ids: Vec<String> = batch
+            .records()
+            .map(|r| r.audit_id().expect("stamped").to_owned())
+            .collect();
         let counter = RejectedRecords::default();
-        counter.note("e", &PartialSuccess::default());
+        counter.note("e", &PartialSuccess::default(), &batch);
+        assert_eq!(log.text(), "", "nothing rejected, nothing logged");
         let partial = PartialSuccess {
             rejected: 3,
             message: "too old".into(),
         };
-        counter.note("e", &partial);
-        counter.note("e", &partial);
+        counter.note("e", &partial, &batch);
+        counter.note("e", &partial, &batch);
         assert_eq!(counter.get(), 6);
+        let text = log.text();
+        assert!(
+            text.contains(&format!("audit_ids={},{}", ids[0], ids[1])),
+            "{text}"
+        );
     }
 }

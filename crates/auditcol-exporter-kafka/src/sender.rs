@@ -567,7 +567,7 @@ impl BatchSender for KafkaSender {
 
         let mut failure = PartialFailure::default();
         for (records, error) in plan.refused {
-            tracing::warn!(exporter = %self.id, events = %batch.audit_ids_at(&records), error = error.message(), "refused for good: not sent");
+            tracing::warn!(exporter = %self.id, audit_ids = %batch.audit_ids_at(&records), error = error.message(), "refused for good: not sent");
             failure.reject(records.len(), error);
         }
         let mut remaining = vec![false; batch.len()];
@@ -577,7 +577,7 @@ impl BatchSender for KafkaSender {
             match outcome {
                 None => delivered += message.records.len(),
                 Some(error) if error.is_permanent() => {
-                    tracing::warn!(exporter = %self.id, events = %batch.audit_ids_at(&message.records), error = error.message(), "the brokers refused for good: not sent again");
+                    tracing::warn!(exporter = %self.id, audit_ids = %batch.audit_ids_at(&message.records), error = error.message(), "the brokers refused for good: not sent again");
                     failure.reject(message.records.len(), error);
                 }
                 Some(error) => {

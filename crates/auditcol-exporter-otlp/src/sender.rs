@@ -187,7 +187,7 @@ impl OtlpGrpcSender {
                 }
             })?;
         self.rejected
-            .note(&self.id, &partial_success_proto(response.get_ref()));
+            .note(&self.id, &partial_success_proto(response.get_ref()), batch);
         Ok(())
     }
 }

@@ -156,7 +156,7 @@ impl OtlpHttpSender {
                 Encoding::Proto => partial_success_proto(&body),
                 Encoding::Json => partial_success_json(&body),
             };
-            self.rejected.note(&self.id, &partial);
+            self.rejected.note(&self.id, &partial, batch);
             return Ok(());
         }
         Err(error_for(

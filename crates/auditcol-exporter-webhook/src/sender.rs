@@ -383,7 +383,7 @@ impl BatchSender for WebhookSender {
         let mut delivered = 0;
         for (records, error) in plan.unrenderable {
             let ids = batch.audit_ids_at(&records);
-            tracing::warn!(exporter = %self.id, events = %ids, error = %error, "cannot render template.body: the events are not sent");
+            tracing::warn!(exporter = %self.id, audit_ids = %ids, error = %error, "cannot render template.body: the events are not sent");
             failure.reject(
                 records.len(),
                 PipelineError::permanent(format!(
@@ -398,7 +398,7 @@ impl BatchSender for WebhookSender {
                 let records = &lane[n].records;
                 tracing::warn!(
                     exporter = %self.id,
-                    events = %batch.audit_ids_at(records),
+                    audit_ids = %batch.audit_ids_at(records),
                     error = error.message(),
                     "the endpoint refused events for good: they are not sent again"
                 );

@@ -89,16 +89,24 @@ impl Component for FilterProcessor {}
 #[async_trait]
 impl LogsConsumer for FilterProcessor {
     async fn consume(&self, mut batch: LogBatch) -> Result<(), PipelineError> {
-        // Counted on the stack, added once per batch.
+        // Counted on the stack, added once per batch; the first dropped
+        // event of each reason is named on the first log line of its kind.
         let (mut non_audit, mut not_included, mut excluded) = (0, 0, 0);
+        let (mut first_not_included, mut first_excluded) = (None, None);
         batch.retain(|record| match record.audit_noun_verb() {
             Some((noun, verb)) => match self.filter.verdict(noun, verb) {
                 Verdict::Keep => true,
                 Verdict::NotIncluded => {
+                    if not_included == 0 {
+                        first_not_included = Some(FirstDropped::of(noun, verb, record.audit_id()));
+                    }
                     not_included += 1;
                     false
                 }
                 Verdict::Excluded => {
+                    if excluded == 0 {
+                        first_excluded = Some(FirstDropped::of(noun, verb, record.audit_id()));
+                    }
                     excluded += 1;
                     false
                 }
@@ -114,11 +122,18 @@ impl LogsConsumer for FilterProcessor {
         );
         self.drops.not_included.add(
             not_included,
-            &"audit events that no `events` pattern matches",
+            &Dropped {
+                why: "audit events that no `events` pattern matches",
+                first: first_not_included,
+            },
         );
-        self.drops
-            .excluded
-            .add(excluded, &"audit events that an `exclude` pattern matches");
+        self.drops.excluded.add(
+            excluded,
+            &Dropped {
+                why: "audit events that an `exclude` pattern matches",
+                first: first_excluded,
+            },
+        );
         if batch.is_empty() {
             return Ok(());
         }
@@ -127,6 +142,41 @@ impl LogsConsumer for FilterProcessor {
 }
 
 impl Processor for FilterProcessor {}
+
+/// The first event of a batch dropped for one reason: `noun:verb` and its
+/// `audit.id`, for the log.
+struct FirstDropped {
+    event: String,
+    audit_id: Option<String>,
+}
+
+impl FirstDropped {
+    fn of(noun: &str, verb: &str, audit_id: Option<&str>) -> Self {
+        Self {
+            event: format!("{noun}:{verb}"),
+            audit_id: audit_id.map(str::to_owned),
+        }
+    }
+}
+
+/// The detail of a drop log line: why, and the first event dropped.
+struct Dropped {
+    why: &'static str,
+    first: Option<FirstDropped>,
+}
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.why)?;
+        if let Some(first) = &self.first {
+            write!(f, "; the first: {}", first.event)?;
+            if let Some(id) = &first.audit_id {
+                write!(f, " (audit.id {id})")?;
+            }
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -282,6 +332,44 @@ mod tests {
         assert_eq!(
             *recorder.calls.lock().unwrap(),
             vec![vec!["flag:created"], vec!["flag:created"]]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_drop_log_line_names_the_first_dropped_event_and_its_audit_id() {
+        let (log, _guard) = auditcol_testkit::CapturedLog::start();
+        let config: FilterConfig = auditcol_core::config::parse_component_config(
+            &serde_json::json!({"events": ["flag:*"], "exclude": ["*:read"]}),
+        )
+        .unwrap();
+        let processor =
+            FilterProcessor::from_config(&config, Arc::new(Recorder::default())).unwrap();
+        let mut input = batch(&[
+            "flag:created",
+            "segment:created",
+            "flag:read",
+            "team:deleted",
+        ]);
+        input.prepare_ingest(1, "test");
+        let ids: Vec<String> = input
+            .records()
+            .map(|r| r.audit_id().unwrap().to_owned())
+            .collect();
+        processor.consume(input).await.unwrap();
+        let text = log.text();
+        assert!(
+            text.contains(&format!(
+                "audit events that no `events` pattern matches; the first: segment:created (audit.id {})",
+                ids[1]
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "audit events that an `exclude` pattern matches; the first: flag:read (audit.id {})",
+                ids[2]
+            )),
+            "{text}"
         );
     }
 
