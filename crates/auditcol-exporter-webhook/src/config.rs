@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use auditcol_core::auth::AuthSettings;
-use auditcol_core::config::{ConfigDuration, ConfigError, Validate};
+use auditcol_core::config::{ConfigDuration, ConfigError, Secret, Validate};
 use auditcol_core::exporterhelper::{
     ExporterHelperSettings, QueueSettings, RetrySettings, default_timeout,
 };
@@ -42,7 +42,7 @@ pub struct WebhookExporterConfig {
     pub max_concurrent_requests: usize,
     /// The HMAC-SHA256 key; no signature header without it.
     #[serde(default)]
-    pub signing_secret: Option<String>,
+    pub signing_secret: Option<Secret>,
     /// A preset for the signature header: `flipt` or `flagsmith`.
     #[serde(default)]
     pub signature: Option<SignaturePreset>,
@@ -308,6 +308,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(own.signature_header(), "X-Sig");
+    }
+
+    #[test]
+    fn the_signing_secret_is_masked_in_debug_and_print_config() {
+        let config = parse(json!({"endpoint": "http://h", "signing_secret": "hunter2"})).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let printed = serde_json::to_value(&config).unwrap();
+        assert_eq!(printed["signing_secret"], "[REDACTED]");
     }
 
     #[test]

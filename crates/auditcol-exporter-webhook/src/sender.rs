@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Method, Mode, WebhookExporterConfig};
 use crate::template::BodyTemplate;
+use auditcol_core::config::Secret;
 
 /// At most this much of an error answer is read, for the message.
 const MAX_ANSWER_BYTES: usize = 4096;
@@ -89,10 +90,14 @@ impl WebhookSender {
     /// A sender for a validated `config`.
     pub fn new(id: impl Into<String>, config: &WebhookExporterConfig) -> Self {
         let id: String = id.into();
-        let signer = config.signing_secret.as_deref().and_then(|secret| {
-            let header = HeaderName::from_bytes(config.signature_header().as_bytes()).ok()?;
-            Some((header, BodySigner::new(secret)))
-        });
+        let signer = config
+            .signing_secret
+            .as_ref()
+            .map(Secret::expose)
+            .and_then(|secret| {
+                let header = HeaderName::from_bytes(config.signature_header().as_bytes()).ok()?;
+                Some((header, BodySigner::new(secret)))
+            });
         let template = config
             .template
             .as_ref()

@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use auditcol_core::auth::AuthSettings;
-use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
+use auditcol_core::config::{ConfigDuration, ConfigError, Secret, Validate, nested};
 use auditcol_core::receiverhelper::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
 };
@@ -99,7 +99,7 @@ pub struct WebhookReceiverConfig {
     pub format: Format,
     /// The shared secret requests are signed with; `None` accepts unsigned
     /// requests (and warns at start).
-    pub signing_secret: Option<String>,
+    pub signing_secret: Option<Secret>,
     /// The header holding the signature; the format's sender's by default.
     pub signature_header: Option<String>,
     /// Largest request body accepted, in bytes.
@@ -141,10 +141,7 @@ impl fmt::Debug for WebhookReceiverConfig {
             .field("endpoint", &self.endpoint)
             .field("path", &self.path)
             .field("format", &self.format)
-            .field(
-                "signing_secret",
-                &self.signing_secret.as_ref().map(|_| "<redacted>"),
-            )
+            .field("signing_secret", &self.signing_secret)
             .field("signature_header", &self.signature_header)
             .field("max_request_body_size", &self.max_request_body_size)
             .field("max_connections", &self.max_connections)
@@ -194,7 +191,7 @@ impl Validate for WebhookReceiverConfig {
                 ),
             ));
         }
-        if self.signing_secret.as_deref() == Some("") {
+        if self.signing_secret.as_ref().is_some_and(Secret::is_empty) {
             // Most often an unset `${env:...}`: failing here keeps a missing
             // secret from silently turning signature checks off.
             return Err(ConfigError::at(

@@ -214,7 +214,8 @@ fn endpoint(
         .to_owned();
     // With a secret, requests are always checked: an invalid header name
     // (a config that skipped validation) falls back to the format's.
-    let verifier = config.signing_secret.as_deref().map(|secret| {
+    let verifier = config.signing_secret.as_ref().map(|secret| {
+        let secret = secret.expose();
         let header = config
             .signature_header_name()
             .unwrap_or_else(|_| config.format.default_signature_header_name());

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use ::http::{Method, StatusCode};
 use async_trait::async_trait;
-use auditcol_core::config::parse_component_config;
+use auditcol_core::config::{Secret, parse_component_config};
 use auditcol_core::{Component, ComponentId, LogBatch, LogsConsumer, PipelineError};
 use serde_json::json;
 
@@ -189,7 +189,8 @@ pub(crate) async fn post_signed(running: &Running, body: &[u8]) -> Reply {
     let signature = running
         .config
         .signing_secret
-        .as_deref()
+        .as_ref()
+        .map(Secret::expose)
         .map(|secret| sign(secret, body));
     let mut headers = vec![("content-type", "application/json")];
     if let Some(signature) = &signature {
