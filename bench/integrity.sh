@@ -17,6 +17,8 @@
 #   BENCH_CONNECTIONS     loadgen connections [4]
 #   BENCH_BATCH           records per request [512]
 #   BENCH_PROTOCOL        grpc | http [grpc]
+#   BENCH_SYNC            true: the file exporter's `sync: true` (fdatasync and,
+#                         with integrity, a checkpoint before each acknowledgement) [false]
 #   BENCH_VERIFY_RECORDS  records of the trail timed with verify [4200000; 0 = skip]
 #   BENCH_DIR             where the trails, keys and logs go [/tmp/auditcol-bench-integrity]
 #   CARGO_TARGET_DIR      cargo's target directory [./target]
@@ -79,7 +81,7 @@ start() {
   : >"$2" # emptied here, not by the child: a stale log must not answer the wait below
   BENCH_GRPC_ENDPOINT=127.0.0.1:0 BENCH_HTTP_ENDPOINT=127.0.0.1:0 \
     BENCH_OUT="$DIR/trail/audit.jsonl" BENCH_SIGNING_KEY="$DIR/keys/auditcol-signing.pem" \
-    BENCH_MAX_BACKUPS="${MAX_BACKUPS:-2}" RUST_LOG=info NO_COLOR=1 \
+    BENCH_MAX_BACKUPS="${MAX_BACKUPS:-2}" BENCH_SYNC="${BENCH_SYNC:-false}" RUST_LOG=info NO_COLOR=1 \
     "$AUDITCOL" --config "$1" </dev/null >"$2" 2>&1 &
   PID=$!
   local deadline=$((SECONDS + 30))

@@ -27,6 +27,7 @@ use auditcol_core::telemetry::DropReason;
 
 pub mod config;
 mod format;
+mod group;
 mod sender;
 mod trail;
 mod writer;
@@ -210,6 +211,41 @@ mod tests {
             std::fs::read_to_string(&path).unwrap().starts_with(SEED),
             "lines unchanged"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_synced_batches_are_each_acknowledged_once_written_and_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let exporter = build(serde_json::json!({
+            "path": path,
+            "sync": true,
+            "integrity": {"hmac_key": "a secret for the test trail"},
+            "sending_queue": {"enabled": false},
+        }));
+        exporter.start().await.unwrap();
+        let key = auditcol_integrity::TrailVerifier::hmac(b"a secret for the test trail");
+        let verify = || {
+            auditcol_integrity::verify_paths(
+                std::slice::from_ref(&path),
+                &key,
+                auditcol_integrity::VerifyOptions { strict: true },
+                &auditcol_integrity::verify::NoProgress,
+            )
+        };
+        // Rounds of concurrent sends: those that wait together share a
+        // group (one sync, one checkpoint). When every send of a round has
+        // returned, all of its lines are in the file and checkpointed.
+        for round in 1..=4u64 {
+            let sends = (0..16).map(|_| exporter.consume(LogBatch::sample_audit(5)));
+            for sent in futures::future::join_all(sends).await {
+                sent.unwrap();
+            }
+            let report = verify();
+            assert!(report.ok, "round {round}: {report:#?}");
+            assert_eq!(report.trails[0].lines, round * 80, "round {round}");
+        }
+        exporter.shutdown(far()).await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{FileExporterConfig, Format, IntegritySettings};
 use crate::format::{encode_batch, write_stdout};
+use crate::group::{GroupCommit, into_io};
 use crate::trail::TrailOptions;
 use crate::writer::{FileWriter, Rotation};
 
@@ -51,6 +52,8 @@ pub struct FileSender {
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     /// Records skipped because `json` carries audit events only.
     non_audit: Drops,
+    /// With `sync: true`: batches that wait together share one sync.
+    group: Arc<GroupCommit>,
 }
 
 /// A few cleared `Vec<u8>`s, each kept only while not too large.
@@ -109,6 +112,7 @@ impl FileSender {
             buffers: Arc::default(),
             write_failures: AtomicU64::new(0),
             checkpointer: Mutex::new(None),
+            group: Arc::default(),
             non_audit: Telemetry::disabled().exporter_drops(&id_text, DropReason::NonAudit),
         }
     }
@@ -150,41 +154,10 @@ impl FileSender {
             self.buffers.give_back(bytes);
             return Ok(());
         }
-        let file = self.file.clone();
-        let buffers = self.buffers.clone();
-        let to_file = matches!(self.target, Target::File { .. });
-        let written = tokio::task::spawn_blocking(move || {
-            let mut bytes = bytes;
-            let written = if !to_file {
-                write_stdout(&bytes).map(|()| None)
-            } else {
-                let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
-                match guard.as_mut() {
-                    // With a trail, the writer hands the buffer on to the
-                    // trail's thread, which gives it back to the pool.
-                    Some(writer) => writer.write_lines(&mut bytes),
-                    None => Err(std::io::Error::other("the file is not open")),
-                }
-            };
-            buffers.give_back(bytes);
-            written
-        })
-        .await;
-        let written = match written {
-            Ok(Ok(Some(sync))) => {
-                // Write-behind for the trail: not waited for.
-                let file = self.file.clone();
-                tokio::task::spawn_blocking(move || {
-                    let synced = sync.run();
-                    if let Some(writer) = file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                        writer.note_synced(synced);
-                    }
-                });
-                Ok(Ok(()))
-            }
-            Ok(Ok(None)) => Ok(Ok(())),
-            Ok(Err(e)) => Ok(Err(e)),
-            Err(e) => Err(e),
+        let written = if matches!(self.target, Target::File { sync: true, .. }) {
+            self.write_synced(bytes).await
+        } else {
+            self.write(bytes).await
         };
         match written {
             Ok(Ok(())) => {
@@ -216,6 +189,76 @@ impl FileSender {
                 self.id,
                 self.describe_target()
             ))),
+        }
+    }
+
+    /// Appends `bytes` (without `sync`; or to stdout) on a blocking thread.
+    /// The outer error says the write did not run to its end.
+    async fn write(&self, bytes: Vec<u8>) -> Result<std::io::Result<()>, String> {
+        let file = self.file.clone();
+        let buffers = self.buffers.clone();
+        let to_file = matches!(self.target, Target::File { .. });
+        let written = tokio::task::spawn_blocking(move || {
+            let mut bytes = bytes;
+            let written = if !to_file {
+                write_stdout(&bytes).map(|()| None)
+            } else {
+                let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
+                match guard.as_mut() {
+                    // With a trail, the writer hands the buffer on to the
+                    // trail's thread, which gives it back to the pool.
+                    Some(writer) => writer.write_lines(&mut bytes),
+                    None => Err(std::io::Error::other("the file is not open")),
+                }
+            };
+            buffers.give_back(bytes);
+            written
+        })
+        .await;
+        match written {
+            Ok(Ok(Some(sync))) => {
+                // Write-behind for the trail: not waited for.
+                let file = self.file.clone();
+                tokio::task::spawn_blocking(move || {
+                    let synced = sync.run();
+                    if let Some(writer) = file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                        writer.note_synced(synced);
+                    }
+                });
+                Ok(Ok(()))
+            }
+            Ok(Ok(None)) => Ok(Ok(())),
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// With `sync: true`: appends `bytes` in the next group (see
+    /// [`crate::group`]) and waits until the group is synced (and
+    /// checkpointed); this batch leads the group when none is being written.
+    async fn write_synced(&self, bytes: Vec<u8>) -> Result<std::io::Result<()>, String> {
+        let joined = self.group.join(bytes);
+        if joined.lead {
+            let group = self.group.clone();
+            let file = self.file.clone();
+            let buffers = self.buffers.clone();
+            tokio::task::spawn_blocking(move || {
+                group.lead(
+                    |bytes| {
+                        let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
+                        match guard.as_mut() {
+                            // Synced by the writer: no write-behind to run.
+                            Some(writer) => writer.write_lines(bytes).map(drop),
+                            None => Err(std::io::Error::other("the file is not open")),
+                        }
+                    },
+                    |bytes| buffers.give_back(bytes),
+                );
+            });
+        }
+        match joined.outcome.await {
+            Ok(outcome) => Ok(into_io(outcome)),
+            Err(_) => Err("the writing thread stopped".to_owned()),
         }
     }
 }
