@@ -46,16 +46,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
-
-BUILD=${BENCH_BUILD:-1}
-for arg in "$@"; do
-  case "$arg" in
-    --no-build) BUILD=0 ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_args "$@"
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SECONDS_PER_RUN=${BENCH_SECONDS:-5}
@@ -140,8 +133,6 @@ EOF
 }
 
 # cpu_ticks PID, machine_busy_ticks
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
 
 # Waits up to QUIET_WAIT seconds until the machine is under 10% busy over 1 s.
 NCPU=$(nproc)

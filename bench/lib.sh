@@ -1,5 +1,22 @@
 # Shell functions shared by the benchmark scripts (sourced, not run).
 
+# The script's header comment (from line 2 to `set -euo`), as its --help.
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
+# The command line every benchmark script takes: --no-build (sets BUILD=0;
+# BUILD defaults to $BENCH_BUILD, else 1) and --help.
+bench_args() {
+  BUILD=${BENCH_BUILD:-1}
+  local arg
+  for arg in "$@"; do
+    case "$arg" in
+      --no-build) BUILD=0 ;;
+      -h | --help) usage; exit 0 ;;
+      *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    esac
+  done
+}
+
 # CPU time (utime + stime, all threads) of a process, in clock ticks.
 cpu_ticks() {
   local stat

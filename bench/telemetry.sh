@@ -28,16 +28,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
-
-BUILD=1
-for arg in "$@"; do
-  case "$arg" in
-    --no-build) BUILD=0 ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_args "$@"
 
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 PAIRS=${BENCH_PAIRS:-3}
@@ -63,8 +56,6 @@ fi
 mkdir -p "$DIR"
 
 # cpu_ticks PID, machine_busy_ticks
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
 
 PID=
 SCRAPER=
