@@ -132,8 +132,6 @@ for s in socks:
 EOF
 }
 
-# cpu_ticks PID, machine_busy_ticks
-
 # Waits up to QUIET_WAIT seconds until the machine is under 10% busy over 1 s.
 NCPU=$(nproc)
 wait_quiet() {

@@ -60,8 +60,6 @@ sed '/^    integrity:$/,/signing_key_file:/d' "$ON" >"$OFF"
 grep -q '^ *integrity:' "$OFF" && die "could not remove the integrity block from $ON"
 [ -f "$DIR/keys/auditcol-signing.pem" ] || "$AUDITCOL" keygen --out "$DIR/keys" >/dev/null
 
-# cpu_ticks PID, machine_busy_ticks
-
 PID=
 cleanup() { [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null || true; }
 trap cleanup EXIT

@@ -55,8 +55,6 @@ fi
 [ -x "$CURRENT" ] && [ -x "$LOADGEN" ] || die "build first: cargo build --release -p auditcol -p auditcol-e2e --bins"
 mkdir -p "$DIR"
 
-# cpu_ticks PID, machine_busy_ticks
-
 PID=
 SCRAPER=
 cleanup() {
