@@ -9,7 +9,7 @@ use super::{LogBatch, Record, RecordIndex};
 
 /// Bytes of patch per record to reserve up front: an observed time, an
 /// event name, an `audit.id` and an `audit.source`.
-const PATCH_ESTIMATE: usize = 11 + 40 + 52 + 40;
+pub(super) const PATCH_ESTIMATE: usize = 11 + 40 + 52 + 40;
 
 impl LogBatch {
     /// What a receiver does to every record it accepts: sets
