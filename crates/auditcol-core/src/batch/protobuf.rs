@@ -84,9 +84,10 @@ impl LogBatch {
     /// An upper bound of the bytes that [`LogBatch::decode_protobuf`] of
     /// `protobuf` and then [`LogBatch::prepare_ingest`] allocate beyond the
     /// request's own bytes (which the batch keeps): an entry per record and
-    /// per group, each record's patch, and copies of records and headers
-    /// (at most the request's size again). Found by reading tags and
-    /// lengths only, so a receiver can reserve it before decoding.
+    /// per group, each record's patch (its fixed part; the noun and verb it
+    /// repeats are at most the request's size), and copies of records and
+    /// headers (at most the request's size again). Found by reading tags
+    /// and lengths only, so a receiver can reserve it before decoding.
     pub fn decode_cost(protobuf: &[u8]) -> usize {
         let (mut records, mut groups) = (0usize, 0usize);
         for resource in fields(protobuf).filter(|f| f.number == container::REQUEST_RESOURCE_LOGS) {
@@ -100,7 +101,7 @@ impl LogBatch {
                     .count();
             }
         }
-        records * DECODED_RECORD_COST + groups * DECODED_GROUP_COST + protobuf.len()
+        records * DECODED_RECORD_COST + groups * DECODED_GROUP_COST + 2 * protobuf.len()
     }
 
     /// Encodes as an OTLP/protobuf `ExportLogsServiceRequest`.
@@ -162,11 +163,11 @@ impl ScopeGroup {
     }
 }
 
-/// What a decoded record holds beyond its bytes: its entry, and its patch
-/// (reserved for every record at ingest, see `ingest::PATCH_ESTIMATE`; an
-/// `audit.source` up to 64 bytes long).
-pub(super) const DECODED_RECORD_COST: usize =
-    std::mem::size_of::<Record>() + super::ingest::PATCH_ESTIMATE + 64;
+/// What a decoded record holds beyond its bytes: its entry, and the fixed
+/// part of its patch (an observed time; an event name's tag, length,
+/// `audit.` and `.`; an `audit.id`; an `audit.source` up to 64 bytes long),
+/// rounded up.
+pub(super) const DECODED_RECORD_COST: usize = std::mem::size_of::<Record>() + 192;
 
 /// What a `ResourceLogs` or `ScopeLogs` holds beyond its bytes: its entry,
 /// and the batch's vectors growing by doubling.
