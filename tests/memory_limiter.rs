@@ -70,10 +70,7 @@ fn peak_rss(pid: u32) -> u64 {
 
 /// Sends `request` on a connection of its own: `Ok` when acknowledged,
 /// the status otherwise.
-async fn export(
-    endpoint: String,
-    request: ExportLogsServiceRequest,
-) -> Result<(), tonic::Status> {
+async fn export(endpoint: String, request: ExportLogsServiceRequest) -> Result<(), tonic::Status> {
     let mut client = LogsServiceClient::connect(endpoint)
         .await
         .unwrap()
@@ -122,10 +119,7 @@ service:
             Ok(()) => {}
             Err(status) => {
                 assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-                assert!(
-                    status.message().contains("memory limit"),
-                    "{status:?}"
-                );
+                assert!(status.message().contains("memory limit"), "{status:?}");
                 refused.push(i);
             }
         }

@@ -197,12 +197,13 @@ impl MemoryLimiter {
         let other = shared.other.load(Ordering::Relaxed);
         let hard = shared.limits.hard;
         let measured = self.measured();
-        let added = shared
-            .in_flight
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |in_flight| {
-                let total = other.saturating_add(in_flight).saturating_add(bytes);
-                (total <= hard && measured <= hard).then_some(in_flight + bytes)
-            });
+        let added =
+            shared
+                .in_flight
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |in_flight| {
+                    let total = other.saturating_add(in_flight).saturating_add(bytes);
+                    (total <= hard && measured <= hard).then_some(in_flight + bytes)
+                });
         match added {
             Ok(_) => Ok(()),
             Err(in_flight) => Err(self.refusal(other.saturating_add(in_flight) + bytes)),
@@ -336,10 +337,13 @@ pub fn total_memory() -> Option<u64> {
     let machine = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| kib_field(&text, "MemTotal:"));
-    let cgroup = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
-        .iter()
-        .find_map(|path| std::fs::read_to_string(path).ok())
-        .and_then(|text| text.trim().parse::<u64>().ok());
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read_to_string(path).ok())
+    .and_then(|text| text.trim().parse::<u64>().ok());
     match (cgroup, machine) {
         // v1 reports "no limit" as a huge number.
         (Some(limit), Some(total)) => Some(limit.min(total)),

@@ -161,7 +161,10 @@ mod tests {
     fn invalid_settings_name_their_key() {
         let cases = [
             (serde_json::json!({"limit_mib": 100}), "check_interval"),
-            (serde_json::json!({"check_interval": "0s", "limit_mib": 100}), "check_interval"),
+            (
+                serde_json::json!({"check_interval": "0s", "limit_mib": 100}),
+                "check_interval",
+            ),
             (serde_json::json!({"check_interval": "1s"}), "limit_mib"),
             (
                 serde_json::json!({"check_interval": "1s", "limit_mib": 100, "limit_percentage": 50}),

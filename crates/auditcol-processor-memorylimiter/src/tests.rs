@@ -46,7 +46,13 @@ async fn batches_are_refused_with_backpressure_over_the_soft_limit() {
     let processor = MemoryLimiterProcessor::new(limiter.clone(), next.clone());
     let refused = processor.consume(batch()).await.unwrap_err();
     assert!(
-        matches!(refused, PipelineError::Backpressure { retry_after: Some(_), .. }),
+        matches!(
+            refused,
+            PipelineError::Backpressure {
+                retry_after: Some(_),
+                ..
+            }
+        ),
         "{refused:?}"
     );
     assert_eq!((*next.0.lock().unwrap(), limiter.refused()), (0, 1));

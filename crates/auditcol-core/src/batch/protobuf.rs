@@ -92,10 +92,14 @@ impl LogBatch {
         let (mut records, mut groups) = (0usize, 0usize);
         for resource in fields(protobuf).filter(|f| f.number == container::REQUEST_RESOURCE_LOGS) {
             groups += 1;
-            let Some(resource) = resource.value.bytes() else { continue };
+            let Some(resource) = resource.value.bytes() else {
+                continue;
+            };
             for scope in fields(resource).filter(|f| f.number == container::SCOPE_LOGS) {
                 groups += 1;
-                let Some(scope) = scope.value.bytes() else { continue };
+                let Some(scope) = scope.value.bytes() else {
+                    continue;
+                };
                 records += fields(scope)
                     .filter(|f| f.number == container::LOG_RECORDS)
                     .count();

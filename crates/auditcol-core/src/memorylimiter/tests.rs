@@ -24,7 +24,10 @@ fn a_reservation_is_given_back_when_dropped() {
     let mut reservation = admission.admit().unwrap();
     reservation.grow(10 << 20).unwrap();
     reservation.grow(5 << 20).unwrap();
-    assert_eq!((limiter.in_flight(), reservation.bytes()), (15 * MIB, 15 * MIB));
+    assert_eq!(
+        (limiter.in_flight(), reservation.bytes()),
+        (15 * MIB, 15 * MIB)
+    );
     drop(reservation);
     assert_eq!(limiter.in_flight(), 0);
 }

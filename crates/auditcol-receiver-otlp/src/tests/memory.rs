@@ -47,7 +47,9 @@ fn request(n: usize) -> ExportLogsServiceRequest {
 }
 
 async fn export(running: &Running, request: ExportLogsServiceRequest) -> Result<(), tonic::Status> {
-    let mut client = LogsServiceClient::connect(running.grpc_url()).await.unwrap();
+    let mut client = LogsServiceClient::connect(running.grpc_url())
+        .await
+        .unwrap();
     client.export(request).await.map(|_| ())
 }
 
