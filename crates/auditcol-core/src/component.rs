@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use tokio::time::Instant;
@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::{ClientAuthenticator, ServerAuthenticator};
 use crate::config::{ConfigError, Validate, parse_component_config};
 use crate::consumer::{LogsConsumer, SharedConsumer};
+use crate::memorylimiter::{Admission, MemoryLimiter};
 use crate::status::StatusBoard;
 use crate::telemetry::Telemetry;
 
@@ -212,6 +213,11 @@ pub struct Host {
     /// reference to one can say what to do.
     disabled: Arc<Vec<ComponentId>>,
     status: StatusBoard,
+    /// The service's memory limiters by processor id: the instances of one
+    /// id in several pipelines share one (as in the Collector).
+    memory_limiters: Arc<Mutex<BTreeMap<ComponentId, MemoryLimiter>>>,
+    /// For a receiver: the limiters of the pipelines it feeds.
+    admission: Admission,
 }
 
 impl Host {
@@ -223,8 +229,49 @@ impl Host {
         Self {
             enabled: Arc::new(enabled),
             disabled: Arc::new(disabled),
-            status: StatusBoard::default(),
+            ..Self::default()
         }
+    }
+
+    /// The memory limiter of processor `id`: made by `make` the first time,
+    /// the same one for every later instance of `id` in this service.
+    pub fn memory_limiter(
+        &self,
+        id: &ComponentId,
+        make: impl FnOnce() -> MemoryLimiter,
+    ) -> MemoryLimiter {
+        self.memory_limiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.clone())
+            .or_insert_with(make)
+            .clone()
+    }
+
+    /// The memory limiters registered so far under these processor ids.
+    pub fn memory_limiters_of<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a ComponentId>,
+    ) -> Vec<MemoryLimiter> {
+        let limiters = self
+            .memory_limiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        ids.into_iter()
+            .filter_map(|id| limiters.get(id).cloned())
+            .collect()
+    }
+
+    /// The same host, for a receiver feeding pipelines with these limiters.
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    /// What a receiver asks before it reads a request: the memory limiters
+    /// of the pipelines it feeds (none: everything is admitted).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// The same host, reporting to `status`.

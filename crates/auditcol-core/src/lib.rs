@@ -13,7 +13,9 @@
 //!   same way (listen address, receipt time, refusal → HTTP answer);
 //!   [`tls`] (feature `tls`): server and client TLS settings, one type each
 //!   for every listener and client.
-//!   [`auth`]: the authenticators extensions offer to receivers and exporters.
+//!   [`auth`]: the authenticators extensions offer to receivers and exporters;
+//!   [`memorylimiter`]: the `memory_limiter` state receivers ask before
+//!   they read a request.
 //! - [`telemetry`]: the collector's own metrics (in the OpenTelemetry
 //!   Collector's names) and rate-limited logs of drops and refusals;
 //!   [`status`]: the state of the service and of each component, for the
@@ -28,6 +30,7 @@ pub mod error;
 pub mod exporterhelper;
 #[cfg(feature = "http-client")]
 pub mod httpclient;
+pub mod memorylimiter;
 pub mod otlp_json;
 pub mod otlp_response;
 pub mod pipeline;

@@ -29,6 +29,7 @@ use crate::component::{
 };
 use crate::config::{CollectorConfig, ConfigError, LoadError};
 use crate::consumer::{FanOut, LogsConsumer, SharedConsumer};
+use crate::memorylimiter::Admission;
 use crate::status::{ComponentState, ServiceState, StatusBoard};
 use crate::telemetry::{Counter, MetricsLevel, Telemetry};
 use crate::{LogBatch, PipelineError};
@@ -402,7 +403,19 @@ impl Service {
                 .receivers
                 .get(id.type_name())
                 .ok_or_else(|| unknown_type(ComponentKind::Receiver, id, registry))?;
-            let ctx = context(id, used_receivers.contains(key));
+            // The memory limiters of the pipelines it feeds: it asks them
+            // before it reads a request (their processors are built by now).
+            let limiters = host.memory_limiters_of(
+                config
+                    .service
+                    .pipelines
+                    .values()
+                    .filter(|p| p.receivers.contains(key))
+                    .flat_map(|p| &p.processors)
+                    .map(|processor| &processor_ids[processor]),
+            );
+            let mut ctx = context(id, used_receivers.contains(key));
+            ctx.host = ctx.host.with_admission(Admission::new(limiters));
             let next = if used_receivers.contains(key) {
                 FanOut::new(
                     config

@@ -189,7 +189,17 @@ async fn export(
         .extensions()
         .get::<TcpConnectInfo>()
         .and_then(TcpConnectInfo::remote_addr);
-    let decoded = match receive(max, request).await {
+    // Admitted by the memory limiters before anything is read; what the
+    // request costs is reserved as it arrives and until the pipeline answered.
+    let mut reservation = ingest
+        .admit("grpc", client)
+        .map_err(|e| rejection_status(Rejection::Pipeline(e)))?;
+    let mut reserve = |bytes: usize| {
+        ingest
+            .reserve(&mut reservation, bytes, "grpc", client)
+            .map_err(|e| rejection_status(Rejection::Pipeline(e)))
+    };
+    let decoded = match receive(max, request, &mut reserve).await {
         Ok(decoded) => decoded,
         Err(status) => {
             if let Some(reason) = refusal_reason(status.code()) {
@@ -211,13 +221,23 @@ fn refusal_reason(code: Code) -> Option<RefusalReason> {
     match code {
         Code::ResourceExhausted => Some(RefusalReason::TooLarge),
         Code::Unimplemented => Some(RefusalReason::Unsupported),
-        Code::Cancelled => None,
+        // The client went away; or the memory limiters refused (counted then).
+        Code::Cancelled | Code::Unavailable => None,
         _ => Some(RefusalReason::Invalid),
     }
 }
 
-/// The request's message, read and decoded.
-async fn receive(max: usize, request: http::Request<tonic::body::Body>) -> Result<Decoded, Status> {
+/// What a request reserves with the memory limiters as it grows: refused
+/// with UNAVAILABLE.
+type Reserve<'a> = dyn FnMut(usize) -> Result<(), Status> + Send + 'a;
+
+/// The request's message, read and decoded; `reserve` is told of every
+/// byte received, decompressed, and of the cost of decoding before it starts.
+async fn receive(
+    max: usize,
+    request: http::Request<tonic::body::Body>,
+    reserve: &mut Reserve<'_>,
+) -> Result<Decoded, Status> {
     if request.uri().path() != EXPORT_PATH {
         return Err(Status::unimplemented(format!(
             "unknown method {}: this server implements {EXPORT_PATH}",
@@ -225,7 +245,7 @@ async fn receive(max: usize, request: http::Request<tonic::body::Body>) -> Resul
         )));
     }
     let gzip = request_encoding(request.headers())?;
-    let (compressed, message) = read_message(request.into_body(), max).await?;
+    let (compressed, message) = read_message(request.into_body(), max, reserve).await?;
     let message = match (compressed, gzip) {
         (false, _) => message,
         (true, false) => {
@@ -234,7 +254,10 @@ async fn receive(max: usize, request: http::Request<tonic::body::Body>) -> Resul
             ));
         }
         (true, true) => match gunzip(&message, max) {
-            Ok(plain) => Bytes::from(plain),
+            Ok(plain) => {
+                reserve(plain.len())?;
+                Bytes::from(plain)
+            }
             Err(GunzipError::TooLarge) => {
                 return Err(Status::resource_exhausted(format!(
                     "decompressed request exceeds max_recv_msg_size_mib ({} MiB)",
@@ -248,6 +271,7 @@ async fn receive(max: usize, request: http::Request<tonic::body::Body>) -> Resul
             }
         },
     };
+    reserve(LogBatch::decode_cost(&message))?;
     LogBatch::decode_protobuf(message).map_err(|e| Status::invalid_argument(e.message))
 }
 
@@ -269,7 +293,11 @@ fn request_encoding(headers: &HeaderMap) -> Result<bool, Status> {
 /// they arrive (a declared length over `max` is refused at once), and only
 /// once the whole message is there is it joined, into a buffer of exactly
 /// its size. A message that arrives in one frame is kept as it is.
-async fn read_message(mut body: tonic::body::Body, max: usize) -> Result<(bool, Bytes), Status> {
+async fn read_message(
+    mut body: tonic::body::Body,
+    max: usize,
+    reserve: &mut Reserve<'_>,
+) -> Result<(bool, Bytes), Status> {
     let mut chunks: Vec<Bytes> = Vec::new();
     // Once a message came in more than MAX_CHUNKS frames, the rest is
     // appended here: per-frame bookkeeping cannot outgrow the bytes.
@@ -285,13 +313,17 @@ async fn read_message(mut body: tonic::body::Body, max: usize) -> Result<(bool, 
         if data.is_empty() {
             continue;
         }
+        reserve(data.len())?;
         received += data.len();
         if let Some(buf) = &mut joined {
             buf.extend_from_slice(&data);
         } else if chunks.len() < MAX_CHUNKS {
             chunks.push(data);
         } else {
-            let mut buf = BytesMut::with_capacity(received.saturating_mul(2));
+            // The copy is reserved too: the frames are held until it is made.
+            let whole = declared.map_or(received.saturating_mul(2), |(_, len)| PREFIX_LEN + len);
+            reserve(whole)?;
+            let mut buf = BytesMut::with_capacity(whole);
             for chunk in chunks.drain(..) {
                 buf.extend_from_slice(&chunk);
             }
@@ -344,6 +376,7 @@ async fn read_message(mut body: tonic::body::Body, max: usize) -> Result<(bool, 
     } else if chunks.len() == 1 {
         chunks.pop().unwrap_or_default()
     } else {
+        reserve(received)?;
         let mut joined = BytesMut::with_capacity(received);
         for chunk in &chunks {
             joined.extend_from_slice(chunk);

@@ -230,17 +230,33 @@ async fn export_logs(State(state): State<Arc<HttpState>>, request: Request) -> R
             return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
         }
     };
-    let decoded = match receive(&state, request, format).await {
+    // Admitted by the memory limiters before the body is read; what the
+    // request costs is reserved as it is read and until the pipeline answered.
+    let mut reservation = match state.ingest.admit("http", client) {
+        Ok(reservation) => reservation,
+        Err(e) => return Failure::from(Rejection::Pipeline(e)).into_response(format),
+    };
+    let mut reserve = |bytes: usize| {
+        state
+            .ingest
+            .reserve(&mut reservation, bytes, "http", client)
+            .map_err(|e| Failure::from(Rejection::Pipeline(e)))
+    };
+    let decoded = match receive(&state, request, format, &mut reserve).await {
         Ok(decoded) => decoded,
         Err(failure) => {
             let reason = match failure.http {
-                StatusCode::PAYLOAD_TOO_LARGE => RefusalReason::TooLarge,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => RefusalReason::Unsupported,
-                _ => RefusalReason::Invalid,
+                StatusCode::PAYLOAD_TOO_LARGE => Some(RefusalReason::TooLarge),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => Some(RefusalReason::Unsupported),
+                // Refused by the memory limiters: counted then.
+                StatusCode::SERVICE_UNAVAILABLE => None,
+                _ => Some(RefusalReason::Invalid),
             };
-            state
-                .ingest
-                .refuse("http", reason, client, &failure.message);
+            if let Some(reason) = reason {
+                state
+                    .ingest
+                    .refuse("http", reason, client, &failure.message);
+            }
             return failure.into_response(format);
         }
     };
@@ -279,14 +295,28 @@ async fn authenticate(
     Err(response)
 }
 
-/// The request's body, read, decompressed and decoded.
-async fn receive(state: &HttpState, request: Request, format: Format) -> Result<Decoded, Failure> {
+/// What a request reserves with the memory limiters as it grows.
+type Reserve<'a> = dyn FnMut(usize) -> Result<(), Failure> + Send + 'a;
+
+/// The request's body, read, decompressed and decoded; `reserve` is told
+/// of the body (its declared length before it is read), of what
+/// decompressing and transcoding allocate, and of the cost of decoding
+/// before it starts.
+async fn receive(
+    state: &HttpState,
+    request: Request,
+    format: Format,
+    reserve: &mut Reserve<'_>,
+) -> Result<Decoded, Failure> {
     let gzip = is_gzip(request.headers())?;
-    let body = read_body(request, state.max_body).await?;
+    let body = read_body(request, state.max_body, reserve).await?;
     // Records stay slices of the body: only a compressed one needs a new buffer.
     let body = if gzip {
         match gunzip(&body, state.max_body) {
-            Ok(plain) => bytes::Bytes::from(plain),
+            Ok(plain) => {
+                reserve(plain.len())?;
+                bytes::Bytes::from(plain)
+            }
             Err(GunzipError::TooLarge) => {
                 return Err(Failure::too_large(format!(
                     "decompressed request body exceeds max_request_body_size ({} bytes)",
@@ -300,11 +330,16 @@ async fn receive(state: &HttpState, request: Request, format: Format) -> Result<
     } else {
         body
     };
-    let decoded = match format {
-        Format::Protobuf => LogBatch::decode_protobuf(body),
-        Format::Json => LogBatch::decode_json(&body),
+    let protobuf = match format {
+        Format::Protobuf => body,
+        Format::Json => {
+            // The transcoded request is at most as long as the JSON.
+            reserve(body.len())?;
+            LogBatch::transcode_json(&body).map_err(|e| Failure::bad_request(e.message))?
+        }
     };
-    decoded.map_err(|e| Failure::bad_request(e.message))
+    reserve(LogBatch::decode_cost(&protobuf))?;
+    LogBatch::decode_protobuf(protobuf).map_err(|e| Failure::bad_request(e.message))
 }
 
 /// True for `Content-Encoding: gzip`; false for none or `identity`.
@@ -328,7 +363,11 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, Failure> {
 
 /// Reads at most `max` bytes of body; refuses a declared larger one before
 /// reading anything.
-async fn read_body(request: Request, max: usize) -> Result<bytes::Bytes, Failure> {
+async fn read_body(
+    request: Request,
+    max: usize,
+    reserve: &mut Reserve<'_>,
+) -> Result<bytes::Bytes, Failure> {
     let too_large = || {
         Failure::too_large(format!(
             "request body exceeds max_request_body_size ({max} bytes)"
@@ -342,9 +381,20 @@ async fn read_body(request: Request, max: usize) -> Result<bytes::Bytes, Failure
     if declared.is_some_and(|len| len > max as u64) {
         return Err(too_large());
     }
+    // A declared length is reserved before reading (the server holds the
+    // body to it); a chunked body once read, at most `max`.
+    if let Some(len) = declared {
+        reserve(len as usize)?;
+    }
     let body: Body = request.into_body();
     match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => {
+            let body = collected.to_bytes();
+            if declared.is_none() {
+                reserve(body.len())?;
+            }
+            Ok(body)
+        }
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => Err(Failure::bad_request(format!(
             "cannot read the request body: {e}"

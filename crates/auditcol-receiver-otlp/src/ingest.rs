@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use auditcol_core::memorylimiter::{Admission, Reservation};
 use auditcol_core::model::conventions::SOURCE_OTLP;
 use auditcol_core::receiverhelper::now_unix_nanos;
 use auditcol_core::telemetry::{ReceiverTelemetry, RefusalReason, Telemetry};
@@ -22,6 +23,8 @@ pub(crate) struct Ingest {
     on_invalid_record: OnInvalidRecord,
     grpc: Arc<ReceiverTelemetry>,
     http: Arc<ReceiverTelemetry>,
+    /// The memory limiters of the pipelines fed, asked before a request is read.
+    admission: Admission,
 }
 
 /// A request the pipeline took, perhaps without some of its records.
@@ -56,7 +59,42 @@ impl Ingest {
             id,
             next,
             on_invalid_record,
+            admission: Admission::default(),
         }
+    }
+
+    /// The same, asking `admission` before reading a request.
+    pub(crate) fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    /// Lets a request in before its body is read, or counts and logs its
+    /// refusal (the memory limiters are over their soft limit): answered
+    /// with backpressure. The reservation is held until the pipeline answered.
+    pub(crate) fn admit(
+        &self,
+        protocol: &str,
+        client: Option<SocketAddr>,
+    ) -> Result<Reservation, PipelineError> {
+        self.admission.admit().inspect_err(|e| {
+            self.telemetry(protocol)
+                .refused_request(RefusalReason::Backpressure, 0, client, e);
+        })
+    }
+
+    /// Reserves `bytes` more for a request, or counts and logs its refusal.
+    pub(crate) fn reserve(
+        &self,
+        reservation: &mut Reservation,
+        bytes: usize,
+        protocol: &str,
+        client: Option<SocketAddr>,
+    ) -> Result<(), PipelineError> {
+        reservation.grow(bytes).inspect_err(|e| {
+            self.telemetry(protocol)
+                .refused_request(RefusalReason::Backpressure, 0, client, e);
+        })
     }
 
     /// The counters of `protocol` (`grpc` or `http`).

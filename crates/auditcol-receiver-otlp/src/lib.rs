@@ -10,6 +10,11 @@
 //! an error it can act on (bad data: INVALID_ARGUMENT / 400, never retried;
 //! full or failing pipeline: UNAVAILABLE / 503 with `Retry-After`, retried).
 //!
+//! With a `memory_limiter` in a pipeline it feeds, every request is first
+//! admitted by it, before its body is read (refused: UNAVAILABLE / 503 with
+//! a retry hint), and holds the bytes it received plus the cost of decoding
+//! them ([`LogBatch::decode_cost`]) until the pipeline answered.
+//!
 //! With `auth` on a protocol, every request must first pass the named
 //! authenticator extension, on its headers alone: a refused one is answered
 //! UNAUTHENTICATED / 401 before any of its body is read, counted
@@ -21,6 +26,7 @@
 //!
 //! [`LogBatch::decode_protobuf`]: auditcol_core::LogBatch::decode_protobuf
 //! [`LogBatch::prepare_ingest`]: auditcol_core::LogBatch::prepare_ingest
+//! [`LogBatch::decode_cost`]: auditcol_core::LogBatch::decode_cost
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,6 +35,7 @@ use async_trait::async_trait;
 use auditcol_core::auth::{AuthRefusals, RequestAuth};
 use auditcol_core::component::{Host, StartError};
 use auditcol_core::config::ConfigError;
+use auditcol_core::memorylimiter::Admission;
 use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::telemetry::Telemetry;
 use auditcol_core::tls::{ALPN_GRPC, ALPN_HTTP, ServerTls, TlsServerSettings};
@@ -69,6 +76,7 @@ impl ReceiverFactory for OtlpReceiverFactory {
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let config: OtlpReceiverConfig = ctx.parse_config(config)?;
         let receiver = OtlpReceiver::new(ctx.id.clone(), config, next)
+            .with_admission(ctx.host.admission().clone())
             .with_telemetry(&ctx.telemetry)
             .with_authenticators(&ctx.host)?;
         Ok(Arc::new(receiver))
@@ -82,6 +90,8 @@ pub struct OtlpReceiver {
     config: OtlpReceiverConfig,
     next: SharedConsumer,
     ingest: Arc<Ingest>,
+    /// The memory limiters asked before a request is read.
+    admission: Admission,
     /// Listeners bound by [`Component::bind`], waiting for `start`.
     bound: Mutex<Option<Bound>>,
     /// The authentication of each protocol that has `auth`.
@@ -118,6 +128,7 @@ impl OtlpReceiver {
             next,
             id,
             config,
+            admission: Admission::default(),
             bound: Mutex::new(None),
             grpc_auth: None,
             http_auth: None,
@@ -129,13 +140,25 @@ impl OtlpReceiver {
     /// The same receiver, counting what it accepts and refuses in
     /// `telemetry` (`otelcol_receiver_*_log_records{transport="grpc"|"http"}`).
     pub fn with_telemetry(mut self, telemetry: &Telemetry) -> Self {
-        self.ingest = Arc::new(Ingest::new(
-            self.id.clone(),
-            self.next.clone(),
-            self.config.on_invalid_record,
-            telemetry,
-        ));
+        self.ingest = Arc::new(
+            Ingest::new(
+                self.id.clone(),
+                self.next.clone(),
+                self.config.on_invalid_record,
+                telemetry,
+            )
+            .with_admission(self.admission.clone()),
+        );
         self
+    }
+
+    /// The same receiver, asking `admission` (the memory limiters of the
+    /// pipelines it feeds) before it reads a request, and accounting each
+    /// request's decoded size until the pipeline answered. Call before
+    /// `with_telemetry`.
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self.with_telemetry(&Telemetry::disabled())
     }
 
     /// Records accepted and refused so far over `protocol` (`grpc`, `http`).

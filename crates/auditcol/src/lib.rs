@@ -25,6 +25,7 @@ pub fn registry() -> Registry {
         .processor(auditcol_processor_filter::FilterProcessorFactory)
         .processor(auditcol_processor_batch::BatchProcessorFactory)
         .processor(auditcol_processor_redaction::RedactionProcessorFactory)
+        .processor(auditcol_processor_memorylimiter::MemoryLimiterProcessorFactory)
         .exporter(auditcol_exporter_file::FileExporterFactory)
         .exporter(auditcol_exporter_otlp::OtlpExporterFactory)
         .exporter(auditcol_exporter_otlphttp::OtlpHttpExporterFactory)

@@ -7,9 +7,12 @@ use bytes::BytesMut;
 
 use super::{LogBatch, Record, RecordIndex};
 
-/// Bytes of patch per record to reserve up front: an observed time, an
-/// event name, an `audit.id` and an `audit.source`.
-const PATCH_ESTIMATE: usize = 11 + 40 + 52 + 40;
+/// Bytes of patch a record usually needs: an observed time, an event name,
+/// an `audit.id` and an `audit.source` (the scratch buffer's capacity).
+pub(super) const PATCH_ESTIMATE: usize = 11 + 40 + 52 + 40;
+
+/// The size of the buffers patches are cut from.
+const PATCH_CHUNK: usize = 64 * 1024;
 
 impl LogBatch {
     /// What a receiver does to every record it accepts: sets
@@ -22,9 +25,12 @@ impl LogBatch {
     /// appended to each record (one buffer for the whole batch). Only a noun
     /// or verb with upper-case letters makes a copy of its record.
     pub fn prepare_ingest(&mut self, observed_time_unix_nano: u64, source: &str) {
-        let len = self.len();
         let inner = self.make_mut();
-        let mut arena = BytesMut::with_capacity(len * (PATCH_ESTIMATE + source.len()));
+        // Patches are cut from chunks: what one holds is what its records
+        // need, and a chunk's unused tail is less than one patch. (One
+        // buffer sized by an estimate per record kept the estimate's
+        // overshoot, ~38 bytes per tiny record, as long as the batch.)
+        let mut arena = BytesMut::new();
         let mut scratch = Vec::with_capacity(PATCH_ESTIMATE + source.len());
         let mut ids = EventIds::new();
         for record in inner
@@ -43,6 +49,9 @@ impl LogBatch {
                 &mut ids,
             );
             if scratch.len() != record.patch.len() {
+                if arena.capacity() < scratch.len() {
+                    arena = BytesMut::with_capacity(PATCH_CHUNK.max(scratch.len()));
+                }
                 arena.extend_from_slice(&scratch);
                 record.patch = arena.split().freeze();
             }

@@ -12,11 +12,18 @@ impl LogBatch {
     /// JSON mapping (see [`crate::otlp_json`]); records are then checked as
     /// [`LogBatch::decode_protobuf`] does.
     pub fn decode_json(json: &[u8]) -> Result<Decoded, DecodeError> {
+        Self::decode_protobuf(Self::transcode_json(json)?)
+    }
+
+    /// The first half of [`LogBatch::decode_json`]: the request as
+    /// OTLP/protobuf, in a buffer of at most `json.len()` bytes, for a
+    /// receiver that reserves [`LogBatch::decode_cost`] before decoding it.
+    pub fn transcode_json(json: &[u8]) -> Result<Bytes, DecodeError> {
         let mut protobuf = Vec::with_capacity(json.len());
         json_to_protobuf(json, &mut protobuf).map_err(|e| DecodeError {
             message: format!("invalid OTLP JSON: {e}"),
         })?;
-        Self::decode_protobuf(Bytes::from(protobuf))
+        Ok(Bytes::from(protobuf))
     }
 
     /// Appends the OTLP/JSON `ExportLogsServiceRequest` of this batch to

@@ -7,7 +7,7 @@ use auditcol_model::conventions::EVENT_NAME_PREFIX;
 use auditcol_model::view::{
     CheckError, check_attributes_holder, check_record, check_utf8, common, container,
 };
-use auditcol_model::wire::{Fields, bytes_field_len, put_key, put_varint};
+use auditcol_model::wire::{Fields, bytes_field_len, fields, put_key, put_varint};
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
@@ -81,6 +81,33 @@ impl LogBatch {
         Ok(decoded)
     }
 
+    /// An upper bound of the bytes that [`LogBatch::decode_protobuf`] of
+    /// `protobuf` and then [`LogBatch::prepare_ingest`] allocate beyond the
+    /// request's own bytes (which the batch keeps): an entry per record and
+    /// per group, each record's patch (its fixed part; the noun and verb it
+    /// repeats are at most the request's size), and copies of records and
+    /// headers (at most the request's size again). Found by reading tags
+    /// and lengths only, so a receiver can reserve it before decoding.
+    pub fn decode_cost(protobuf: &[u8]) -> usize {
+        let (mut records, mut groups) = (0usize, 0usize);
+        for resource in fields(protobuf).filter(|f| f.number == container::REQUEST_RESOURCE_LOGS) {
+            groups += 1;
+            let Some(resource) = resource.value.bytes() else {
+                continue;
+            };
+            for scope in fields(resource).filter(|f| f.number == container::SCOPE_LOGS) {
+                groups += 1;
+                let Some(scope) = scope.value.bytes() else {
+                    continue;
+                };
+                records += fields(scope)
+                    .filter(|f| f.number == container::LOG_RECORDS)
+                    .count();
+            }
+        }
+        records * DECODED_RECORD_COST + groups * DECODED_GROUP_COST + 2 * protobuf.len()
+    }
+
     /// Encodes as an OTLP/protobuf `ExportLogsServiceRequest`.
     pub fn encode_protobuf(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
@@ -139,6 +166,17 @@ impl ScopeGroup {
                 .sum::<usize>()
     }
 }
+
+/// What a decoded record holds beyond its bytes: its entry, and the fixed
+/// part of its patch (an observed time; an event name's tag, length,
+/// `audit.` and `.`; an `audit.id`; an `audit.source` up to 64 bytes long),
+/// rounded up.
+pub(super) const DECODED_RECORD_COST: usize = std::mem::size_of::<Record>() + 192;
+
+/// What a `ResourceLogs` or `ScopeLogs` holds beyond its bytes: its entry,
+/// and the batch's vectors growing by doubling.
+const DECODED_GROUP_COST: usize =
+    2 * (std::mem::size_of::<ResourceGroup>() + std::mem::size_of::<ScopeGroup>());
 
 /// The fields of a container other than its list of children, as one
 /// `Bytes`: a slice of the request when they are contiguous (the usual

@@ -17,6 +17,7 @@ mod factory;
 mod grpc;
 mod http;
 mod lifecycle;
+mod memory;
 mod telemetry;
 mod tls;
 
