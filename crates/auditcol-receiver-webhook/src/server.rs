@@ -46,7 +46,7 @@ pub(crate) struct Endpoint {
 pub(crate) async fn serve(
     listener: TcpListener,
     connections: ConnectionLimit,
-    read_header_timeout: std::time::Duration,
+    timeouts: auditcol_core::receiverhelper::HttpTimeouts,
     tls: Option<Arc<auditcol_core::tls::ServerTls>>,
     endpoint: Arc<Endpoint>,
     shutdown: CancellationToken,
@@ -58,7 +58,7 @@ pub(crate) async fn serve(
         listener,
         connections,
         router,
-        read_header_timeout,
+        timeouts,
         tls,
         shutdown,
     )
