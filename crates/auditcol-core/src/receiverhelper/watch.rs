@@ -574,7 +574,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         }
         let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
         this.on_write(&buf[..n]);
-        this.wake_if_goaway_due(cx);
+        this.after_write(cx);
         Poll::Ready(Ok(n))
     }
 
@@ -598,7 +598,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
             this.on_write(&buf[..take]);
             left -= take;
         }
-        this.wake_if_goaway_due(cx);
+        this.after_write(cx);
         Poll::Ready(Ok(n))
     }
 
@@ -636,9 +636,18 @@ impl<IO> Watched<IO> {
         }
     }
 
-    /// The server's frame in progress is out: the GOAWAY waiting for it can go.
-    fn wake_if_goaway_due(&self, cx: &mut Context<'_>) {
-        if matches!(self.closing, Closing::Goaway { written: 0, .. }) && self.outbound_at_boundary()
+    /// After the server wrote: an answer may have left the connection idle,
+    /// and the server may not read again before the client sends something,
+    /// so the idle timer is armed here too (the same task reads and writes);
+    /// and once the server's frame in progress is out, a GOAWAY waiting for
+    /// it can go.
+    fn after_write(&mut self, cx: &mut Context<'_>) {
+        if matches!(self.closing, Closing::Open) {
+            if self.deadline().is_some() && self.poll_rules(cx) {
+                cx.waker().wake_by_ref();
+            }
+        } else if matches!(self.closing, Closing::Goaway { written: 0, .. })
+            && self.outbound_at_boundary()
         {
             cx.waker().wake_by_ref();
         }
