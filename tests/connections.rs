@@ -29,6 +29,18 @@ receivers:
         endpoint: "127.0.0.1:0"
         idle_timeout: 2s
         read_header_timeout: 1s
+exporters:
+  file:
+    path: "{DIR}/audit.jsonl"
+service:
+  pipelines:
+    logs: {receivers: [otlp], exporters: [file]}
+"#;
+
+/// The webhook receiver serves HTTP the same way; on its own collector, as
+/// both listeners would be `http`.
+const WEBHOOK_CONFIG: &str = r#"
+receivers:
   webhook/flipt:
     endpoint: "127.0.0.1:0"
     idle_timeout: 2s
@@ -38,7 +50,7 @@ exporters:
     path: "{DIR}/audit.jsonl"
 service:
   pipelines:
-    logs: {receivers: [otlp, webhook/flipt], exporters: [file]}
+    logs: {receivers: [webhook/flipt], exporters: [file]}
 "#;
 
 /// A client sending `bytes` one a second until the server closes the
@@ -46,8 +58,7 @@ service:
 fn trickle(addr: SocketAddr, bytes: &'static [u8]) -> std::thread::JoinHandle<bool> {
     std::thread::spawn(move || {
         let mut tcp = TcpStream::connect(addr).unwrap();
-        let begin = Instant::now();
-        for &b in bytes {
+            for &b in bytes {
             if tcp.write_all(&[b]).is_err() {
                 return true;
             }
@@ -80,7 +91,7 @@ fn closed(tcp: &mut TcpStream) -> bool {
 
 /// Opens IDLE silent connections and one trickling `slow`, calls `serve`
 /// (a normal client) meanwhile, then checks every one is closed.
-fn flood(addr: SocketAddr, slow: &'static [u8], serve: impl FnOnce()) {
+fn flood(addr: SocketAddr, slow: &'static [u8], serve: impl Fn()) {
     let mut idle: Vec<TcpStream> = (0..IDLE)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
@@ -99,7 +110,8 @@ fn idle_and_slow_connections_are_closed_and_normal_clients_served_on_every_liste
     let collector = Collector::start(CONFIG);
     let http = collector.endpoint("http");
     let grpc = collector.endpoint("grpc");
-    let webhook = collector.component_endpoint("webhook/flipt");
+    let webhook_collector = Collector::start(WEBHOOK_CONFIG);
+    let webhook = webhook_collector.component_endpoint("webhook/flipt");
 
     let head: &[u8] = b"POST /v1/logs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\r\n";
     flood(http, head, || {
