@@ -58,7 +58,8 @@ service:
 fn trickle(addr: SocketAddr, bytes: &'static [u8]) -> std::thread::JoinHandle<bool> {
     std::thread::spawn(move || {
         let mut tcp = TcpStream::connect(addr).unwrap();
-            for &b in bytes {
+        let begin = Instant::now();
+        for &b in bytes {
             if tcp.write_all(&[b]).is_err() {
                 return true;
             }
@@ -77,7 +78,8 @@ fn closed(tcp: &mut TcpStream) -> bool {
     let deadline = Instant::now() + BOUND;
     let mut buf = [0u8; 512];
     while Instant::now() < deadline {
-        tcp.set_read_timeout(Some(deadline - Instant::now())).unwrap();
+        tcp.set_read_timeout(Some(deadline - Instant::now()))
+            .unwrap();
         match tcp.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
@@ -100,7 +102,10 @@ fn flood(addr: SocketAddr, slow: &'static [u8], serve: impl Fn()) {
     for (i, tcp) in idle.iter_mut().enumerate() {
         assert!(closed(tcp), "idle connection {i} to {addr} still open");
     }
-    assert!(slow.join().unwrap(), "the slow request to {addr} still open");
+    assert!(
+        slow.join().unwrap(),
+        "the slow request to {addr} still open"
+    );
     // The places are free again: a normal client is served after the flood.
     serve();
 }
@@ -113,7 +118,8 @@ fn idle_and_slow_connections_are_closed_and_normal_clients_served_on_every_liste
     let webhook_collector = Collector::start(WEBHOOK_CONFIG);
     let webhook = webhook_collector.component_endpoint("webhook/flipt");
 
-    let head: &[u8] = b"POST /v1/logs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\r\n";
+    let head: &[u8] =
+        b"POST /v1/logs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\r\n";
     flood(http, head, || {
         let reply = http_post(
             http,

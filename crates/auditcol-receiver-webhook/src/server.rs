@@ -54,15 +54,7 @@ pub(crate) async fn serve(
     // One handler for every path and method: the configured path is matched
     // literally, so no character in it can mean a route pattern.
     let router = Router::new().fallback(handle).with_state(endpoint);
-    serve_http(
-        listener,
-        connections,
-        router,
-        timeouts,
-        tls,
-        shutdown,
-    )
-    .await;
+    serve_http(listener, connections, router, timeouts, tls, shutdown).await;
     Ok(())
 }
 

@@ -268,7 +268,9 @@ enum H1 {
 #[derive(Debug)]
 enum Protocol {
     /// Nothing yet, or the first `matched` bytes of the HTTP/2 preface.
-    Unknown { matched: usize },
+    Unknown {
+        matched: usize,
+    },
     Http1(H1),
     Http2(Box<H2>),
 }
@@ -277,7 +279,10 @@ enum Protocol {
 enum Closing {
     Open,
     /// GOAWAY to write once the server's frame in progress is out.
-    Goaway { frame: Vec<u8>, written: usize },
+    Goaway {
+        frame: Vec<u8>,
+        written: usize,
+    },
     Flush,
     Shutdown,
     /// Reading and dropping what the client still sends.

@@ -114,8 +114,14 @@ fn size_limits_must_be_positive() {
 fn http_timeouts_are_checked_with_their_path() {
     for (http, path) in [
         (json!({"idle_timeout": "0s"}), "protocols.http.idle_timeout"),
-        (json!({"read_header_timeout": "0s"}), "protocols.http.read_header_timeout"),
-        (json!({"idle_timeout": "soon"}), "protocols.http.idle_timeout"),
+        (
+            json!({"read_header_timeout": "0s"}),
+            "protocols.http.read_header_timeout",
+        ),
+        (
+            json!({"idle_timeout": "soon"}),
+            "protocols.http.idle_timeout",
+        ),
         (
             json!({"http2_keepalive": {"timeout": "0s"}}),
             "protocols.http.http2_keepalive.timeout",
@@ -137,7 +143,10 @@ fn http_timeouts_are_checked_with_their_path() {
     .http
     .unwrap();
     let timeouts = http.timeouts();
-    assert_eq!(timeouts.read_timeout, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(
+        timeouts.read_timeout,
+        Some(std::time::Duration::from_secs(5))
+    );
     assert_eq!(timeouts.idle_timeout, std::time::Duration::from_secs(120));
     assert_eq!(timeouts.http2_keepalive, None, "time 0 = no pings");
     let defaults = HttpConfig::default().timeouts();

@@ -613,7 +613,9 @@ async fn h2_connection(
 }
 
 /// How a connection ended, waiting at most a generous bound.
-async fn ended(connection: tokio::task::JoinHandle<Result<(), h2::Error>>) -> Result<(), h2::Error> {
+async fn ended(
+    connection: tokio::task::JoinHandle<Result<(), h2::Error>>,
+) -> Result<(), h2::Error> {
     tokio::time::timeout(Duration::from_secs(20), connection)
         .await
         .expect("the connection was not closed")
@@ -630,7 +632,9 @@ async fn a_client_pinging_too_often_is_sent_goaway_enhance_your_calm_and_closed(
             break;
         }
     }
-    let error = ended(connection).await.expect_err("closed with an error code");
+    let error = ended(connection)
+        .await
+        .expect_err("closed with an error code");
     assert!(error.is_go_away() && error.is_remote(), "{error:?}");
     assert_eq!(error.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM));
     assert_still_serves(&running).await;
@@ -649,8 +653,11 @@ async fn pings_min_time_apart_are_allowed_without_a_call_when_permitted() {
     assert!(!connection.is_finished());
     // The same connection still carries calls.
     let mut client = client.ready().await.unwrap();
-    let (response, mut body) = client.send_request(export_request(&running), false).unwrap();
-    body.send_data(grpc_frame(&LogBatch::sample_audit(1)), true).unwrap();
+    let (response, mut body) = client
+        .send_request(export_request(&running), false)
+        .unwrap();
+    body.send_data(grpc_frame(&LogBatch::sample_audit(1)), true)
+        .unwrap();
     assert_eq!(response.await.unwrap().status(), 200);
 }
 
@@ -663,8 +670,11 @@ async fn answers_forgive_early_pings() {
     let (client, mut pings, connection) = h2_connection(&running).await;
     let mut client = client.ready().await.unwrap();
     for _ in 0..6 {
-        let (response, mut body) = client.send_request(export_request(&running), false).unwrap();
-        body.send_data(grpc_frame(&LogBatch::sample_audit(1)), true).unwrap();
+        let (response, mut body) = client
+            .send_request(export_request(&running), false)
+            .unwrap();
+        body.send_data(grpc_frame(&LogBatch::sample_audit(1)), true)
+            .unwrap();
         let mut response = response.await.unwrap().into_body();
         while response.data().await.is_some() {}
         response.trailers().await.unwrap();
@@ -715,5 +725,9 @@ async fn a_connection_without_a_call_for_max_connection_idle_is_sent_away_and_on
     let mut silent = tokio::net::TcpStream::connect(running.addr("grpc"))
         .await
         .unwrap();
-    assert!(frames_until_closed(&mut silent, Duration::from_secs(20)).await.is_some());
+    assert!(
+        frames_until_closed(&mut silent, Duration::from_secs(20))
+            .await
+            .is_some()
+    );
 }

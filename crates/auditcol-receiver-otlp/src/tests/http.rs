@@ -419,12 +419,11 @@ async fn connections_past_max_connections_are_closed_and_a_freed_place_serves_ag
 }
 
 #[tokio::test]
-async fn idle_connections_are_closed_after_idle_timeout_and_slow_ones_after_read_header_timeout()
-{
+async fn idle_connections_are_closed_after_idle_timeout_and_slow_ones_after_read_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-    let running = start(json!({"http": {"read_header_timeout": "300ms", "idle_timeout": "600ms"}}))
-        .await;
+    let running =
+        start(json!({"http": {"read_header_timeout": "300ms", "idle_timeout": "600ms"}})).await;
     let addr = running.addr("http");
     let started = tokio::time::Instant::now();
     let mut idle = TcpStream::connect(addr).await.unwrap();

@@ -65,8 +65,7 @@ fn the_reserved_bit_of_a_stream_id_is_ignored() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_stream_is_open_from_the_client_headers_until_the_server_ends_it_or_a_side_resets_it()
-{
+async fn a_stream_is_open_from_the_client_headers_until_the_server_ends_it_or_a_side_resets_it() {
     let start = Instant::now();
     let mut h2 = H2::new(start, None);
     let mut client = frame(HEADERS, 0x4, 1, 10);
@@ -213,7 +212,7 @@ async fn until_eof<IO: AsyncRead + AsyncWrite + Unpin>(watched: &mut Watched<IO>
 
 #[tokio::test(start_paused = true)]
 async fn an_http1_connection_waits_idle_timeout_for_a_request_and_read_header_timeout_for_its_head()
- {
+{
     // Silent from the start: closed at idle_timeout.
     let (client, server) = tokio::io::duplex(1024);
     let mut watched = Watched::new(server, RULES);
