@@ -26,11 +26,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::PipelineError;
+use crate::config::ConfigDuration;
 use crate::telemetry::ReceiverTelemetry;
 #[cfg(any(feature = "axum", feature = "tonic"))]
 use crate::tls::ServerTls;
 #[cfg(feature = "tonic")]
 use crate::tls::TlsConnection;
+
+mod watch;
+pub use watch::{ConnectionRules, PingPolicy, Watched};
 
 /// The default most connections one listener keeps open: far under the
 /// open-file limit the binary raises at start, so exporters' files and
@@ -264,38 +268,117 @@ impl HttpRefusal {
     }
 }
 
-/// The default time a client has to send a request's headers over HTTP/1,
-/// counted from when the server starts waiting for them — so it also closes
-/// keep-alive connections left idle that long.
+/// The default time a client has to send a request's head over HTTP/1,
+/// counted from its first byte.
 pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// HTTP/2 connections silent this long are pinged...
-#[cfg(feature = "axum")]
-const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
-/// ...and closed when the ping is not answered within this.
-#[cfg(feature = "axum")]
-const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The default time an HTTP connection may wait for a request (HTTP/1) or
+/// have no stream open (HTTP/2) before it is closed (the Collector's).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Largest header list of one HTTP/2 request, in bytes (h2's default is 16 MiB).
 #[cfg(feature = "axum")]
 const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+
+/// `http2_keepalive` of an HTTP listener: the server pings an HTTP/2
+/// connection it has heard nothing from for `time`, and closes it when the
+/// ping goes unanswered for `timeout` — a client that vanished gives back
+/// its place among `max_connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2Keepalive {
+    /// Ping after this long without a frame from the client; 0 = never.
+    pub time: ConfigDuration,
+    /// Close when a ping is not answered within this.
+    pub timeout: ConfigDuration,
+}
+
+impl Default for Http2Keepalive {
+    fn default() -> Self {
+        Self {
+            time: ConfigDuration::from_secs(60),
+            timeout: ConfigDuration::from_secs(20),
+        }
+    }
+}
+
+impl crate::config::Validate for Http2Keepalive {
+    fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        if !self.time.0.is_zero() && self.timeout.0.is_zero() {
+            return Err(crate::config::ConfigError::at(
+                "timeout",
+                "must be more than 0 when `time` is set: how long a ping may go unanswered",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How an HTTP listener treats slow and idle clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// HTTP/1: a request's head must be complete within this of its first
+    /// byte. Over TLS, the handshake and the first bytes after it must come
+    /// within it too.
+    pub read_header_timeout: Duration,
+    /// A request's body must be complete within this of its head; `None` =
+    /// no limit.
+    pub read_timeout: Option<Duration>,
+    /// A connection waiting this long for a request (HTTP/1), or with no
+    /// stream open this long (HTTP/2: GOAWAY), is closed.
+    pub idle_timeout: Duration,
+    /// HTTP/2 pings to silent connections: `None` = none.
+    pub http2_keepalive: Option<Http2Keepalive>,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            read_timeout: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            http2_keepalive: Some(Http2Keepalive::default()),
+        }
+    }
+}
+
+impl HttpTimeouts {
+    /// The timeouts of a listener's settings, where 0 means "none" for
+    /// `read_timeout` and `http2_keepalive.time`.
+    pub fn new(
+        read_header_timeout: ConfigDuration,
+        read_timeout: ConfigDuration,
+        idle_timeout: ConfigDuration,
+        http2_keepalive: Http2Keepalive,
+    ) -> Self {
+        Self {
+            read_header_timeout: read_header_timeout.0,
+            read_timeout: (!read_timeout.0.is_zero()).then_some(read_timeout.0),
+            idle_timeout: idle_timeout.0,
+            http2_keepalive: (!http2_keepalive.time.0.is_zero()).then_some(http2_keepalive),
+        }
+    }
+}
 
 /// Serves `router` on the connections of `listener` admitted under `limit`
 /// until `shutdown` is cancelled, then lets requests in flight finish; over
 /// TLS when `tls` is given (ALPN should offer `h2` and `http/1.1`).
 ///
-/// Over HTTP/1 a client must send each request's headers within
-/// `read_header_timeout` of the server waiting for them: a slow client, or
-/// a connection left idle, is closed then instead of holding its place.
-/// (`axum::serve` sets no timer, so hyper's own header timeout never runs.)
-/// Over TLS the handshake and the first bytes of the first request must
-/// come within `read_header_timeout` too; each handshake runs in the
-/// connection's own task, so a slow one holds up no other client.
+/// Each connection is kept to `timeouts` by a [`Watched`] on its (decrypted)
+/// bytes: a connection waiting for a request, or over HTTP/2 with no
+/// stream open, is closed after `idle_timeout`; over HTTP/1 a request's
+/// head must be complete within `read_header_timeout` of its first byte.
+/// (`axum::serve` sets no timer, and hyper's own header timer would count
+/// the wait for a request too.) Over TLS the handshake and the first bytes
+/// of the first request must come within `read_header_timeout`; each
+/// handshake runs in the connection's own task, so a slow one holds up no
+/// other client.
 #[cfg(feature = "axum")]
 pub async fn serve_http(
     listener: TcpListener,
     limit: ConnectionLimit,
     router: axum::Router,
-    read_header_timeout: Duration,
+    timeouts: HttpTimeouts,
     tls: Option<Arc<ServerTls>>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
@@ -305,15 +388,28 @@ pub async fn serve_http(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(read_header_timeout);
-    // HTTP/2 (h2c) has no header timer per request: ping silent
-    // connections instead, and close those whose client has vanished.
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(Some(H2_KEEPALIVE_INTERVAL))
-        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+        .keep_alive_interval(timeouts.http2_keepalive.map(|k| k.time.0))
         .max_header_list_size(MAX_HEADER_LIST_SIZE);
+    if let Some(keepalive) = timeouts.http2_keepalive {
+        builder.http2().keep_alive_timeout(keepalive.timeout.0);
+    }
+    let rules = ConnectionRules {
+        idle_timeout: Some(timeouts.idle_timeout),
+        read_header_timeout: Some(timeouts.read_header_timeout),
+        ping_policy: None,
+    };
+    let router = match timeouts.read_timeout {
+        Some(read_timeout) => router.layer(axum::middleware::map_request(
+            move |request: axum::extract::Request| async move {
+                request.map(|body| axum::body::Body::new(DeadlineBody::new(body, read_timeout)))
+            },
+        )),
+        None => router,
+    };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (connection, client) = tokio::select! {
@@ -327,32 +423,73 @@ pub async fn serve_http(
         tokio::spawn(async move {
             match tls {
                 Some(tls) => {
-                    if let Some(connection) =
-                        tls.accept(connection, client, read_header_timeout).await
+                    if let Some(connection) = tls
+                        .accept(connection, client, timeouts.read_header_timeout)
+                        .await
                     {
+                        let connection = Watched::new(connection, rules);
                         serve_http_connection(builder, connection, router, client, watcher).await;
                     }
                 }
                 None => {
-                    // Until a client sends its first bytes, hyper is still
-                    // finding out which HTTP version it speaks and no header
-                    // timer runs: bound that wait here, so a silent
-                    // connection is closed too. (`peek`, not `readable`:
-                    // readiness may be reported before any byte has come.)
-                    let mut first = [0u8; 1];
-                    let peeked = tokio::time::timeout(
-                        read_header_timeout,
-                        connection.get_ref().peek(&mut first),
-                    );
-                    if matches!(peeked.await, Ok(Ok(1))) {
-                        serve_http_connection(builder, connection, router, client, watcher).await;
-                    }
+                    let connection = Watched::new(connection, rules);
+                    serve_http_connection(builder, connection, router, client, watcher).await;
                 }
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// A request body that fails once `read_timeout` has passed before its end.
+#[cfg(feature = "axum")]
+struct DeadlineBody {
+    inner: axum::body::Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    read_timeout: Duration,
+}
+
+#[cfg(feature = "axum")]
+impl DeadlineBody {
+    fn new(inner: axum::body::Body, read_timeout: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(read_timeout)),
+            read_timeout,
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+impl http_body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if std::future::Future::poll(self.deadline.as_mut(), cx).is_ready() {
+            let message = format!(
+                "the body did not arrive within read_timeout ({:?})",
+                self.read_timeout
+            );
+            return Poll::Ready(Some(Err(axum::Error::new(message))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// One HTTP connection, HTTP/1 or HTTP/2 as the client speaks. Handlers
@@ -416,16 +553,17 @@ impl tonic::transport::server::Connected for TlsConnection<Admitted<TcpStream>> 
     }
 }
 
-/// The connections of `listener` admitted under `limit`, as the incoming
-/// stream tonic's server takes.
+/// The connections of `listener` admitted under `limit` and kept to
+/// `rules`, as the incoming stream tonic's server takes.
 #[cfg(feature = "tonic")]
 pub fn admitted_incoming(
     listener: TcpListener,
     limit: ConnectionLimit,
-) -> impl futures::Stream<Item = io::Result<Admitted<TcpStream>>> + Send + 'static {
-    futures::stream::unfold((listener, limit), |(listener, limit)| async move {
+    rules: ConnectionRules,
+) -> impl futures::Stream<Item = io::Result<Watched<Admitted<TcpStream>>>> + Send + 'static {
+    futures::stream::unfold((listener, limit), move |(listener, limit)| async move {
         let (connection, _) = limit.accept(&listener).await;
-        Some((Ok(connection), (listener, limit)))
+        Some((Ok(Watched::new(connection, rules)), (listener, limit)))
     })
 }
 
@@ -435,7 +573,8 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The connections of `listener` admitted under `limit` and through the
 /// TLS handshake of `tls` within `handshake_timeout`, as the incoming
-/// stream tonic's server takes. Each handshake runs in a task of its own,
+/// stream tonic's server takes, each kept to `rules` from the end of its
+/// handshake. Each handshake runs in a task of its own,
 /// so a client that stalls in it delays no one else; it holds its
 /// connection slot until the timeout. The listener is closed when the
 /// stream is dropped.
@@ -445,7 +584,9 @@ pub fn tls_incoming(
     limit: ConnectionLimit,
     tls: Arc<ServerTls>,
     handshake_timeout: Duration,
-) -> impl futures::Stream<Item = io::Result<TlsConnection<Admitted<TcpStream>>>> + Send + 'static {
+    rules: ConnectionRules,
+) -> impl futures::Stream<Item = io::Result<Watched<TlsConnection<Admitted<TcpStream>>>>> + Send + 'static
+{
     // Bounded by the connection limit anyway: every item holds a slot.
     let (ready, incoming) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
@@ -457,7 +598,7 @@ pub fn tls_incoming(
             let (ready, tls) = (ready.clone(), tls.clone());
             tokio::spawn(async move {
                 if let Some(connection) = tls.accept(connection, client, handshake_timeout).await {
-                    let _ = ready.send(Ok(connection)).await;
+                    let _ = ready.send(Ok(Watched::new(connection, rules))).await;
                 }
             });
         }

@@ -33,7 +33,7 @@ use auditcol_core::component::{
     BuildContext, Component, ComponentId, Extension, ExtensionFactory, StartError,
 };
 use auditcol_core::config::ConfigError;
-use auditcol_core::receiverhelper::{ConnectionLimit, DEFAULT_READ_HEADER_TIMEOUT, serve_http};
+use auditcol_core::receiverhelper::{ConnectionLimit, HttpTimeouts, serve_http};
 use auditcol_core::status::{ComponentState, Snapshot, StatusBoard};
 use axum::Router;
 use axum::extract::{Request, State};
@@ -156,7 +156,7 @@ impl Component for HealthCheckExtension {
             listener,
             ConnectionLimit::new(MAX_CONNECTIONS, format!("{} http", self.id)),
             router,
-            DEFAULT_READ_HEADER_TIMEOUT,
+            HttpTimeouts::default(),
             // Plain HTTP: probes come from the orchestrator, on loopback or
             // the pod network.
             None,

@@ -12,10 +12,14 @@
 //!       authenticator: bearertokenauth/ingest   # an extension listed in service.extensions
 //!     keepalive:
 //!       server_parameters:
-//!         time: 1m               # ping a connection idle this long...
+//!         time: 1m               # ping a connection silent this long...
 //!         timeout: 20s           # ...and close it if the ping is not answered
+//!         max_connection_idle: 0s # 0 = no limit; else GOAWAY after this long without a call
 //!         max_connection_age: 0s # 0 = no limit; else GOAWAY after this long
 //!         max_connection_age_grace: 0s
+//!       enforcement_policy:
+//!         min_time: 5m           # a client pinging more often is sent away...
+//!         permit_without_stream: false # ...and so is one pinging with no call open
 //!     tls:                       # absent = plain text
 //!       cert_file: /etc/auditcol/tls/server.pem
 //!       key_file: /etc/auditcol/tls/server.key
@@ -26,7 +30,12 @@
 //!     endpoint: 127.0.0.1:4318
 //!     max_request_body_size: 4194304
 //!     max_connections: 1024
-//!     read_header_timeout: 10s
+//!     read_header_timeout: 10s # for a request's head, from its first byte
+//!     read_timeout: 0s         # for its body, from the end of its head; 0 = no limit
+//!     idle_timeout: 1m         # a connection waiting for a request, or HTTP/2 with none open
+//!     http2_keepalive:
+//!       time: 1m               # ping an HTTP/2 connection silent this long...
+//!       timeout: 20s           # ...and close it if the ping is not answered
 //!     tls: {cert_file: ..., key_file: ...}   # the same keys
 //!     auth:
 //!       authenticator: basicauth/ingest
@@ -50,7 +59,8 @@ use std::net::SocketAddr;
 use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Validate, nested};
 use auditcol_core::receiverhelper::{
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, Http2Keepalive,
+    HttpTimeouts, PingPolicy, parse_endpoint,
 };
 use auditcol_core::tls::TlsServerSettings;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -134,6 +144,44 @@ pub struct GrpcConfig {
 pub struct KeepaliveConfig {
     /// What the server does to its connections.
     pub server_parameters: KeepaliveServerParameters,
+    /// What the server allows its clients.
+    pub enforcement_policy: KeepaliveEnforcementPolicy,
+}
+
+/// `protocols.grpc.keepalive.enforcement_policy`, as grpc-go's (which
+/// applies its defaults even when the key is absent): a client PING sooner
+/// than `min_time` after its previous one is a strike, and so is any PING
+/// sooner than two hours after the previous one while no call is open,
+/// unless `permit_without_stream`. Sending a call's answer forgives the
+/// strikes. At the third strike the connection is sent GOAWAY
+/// ENHANCE_YOUR_CALM (`too_many_pings`) and closed; gRPC clients then
+/// double their keepalive time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveEnforcementPolicy {
+    /// Least time between two client pings.
+    pub min_time: ConfigDuration,
+    /// Allow pings (at `min_time`) while no call is open.
+    pub permit_without_stream: bool,
+}
+
+impl Default for KeepaliveEnforcementPolicy {
+    fn default() -> Self {
+        Self {
+            min_time: ConfigDuration::from_secs(5 * 60),
+            permit_without_stream: false,
+        }
+    }
+}
+
+impl KeepaliveEnforcementPolicy {
+    /// The policy the listener's connections are held to.
+    pub fn ping_policy(&self) -> PingPolicy {
+        PingPolicy {
+            min_time: self.min_time.0,
+            permit_without_stream: self.permit_without_stream,
+        }
+    }
 }
 
 /// `protocols.grpc.keepalive.server_parameters`.
@@ -150,6 +198,9 @@ pub struct KeepaliveServerParameters {
     pub time: ConfigDuration,
     /// Close when a ping is not answered within this.
     pub timeout: ConfigDuration,
+    /// Send GOAWAY to a connection with no call open for this long, and
+    /// close it; 0 = no limit.
+    pub max_connection_idle: ConfigDuration,
     /// Send GOAWAY to a connection this old (clients reconnect, so load
     /// spreads again behind a balancer); 0 = no limit.
     pub max_connection_age: ConfigDuration,
@@ -163,6 +214,7 @@ impl Default for KeepaliveServerParameters {
         Self {
             time: ConfigDuration::from_secs(60),
             timeout: ConfigDuration::from_secs(20),
+            max_connection_idle: ConfigDuration::from_secs(0),
             max_connection_age: ConfigDuration::from_secs(0),
             max_connection_age_grace: ConfigDuration::from_secs(0),
         }
@@ -179,10 +231,19 @@ pub struct HttpConfig {
     pub max_request_body_size: u64,
     /// Most connections open at once; more are closed as they come.
     pub max_connections: usize,
-    /// Time a client has to send a request's headers, counted from when the
-    /// server waits for them: also how long a keep-alive connection may idle.
-    /// Over TLS, the handshake must be done within it too.
+    /// Time a client has to send a request's head (HTTP/1), counted from
+    /// its first byte. Over TLS, the handshake and the first bytes after it
+    /// must come within it too.
     pub read_header_timeout: ConfigDuration,
+    /// Time a client has to send a request's body, counted from the end of
+    /// its head; 0 = no limit. A body late is refused with 400.
+    pub read_timeout: ConfigDuration,
+    /// A connection waiting this long for a request (HTTP/1: since it was
+    /// opened or since the last answer), or with no request open this long
+    /// (HTTP/2: sent GOAWAY), is closed.
+    pub idle_timeout: ConfigDuration,
+    /// HTTP/2 pings to silent connections, to close those whose client vanished.
+    pub http2_keepalive: Http2Keepalive,
     /// TLS (and mutual TLS); plain text when absent.
     pub tls: Option<TlsServerSettings>,
     /// The authenticator every request must pass, before its body is read.
@@ -210,6 +271,9 @@ impl Default for HttpConfig {
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
+            read_timeout: ConfigDuration::from_secs(0),
+            idle_timeout: ConfigDuration(DEFAULT_IDLE_TIMEOUT),
+            http2_keepalive: Http2Keepalive::default(),
             tls: None,
             auth: None,
         }
@@ -238,6 +302,16 @@ impl HttpConfig {
     /// The body size limit in bytes.
     pub fn max_request_body_bytes(&self) -> usize {
         usize::try_from(self.max_request_body_size).unwrap_or(usize::MAX)
+    }
+
+    /// The timeouts the listener keeps.
+    pub fn timeouts(&self) -> HttpTimeouts {
+        HttpTimeouts::new(
+            self.read_header_timeout,
+            self.read_timeout,
+            self.idle_timeout,
+            self.http2_keepalive,
+        )
     }
 }
 
@@ -300,6 +374,12 @@ impl Validate for GrpcConfig {
                 "applies with `max_connection_age` only",
             ));
         }
+        if self.keepalive.enforcement_policy.min_time.0.is_zero() {
+            return Err(ConfigError::at(
+                "keepalive.enforcement_policy.min_time",
+                "must be more than 0; the default is 5m (a small value such as 1s allows frequent pings)",
+            ));
+        }
         if let Some(tls) = &self.tls {
             nested("tls", tls.validate())?;
         }
@@ -327,6 +407,13 @@ impl Validate for HttpConfig {
                 "must be more than 0; the default is 10s",
             ));
         }
+        if self.idle_timeout.0.is_zero() {
+            return Err(ConfigError::at(
+                "idle_timeout",
+                "must be more than 0; the default is 1m",
+            ));
+        }
+        nested("http2_keepalive", self.http2_keepalive.validate())?;
         self.socket_addr()
             .map_err(|message| ConfigError::at("endpoint", message))?;
         if self.max_request_body_size == 0 {

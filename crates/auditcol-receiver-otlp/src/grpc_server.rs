@@ -18,7 +18,8 @@ use std::task::{Context, Poll};
 use auditcol_core::auth::{AuthError, RequestAuth};
 use auditcol_core::config::ConfigDuration;
 use auditcol_core::receiverhelper::{
-    ConnectionLimit, DEFAULT_TLS_HANDSHAKE_TIMEOUT, admitted_incoming, client_addr, tls_incoming,
+    ConnectionLimit, ConnectionRules, DEFAULT_TLS_HANDSHAKE_TIMEOUT, PingPolicy, admitted_incoming,
+    client_addr, tls_incoming,
 };
 use auditcol_core::telemetry::RefusalReason;
 use auditcol_core::tls::ServerTls;
@@ -58,8 +59,10 @@ pub(crate) struct Limits {
     pub(crate) max_concurrent_streams: u32,
     /// Most connections open at once.
     pub(crate) connections: ConnectionLimit,
-    /// Pings, and the age at which a connection is sent away.
+    /// Pings, and the idleness and age at which a connection is sent away.
     pub(crate) keepalive: KeepaliveServerParameters,
+    /// How often clients may ping.
+    pub(crate) ping_policy: PingPolicy,
     /// TLS, when configured: ALPN `h2`, handshakes off the accept loop.
     pub(crate) tls: Option<Arc<ServerTls>>,
 }
@@ -88,6 +91,12 @@ pub(crate) async fn serve(
             server = server.max_connection_age_grace(grace);
         }
     }
+    // max_connection_idle and the ping policy: h2 keeps neither itself.
+    let rules = ConnectionRules {
+        idle_timeout: nonzero(keepalive.max_connection_idle),
+        read_header_timeout: None,
+        ping_policy: Some(limits.ping_policy),
+    };
     let router = server.add_service(LogsGrpc {
         ingest,
         max_recv_msg_size: limits.max_recv_msg_size,
@@ -100,7 +109,7 @@ pub(crate) async fn serve(
         None => {
             router
                 .serve_with_incoming_shutdown(
-                    admitted_incoming(listener, limits.connections),
+                    admitted_incoming(listener, limits.connections, rules),
                     shutdown.cancelled_owned(),
                 )
                 .await
@@ -113,6 +122,7 @@ pub(crate) async fn serve(
                         limits.connections,
                         tls,
                         DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+                        rules,
                     ),
                     shutdown.cancelled_owned(),
                 )

@@ -65,7 +65,7 @@ pub(crate) async fn serve(
         listener,
         limits.connections,
         router,
-        limits.read_header_timeout,
+        limits.timeouts,
         limits.tls,
         shutdown,
     )
@@ -79,9 +79,8 @@ pub(crate) struct Limits {
     pub(crate) max_body: usize,
     /// Most connections open at once.
     pub(crate) connections: ConnectionLimit,
-    /// Time a client has for a request's headers (and an idle connection
-    /// before it is closed); over TLS, for the handshake too.
-    pub(crate) read_header_timeout: std::time::Duration,
+    /// Slow and idle clients' deadlines.
+    pub(crate) timeouts: auditcol_core::receiverhelper::HttpTimeouts,
     /// TLS, when configured.
     pub(crate) tls: Option<Arc<auditcol_core::tls::ServerTls>>,
 }

@@ -366,6 +366,7 @@ impl Component for OtlpReceiver {
                     )
                     .with_telemetry(self.ingest.telemetry("grpc").clone()),
                     keepalive: c.keepalive.server_parameters.clone(),
+                    ping_policy: c.keepalive.enforcement_policy.ping_policy(),
                     tls: grpc_tls.clone(),
                 },
                 self.grpc_auth.clone(),
@@ -383,7 +384,7 @@ impl Component for OtlpReceiver {
                         format!("{} http", self.id),
                     )
                     .with_telemetry(self.ingest.telemetry("http").clone()),
-                    read_header_timeout: c.read_header_timeout.0,
+                    timeouts: c.timeouts(),
                     tls: http_tls.clone(),
                 },
                 self.ingest.clone(),

@@ -7,6 +7,13 @@
 //! signing_secret: ${env:FLIPT_WEBHOOK_SECRET}
 //! signature_header: x-flipt-webhook-signature   # the format's header by default
 //! max_request_body_size: 1048576
+//! max_connections: 1024
+//! read_header_timeout: 10s      # for a request's head, from its first byte
+//! read_timeout: 0s              # for its body, from the end of its head; 0 = no limit
+//! idle_timeout: 1m              # a connection waiting for a request, or HTTP/2 with none open
+//! http2_keepalive:
+//!   time: 1m                    # ping an HTTP/2 connection silent this long...
+//!   timeout: 20s                # ...and close it if the ping is not answered
 //! tls:                                          # absent = plain text
 //!   cert_file: /etc/auditcol/tls/server.pem
 //!   key_file: /etc/auditcol/tls/server.key
@@ -22,7 +29,8 @@ use std::net::SocketAddr;
 use auditcol_core::auth::AuthSettings;
 use auditcol_core::config::{ConfigDuration, ConfigError, Secret, Validate, nested};
 use auditcol_core::receiverhelper::{
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, parse_endpoint,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT, Http2Keepalive,
+    HttpTimeouts, parse_endpoint,
 };
 use auditcol_core::tls::TlsServerSettings;
 use http::HeaderName;
@@ -106,10 +114,19 @@ pub struct WebhookReceiverConfig {
     pub max_request_body_size: u64,
     /// Most connections open at once; more are closed as they come.
     pub max_connections: usize,
-    /// Time a client has to send a request's headers, counted from when the
-    /// server waits for them: also how long a keep-alive connection may idle.
-    /// Over TLS, the handshake must be done within it too.
+    /// Time a client has to send a request's head (HTTP/1), counted from
+    /// its first byte. Over TLS, the handshake and the first bytes after it
+    /// must come within it too.
     pub read_header_timeout: ConfigDuration,
+    /// Time a client has to send a request's body, counted from the end of
+    /// its head; 0 = no limit. A body late is refused with 400.
+    pub read_timeout: ConfigDuration,
+    /// A connection waiting this long for a request (HTTP/1: since it was
+    /// opened or since the last answer), or with no request open this long
+    /// (HTTP/2: sent GOAWAY), is closed.
+    pub idle_timeout: ConfigDuration,
+    /// HTTP/2 pings to silent connections, to close those whose client vanished.
+    pub http2_keepalive: Http2Keepalive,
     /// TLS (and mutual TLS); plain text when absent.
     pub tls: Option<TlsServerSettings>,
     /// An authenticator extension every request must pass (before its body
@@ -128,6 +145,9 @@ impl Default for WebhookReceiverConfig {
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             read_header_timeout: ConfigDuration(DEFAULT_READ_HEADER_TIMEOUT),
+            read_timeout: ConfigDuration::from_secs(0),
+            idle_timeout: ConfigDuration(DEFAULT_IDLE_TIMEOUT),
+            http2_keepalive: Http2Keepalive::default(),
             tls: None,
             auth: None,
         }
@@ -146,6 +166,9 @@ impl fmt::Debug for WebhookReceiverConfig {
             .field("max_request_body_size", &self.max_request_body_size)
             .field("max_connections", &self.max_connections)
             .field("read_header_timeout", &self.read_header_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("http2_keepalive", &self.http2_keepalive)
             .field("tls", &self.tls)
             .field("auth", &self.auth)
             .finish()
@@ -153,6 +176,16 @@ impl fmt::Debug for WebhookReceiverConfig {
 }
 
 impl WebhookReceiverConfig {
+    /// The timeouts the listener keeps.
+    pub fn timeouts(&self) -> HttpTimeouts {
+        HttpTimeouts::new(
+            self.read_header_timeout,
+            self.read_timeout,
+            self.idle_timeout,
+            self.http2_keepalive,
+        )
+    }
+
     /// The address to bind. Only meaningful after validation.
     pub fn socket_addr(&self) -> Result<SocketAddr, String> {
         parse_endpoint(&self.endpoint)
@@ -219,6 +252,13 @@ impl Validate for WebhookReceiverConfig {
                 "must be more than 0; the default is 10s",
             ));
         }
+        if self.idle_timeout.0.is_zero() {
+            return Err(ConfigError::at(
+                "idle_timeout",
+                "must be more than 0; the default is 1m",
+            ));
+        }
+        nested("http2_keepalive", self.http2_keepalive.validate())?;
         if self.max_connections == 0 {
             return Err(ConfigError::at(
                 "max_connections",

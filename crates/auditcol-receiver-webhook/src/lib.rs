@@ -100,7 +100,7 @@ pub struct WebhookReceiver {
     auth_refusals: AuthRefusals,
     addr: Result<SocketAddr, String>,
     max_connections: usize,
-    read_header_timeout: std::time::Duration,
+    timeouts: auditcol_core::receiverhelper::HttpTimeouts,
     tls: Option<TlsServerSettings>,
     /// The listener bound by [`Component::bind`], waiting for `start`.
     bound: Mutex<Option<TcpListener>>,
@@ -128,7 +128,7 @@ impl WebhookReceiver {
             auth_refusals: AuthRefusals::default(),
             addr: config.socket_addr(),
             max_connections: config.max_connections,
-            read_header_timeout: config.read_header_timeout.0,
+            timeouts: config.timeouts(),
             tls: config.tls.clone(),
             id,
             config,
@@ -281,7 +281,7 @@ impl Component for WebhookReceiver {
             listener,
             ConnectionLimit::new(self.max_connections, self.id.to_string())
                 .with_telemetry(self.endpoint.telemetry.clone()),
-            self.read_header_timeout,
+            self.timeouts,
             tls.clone(),
             self.endpoint.clone(),
             shutdown.clone(),

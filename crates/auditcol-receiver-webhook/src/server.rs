@@ -46,7 +46,7 @@ pub(crate) struct Endpoint {
 pub(crate) async fn serve(
     listener: TcpListener,
     connections: ConnectionLimit,
-    read_header_timeout: std::time::Duration,
+    timeouts: auditcol_core::receiverhelper::HttpTimeouts,
     tls: Option<Arc<auditcol_core::tls::ServerTls>>,
     endpoint: Arc<Endpoint>,
     shutdown: CancellationToken,
@@ -54,15 +54,7 @@ pub(crate) async fn serve(
     // One handler for every path and method: the configured path is matched
     // literally, so no character in it can mean a route pattern.
     let router = Router::new().fallback(handle).with_state(endpoint);
-    serve_http(
-        listener,
-        connections,
-        router,
-        read_header_timeout,
-        tls,
-        shutdown,
-    )
-    .await;
+    serve_http(listener, connections, router, timeouts, tls, shutdown).await;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Telemetry;
-use crate::receiverhelper::{ConnectionLimit, DEFAULT_READ_HEADER_TIMEOUT, serve_http};
+use crate::receiverhelper::{ConnectionLimit, HttpTimeouts, serve_http};
 
 /// The media type of the OpenMetrics text format.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -51,7 +51,7 @@ impl MetricsServer {
             listener,
             ConnectionLimit::new(MAX_CONNECTIONS, "telemetry metrics"),
             router,
-            DEFAULT_READ_HEADER_TIMEOUT,
+            HttpTimeouts::default(),
             // Plain HTTP, as the Collector's default Prometheus reader.
             None,
             shutdown.clone(),

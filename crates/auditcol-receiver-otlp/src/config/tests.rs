@@ -111,6 +111,50 @@ fn size_limits_must_be_positive() {
 }
 
 #[test]
+fn http_timeouts_are_checked_with_their_path() {
+    for (http, path) in [
+        (json!({"idle_timeout": "0s"}), "protocols.http.idle_timeout"),
+        (
+            json!({"read_header_timeout": "0s"}),
+            "protocols.http.read_header_timeout",
+        ),
+        (
+            json!({"idle_timeout": "soon"}),
+            "protocols.http.idle_timeout",
+        ),
+        (
+            json!({"http2_keepalive": {"timeout": "0s"}}),
+            "protocols.http.http2_keepalive.timeout",
+        ),
+        (
+            json!({"http2_keepalive": {"interval": "1s"}}),
+            "protocols.http.http2_keepalive.interval",
+        ),
+    ] {
+        let err = parse(json!({"protocols": {"http": http}})).unwrap_err();
+        assert_eq!(err.path, path, "{http}");
+    }
+    let http = parse(json!({"protocols": {"http": {
+        "read_timeout": "5s", "idle_timeout": "2m",
+        "http2_keepalive": {"time": "0s", "timeout": "0s"},
+    }}}))
+    .unwrap()
+    .protocols
+    .http
+    .unwrap();
+    let timeouts = http.timeouts();
+    assert_eq!(
+        timeouts.read_timeout,
+        Some(std::time::Duration::from_secs(5))
+    );
+    assert_eq!(timeouts.idle_timeout, std::time::Duration::from_secs(120));
+    assert_eq!(timeouts.http2_keepalive, None, "time 0 = no pings");
+    let defaults = HttpConfig::default().timeouts();
+    assert_eq!(defaults.read_timeout, None);
+    assert_eq!(defaults.idle_timeout, std::time::Duration::from_secs(60));
+}
+
+#[test]
 fn a_size_limit_of_the_wrong_type_names_its_path() {
     let err = parse(json!({"protocols": {"grpc": {"max_recv_msg_size_mib": "4MiB"}}})).unwrap_err();
     assert_eq!(err.path, "protocols.grpc.max_recv_msg_size_mib");

@@ -581,12 +581,153 @@ async fn keepalive_settings_are_checked() {
             "protocols.grpc.keepalive.server_parameters.max_connection_age_grace",
         ),
         (
-            json!({"protocols": {"grpc": {"keepalive": {"enforcement_policy": {}}}}}),
-            "protocols.grpc.keepalive.enforcement_policy",
+            json!({"protocols": {"grpc": {"keepalive": {"enforcement_policy": {"min_time": "0s"}}}}}),
+            "protocols.grpc.keepalive.enforcement_policy.min_time",
+        ),
+        (
+            json!({"protocols": {"grpc": {"keepalive": {"enforcement_policy": {"permit": true}}}}}),
+            "protocols.grpc.keepalive.enforcement_policy.permit",
         ),
     ] {
         let err = auditcol_core::config::parse_component_config::<crate::OtlpReceiverConfig>(&json)
             .unwrap_err();
         assert_eq!(err.path, path);
     }
+}
+
+/// An HTTP/2 connection to the gRPC port, driven in a task that returns how
+/// it ended.
+async fn h2_connection(
+    running: &Running,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    h2::PingPong,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(running.addr("grpc"))
+        .await
+        .unwrap();
+    let (client, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    let pings = connection.ping_pong().unwrap();
+    (client, pings, tokio::spawn(connection))
+}
+
+/// How a connection ended, waiting at most a generous bound.
+async fn ended(
+    connection: tokio::task::JoinHandle<Result<(), h2::Error>>,
+) -> Result<(), h2::Error> {
+    tokio::time::timeout(Duration::from_secs(20), connection)
+        .await
+        .expect("the connection was not closed")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_pinging_too_often_is_sent_goaway_enhance_your_calm_and_closed() {
+    // The default policy: 5 minutes between pings, none without a call.
+    let running = start(json!({})).await;
+    let (_client, mut pings, connection) = h2_connection(&running).await;
+    for _ in 0..4 {
+        if pings.ping(h2::Ping::opaque()).await.is_err() {
+            break;
+        }
+    }
+    let error = ended(connection)
+        .await
+        .expect_err("closed with an error code");
+    assert!(error.is_go_away() && error.is_remote(), "{error:?}");
+    assert_eq!(error.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM));
+    assert_still_serves(&running).await;
+}
+
+#[tokio::test]
+async fn pings_min_time_apart_are_allowed_without_a_call_when_permitted() {
+    let running = start(json!({"grpc": {"keepalive": {"enforcement_policy": {
+        "min_time": "100ms", "permit_without_stream": true}}}}))
+    .await;
+    let (client, mut pings, connection) = h2_connection(&running).await;
+    for _ in 0..6 {
+        pings.ping(h2::Ping::opaque()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(!connection.is_finished());
+    // The same connection still carries calls.
+    let mut client = client.ready().await.unwrap();
+    let (response, mut body) = client
+        .send_request(export_request(&running), false)
+        .unwrap();
+    body.send_data(grpc_frame(&LogBatch::sample_audit(1)), true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn answers_forgive_early_pings() {
+    // As a client estimating bandwidth does: a ping after each answer.
+    let running = start(json!({"grpc": {"keepalive": {"enforcement_policy": {
+        "min_time": "1h"}}}}))
+    .await;
+    let (client, mut pings, connection) = h2_connection(&running).await;
+    let mut client = client.ready().await.unwrap();
+    for _ in 0..6 {
+        let (response, mut body) = client
+            .send_request(export_request(&running), false)
+            .unwrap();
+        body.send_data(grpc_frame(&LogBatch::sample_audit(1)), true)
+            .unwrap();
+        let mut response = response.await.unwrap().into_body();
+        while response.data().await.is_some() {}
+        response.trailers().await.unwrap();
+        pings.ping(h2::Ping::opaque()).await.unwrap();
+        pings.ping(h2::Ping::opaque()).await.unwrap();
+    }
+    assert!(!connection.is_finished());
+    assert_eq!(running.consumer.records(), 6);
+}
+
+/// One `Export` message, framed.
+fn grpc_frame(batch: &LogBatch) -> bytes::Bytes {
+    let message = batch.encode_protobuf();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    frame.into()
+}
+
+#[tokio::test]
+async fn a_connection_without_a_call_for_max_connection_idle_is_sent_away_and_one_with_a_call_is_not()
+ {
+    let running = start(json!({"grpc": {"keepalive": {"server_parameters": {
+        "max_connection_idle": "300ms"}}}}))
+    .await;
+    // Idle from the start: GOAWAY (NO_ERROR), a clean end.
+    let (_idle, _, idle_connection) = h2_connection(&running).await;
+    // A call in flight: its message is never finished, for now.
+    let (busy, _, busy_connection) = h2_connection(&running).await;
+    let mut busy = busy.ready().await.unwrap();
+    let (response, mut body) = busy.send_request(export_request(&running), false).unwrap();
+    let frame = grpc_frame(&LogBatch::sample_audit(2));
+    body.send_data(frame.slice(..10), false).unwrap();
+
+    ended(idle_connection)
+        .await
+        .expect("GOAWAY NO_ERROR is a clean end");
+    // Well past max_connection_idle, the busy one is still open...
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(!busy_connection.is_finished());
+    // ...finishes its call...
+    body.send_data(frame.slice(10..), true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    assert_eq!(running.consumer.records(), 2);
+    // ...and is sent away once idle in turn.
+    ended(busy_connection).await.expect("a clean end");
+    // A connection that never says a word is closed too.
+    let mut silent = tokio::net::TcpStream::connect(running.addr("grpc"))
+        .await
+        .unwrap();
+    assert!(
+        frames_until_closed(&mut silent, Duration::from_secs(20))
+            .await
+            .is_some()
+    );
 }

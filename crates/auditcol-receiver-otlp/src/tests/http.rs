@@ -419,10 +419,11 @@ async fn connections_past_max_connections_are_closed_and_a_freed_place_serves_ag
 }
 
 #[tokio::test]
-async fn slow_and_idle_connections_are_closed_after_read_header_timeout() {
+async fn idle_connections_are_closed_after_idle_timeout_and_slow_ones_after_read_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-    let running = start(json!({"http": {"read_header_timeout": "300ms"}})).await;
+    let running =
+        start(json!({"http": {"read_header_timeout": "300ms", "idle_timeout": "600ms"}})).await;
     let addr = running.addr("http");
     let started = tokio::time::Instant::now();
     let mut idle = TcpStream::connect(addr).await.unwrap();
@@ -452,9 +453,57 @@ async fn slow_and_idle_connections_are_closed_after_read_header_timeout() {
         .await;
         assert!(
             closed.is_ok(),
-            "a connection outlived read_header_timeout after {:?}",
+            "a connection outlived its timeout after {:?}",
             started.elapsed()
         );
     }
     assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn an_h2c_connection_without_a_request_for_idle_timeout_is_sent_away() {
+    let running = start(json!({"http": {"idle_timeout": "300ms"}})).await;
+    let tcp = tokio::net::TcpStream::connect(running.addr("http"))
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    // A request first: the idle time counts from its answer.
+    let mut client = client.ready().await.unwrap();
+    let request = ::http::Request::post(format!("http://{}/v1/logs", running.addr("http")))
+        .header("content-type", PROTOBUF)
+        .body(())
+        .unwrap();
+    let (response, mut body) = client.send_request(request, false).unwrap();
+    body.send_data(LogBatch::sample_audit(1).encode_protobuf().into(), true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    tokio::time::timeout(Duration::from_secs(20), connection)
+        .await
+        .expect("the idle connection was not sent away")
+        .unwrap()
+        .expect("GOAWAY NO_ERROR is a clean end");
+}
+
+#[tokio::test]
+async fn a_body_slower_than_read_timeout_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let running = start(json!({"http": {"read_timeout": "300ms"}})).await;
+    let mut tcp = tokio::net::TcpStream::connect(running.addr("http"))
+        .await
+        .unwrap();
+    tcp.write_all(
+        b"POST /v1/logs HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\ncontent-length: 100\r\n\r\nabc",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut answer))
+        .await
+        .expect("no answer to the late body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("read_timeout"), "{answer}");
+    assert_eq!(running.consumer.records(), 0);
 }
