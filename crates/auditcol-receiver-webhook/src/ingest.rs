@@ -56,6 +56,19 @@ impl Ingest {
     }
 }
 
+/// The most bytes decoding a body may hold, per byte of body, at its peak:
+/// the events read (`serde_json` values of the payloads) and their batch.
+/// Measured on bodies shaped to cost the most (`tests/decoded_cost.rs`).
+pub const DECODE_COST_PER_BYTE: usize = 64;
+
+/// What the receiver reserves with the memory limiters before decoding a
+/// body of `len` bytes (beyond the body itself): never less than decoding
+/// it holds at its peak.
+pub fn decode_cost(len: usize) -> usize {
+    len.saturating_mul(DECODE_COST_PER_BYTE)
+        .saturating_add(64 << 10)
+}
+
 /// The batch of a request's events, stamped by `prepare_ingest` with
 /// `observed` and `source`; an invalid event refuses them all, with its
 /// place in the request.

@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use auditcol_core::auth::{AuthRefusals, RequestAuth};
 use auditcol_core::component::{Host, StartError};
 use auditcol_core::config::ConfigError;
+use auditcol_core::memorylimiter::Admission;
 use auditcol_core::receiverhelper::ConnectionLimit;
 use auditcol_core::telemetry::Telemetry;
 use auditcol_core::tls::{ALPN_HTTP, ServerTls, TlsServerSettings};
@@ -50,6 +51,7 @@ mod server;
 mod signature;
 
 pub use config::{Format, WebhookReceiverConfig};
+pub use ingest::{DECODE_COST_PER_BYTE, decode_cost};
 
 /// The receiver's steps from request body to batch, for the fuzz targets
 /// in `fuzz/`: not an API to build on.
@@ -82,8 +84,9 @@ impl ReceiverFactory for WebhookReceiverFactory {
         next: SharedConsumer,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let config: WebhookReceiverConfig = ctx.parse_config(config)?;
-        let receiver =
-            WebhookReceiver::new(ctx.id.clone(), config, next).with_telemetry(&ctx.telemetry);
+        let receiver = WebhookReceiver::new(ctx.id.clone(), config, next)
+            .with_admission(ctx.host.admission().clone())
+            .with_telemetry(&ctx.telemetry);
         Ok(Arc::new(receiver.with_authenticator(&ctx.host)?))
     }
 }
@@ -95,6 +98,8 @@ pub struct WebhookReceiver {
     config: WebhookReceiverConfig,
     next: SharedConsumer,
     endpoint: Arc<Endpoint>,
+    /// The memory limiters of the pipelines this receiver feeds.
+    admission: Admission,
     /// `auth` as configured, until resolved into `endpoint.auth`.
     auth_settings: Option<auditcol_core::auth::AuthSettings>,
     auth_refusals: AuthRefusals,
@@ -123,7 +128,14 @@ impl WebhookReceiver {
     /// (`audit`) or `flagsmith`.
     pub fn new(id: ComponentId, config: WebhookReceiverConfig, next: SharedConsumer) -> Self {
         Self {
-            endpoint: Arc::new(endpoint(&id, &config, &next, &Telemetry::disabled())),
+            endpoint: Arc::new(endpoint(
+                &id,
+                &config,
+                &next,
+                &Telemetry::disabled(),
+                &Admission::default(),
+            )),
+            admission: Admission::default(),
             auth_settings: config.auth.clone(),
             auth_refusals: AuthRefusals::default(),
             addr: config.socket_addr(),
@@ -143,7 +155,30 @@ impl WebhookReceiver {
     /// [`WebhookReceiver::with_authenticator`] (as the factory does): it
     /// makes the endpoint anew.
     pub fn with_telemetry(mut self, telemetry: &Telemetry) -> Self {
-        self.endpoint = Arc::new(endpoint(&self.id, &self.config, &self.next, telemetry));
+        self.endpoint = Arc::new(endpoint(
+            &self.id,
+            &self.config,
+            &self.next,
+            telemetry,
+            &self.admission,
+        ));
+        self
+    }
+
+    /// The same receiver, asking `admission` (the memory limiters of the
+    /// pipelines it feeds) before it reads a request, and holding what the
+    /// request costs — its body, then [`decode_cost`] of it — until the
+    /// pipeline answered. Call it before [`WebhookReceiver::with_telemetry`]
+    /// (as the factory does).
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self.endpoint = Arc::new(endpoint(
+            &self.id,
+            &self.config,
+            &self.next,
+            &Telemetry::disabled(),
+            &self.admission,
+        ));
         self
     }
 
@@ -207,6 +242,7 @@ fn endpoint(
     config: &WebhookReceiverConfig,
     next: &SharedConsumer,
     telemetry: &Telemetry,
+    admission: &Admission,
 ) -> Endpoint {
     let source = id
         .name()
@@ -229,6 +265,7 @@ fn endpoint(
         ingest: Ingest::new(id.clone(), source, next.clone()),
         telemetry: Arc::new(telemetry.receiver(id, "http")),
         auth: None,
+        admission: admission.clone(),
     }
 }
 

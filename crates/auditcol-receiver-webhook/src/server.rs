@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use auditcol_core::auth::RequestAuth;
+use auditcol_core::memorylimiter::Admission;
 use auditcol_core::receiverhelper::HttpRefusal;
 use auditcol_core::receiverhelper::{ConnectionLimit, client_addr, serve_http};
 use auditcol_core::telemetry::{ReceiverTelemetry, RefusalReason};
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{BodyKind, JSON, NDJSON};
 use crate::config::Format;
 use crate::decode::decode_request;
-use crate::ingest::{Ingest, Rejection};
+use crate::ingest::{Ingest, Rejection, decode_cost};
 use crate::signature::SignatureVerifier;
 
 /// What every request needs.
@@ -39,6 +40,8 @@ pub(crate) struct Endpoint {
     pub(crate) telemetry: Arc<ReceiverTelemetry>,
     /// `auth`: checked on the headers before the body is read.
     pub(crate) auth: Option<RequestAuth>,
+    /// The memory limiters, asked before the body is read.
+    pub(crate) admission: Admission,
 }
 
 /// Serves `endpoint` on `listener` until `shutdown` is cancelled, then lets
@@ -206,8 +209,14 @@ async fn receive(endpoint: &Endpoint, request: Request) -> Result<(usize, usize)
             })?;
     }
     let kind = body_kind(request.headers())?;
+    // Admitted by the memory limiters before the body is read; the body and
+    // what decoding it may hold are reserved until the pipeline answered.
+    let mut reservation = endpoint.admission.admit().map_err(memory_refusal)?;
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, endpoint.max_body).await?;
+    reservation
+        .grow(body.len().saturating_add(decode_cost(body.len())))
+        .map_err(memory_refusal)?;
     if let Some(verifier) = &endpoint.verifier {
         // Worth an operator's attention (logged at WARN): a forged request,
         // or a sender configured with another secret (then every event is refused).
@@ -232,6 +241,12 @@ async fn receive(endpoint: &Endpoint, request: Request) -> Result<(usize, usize)
         .await
         .map_err(Failure::from)?;
     Ok((accepted, decoded.ignored))
+}
+
+/// A refusal by the memory limiters: 503 with `Retry-After`, counted as
+/// backpressure.
+fn memory_refusal(error: auditcol_core::PipelineError) -> Failure {
+    Failure::from(Rejection::Pipeline { error, records: 0 })
 }
 
 /// The body's media type, from `Content-Type`; only identity encoding, as

@@ -16,6 +16,7 @@ mod auth;
 mod factory;
 mod http;
 mod lifecycle;
+mod memory;
 mod robustness;
 mod telemetry;
 
