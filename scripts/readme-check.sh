@@ -17,17 +17,22 @@
 #   scripts/readme-check.sh
 #
 # The clone is made in ~/.cache/auditcol/readme-check (or
-# $AUDITCOL_README_CHECK_DIR), emptied first. Kept outside it: the cargo
-# build directory (CARGO_TARGET_DIR,
-# default ~/.cache/auditcol/target; an empty one would add ~10 minutes of
-# compiling on 2 cores) and Tansu (`tansu` on the PATH: building it takes
-# 8-15 minutes). `cargo install` builds the debug profile (`--debug`) to
-# reuse that build; the README's command builds the release one.
+# $AUDITCOL_README_CHECK_DIR), emptied first. Kept outside it: its cargo
+# build directory (~/.cache/auditcol/target-readme-check, or
+# $AUDITCOL_README_CHECK_TARGET: the dependencies stay built between runs;
+# an empty one adds ~10 minutes of compiling on 2 cores) and Tansu (`tansu`
+# on the PATH: building it takes 8-15 minutes). `cargo install` builds the
+# debug profile (`--debug`) to reuse that build; the README's command builds
+# the release one.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditcol/target}"
-# A fixed place, emptied on each run: cargo's build of the clone is found
-# again by the next run (a new path each time would rebuild every crate).
+# A build directory of its own, never the one other checkouts use: cargo
+# tells a workspace's builds apart by paths relative to the workspace, so a
+# clone sharing a build directory with another checkout of the same tree
+# could leave test binaries that point into the clone (CARGO_MANIFEST_DIR)
+# for the other checkout to run.
+export CARGO_TARGET_DIR="${AUDITCOL_README_CHECK_TARGET:-$HOME/.cache/auditcol/target-readme-check}"
+# A fixed place, emptied on each run.
 WORK="${AUDITCOL_README_CHECK_DIR:-$HOME/.cache/auditcol/readme-check}"
 rm -rf "$WORK" && mkdir -p "$WORK"
 collector=""
