@@ -238,7 +238,12 @@ service:
         "service labels only on target_info"
     );
 
-    // Refusals and drops are in the log: the first of each kind at once.
+    // Refusals and drops are in the log: the first of each kind at once
+    // (written before the requests were answered; the harness reads the
+    // collector's stderr on a thread of its own, so wait for the lines).
+    for reason in ["invalid", "not_included", "non_audit"] {
+        collector.wait_for_log(&format!("reason=\"{reason}\""));
+    }
     let log = collector.log();
     let refused = log
         .lines()
