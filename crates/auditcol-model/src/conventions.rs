@@ -61,8 +61,8 @@ pub fn event_name(noun: &str, verb: &str) -> String {
 /// ```
 /// use auditcol_model::conventions::EventIds;
 /// let mut ids = EventIds::new();
-/// let (mut a, mut b) = ([0u8; 36], [0u8; 36]);
-/// let (a, b) = (ids.next_id(&mut a).to_owned(), ids.next_id(&mut b).to_owned());
+/// let a = ids.next_id().to_owned();
+/// let b = ids.next_id().to_owned();
 /// assert!(a < b, "time ordered: {a} {b}");
 /// assert_eq!(&a[14..15], "7");
 /// ```
@@ -70,6 +70,9 @@ pub fn event_name(noun: &str, verb: &str) -> String {
 pub struct EventIds {
     /// The UUID last handed out, as a number.
     last: u128,
+    /// Its text: the next one differs in its last digits, so only they
+    /// are written (`None` until the first id).
+    text: Option<[u8; 36]>,
 }
 
 impl Default for EventIds {
@@ -84,16 +87,55 @@ impl EventIds {
     const RAND_B_BITS: u32 = 62;
     const RAND_B: u128 = (1 << Self::RAND_B_BITS) - 1;
     const RAND_A: u128 = 0xfff << 64;
+    /// The low 60 bits: the last 15 hex digits of the text, all in `rand_b`.
+    const LOW_DIGITS: u128 = (1 << 60) - 1;
 
     /// Reads the clock and draws the random start.
     pub fn new() -> Self {
         Self {
             last: uuid::Uuid::now_v7().as_u128(),
+            text: None,
         }
     }
 
-    /// The next id, written into `buf`.
-    pub fn next_id<'b>(&mut self, buf: &'b mut [u8; 36]) -> &'b str {
+    /// The next id.
+    pub fn next_id(&mut self) -> &str {
+        match &mut self.text {
+            Some(text) if self.last & Self::LOW_DIGITS != Self::LOW_DIGITS => {
+                // Counting up in the text, as on an odometer: no carry
+                // leaves the last 15 digits (the last group and three of
+                // the one before).
+                self.last += 1;
+                for digit in text.iter_mut().rev() {
+                    match *digit {
+                        b'-' => {}
+                        b'f' => *digit = b'0',
+                        b'9' => {
+                            *digit = b'a';
+                            break;
+                        }
+                        _ => {
+                            *digit += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            _ => {
+                self.advance();
+                let mut text = [0u8; 36];
+                uuid::Uuid::from_u128(self.last)
+                    .hyphenated()
+                    .encode_lower(&mut text);
+                self.text = Some(text);
+            }
+        }
+        let text = self.text.as_ref().expect("written above");
+        crate::view::as_str(text).expect("hex digits and hyphens")
+    }
+
+    /// One up, carrying from `rand_b` into `rand_a`.
+    fn advance(&mut self) {
         let rand_b = (self.last & Self::RAND_B) + 1;
         self.last = if rand_b <= Self::RAND_B {
             (self.last & !Self::RAND_B) | rand_b
@@ -106,9 +148,6 @@ impl EventIds {
                 uuid::Uuid::now_v7().as_u128()
             }
         };
-        uuid::Uuid::from_u128(self.last)
-            .hyphenated()
-            .encode_lower(buf)
     }
 }
 
@@ -119,9 +158,7 @@ mod tests {
     #[test]
     fn batch_ids_are_distinct_ordered_version_7_uuids() {
         let mut ids = EventIds::new();
-        let mut seen: Vec<String> = (0..1000)
-            .map(|_| ids.next_id(&mut [0u8; 36]).to_owned())
-            .collect();
+        let mut seen: Vec<String> = (0..1000).map(|_| ids.next_id().to_owned()).collect();
         for id in &seen {
             let parsed = uuid::Uuid::parse_str(id).unwrap();
             assert_eq!(parsed.get_version_num(), 7, "{id}");
@@ -136,11 +173,40 @@ mod tests {
     fn the_counter_carries_into_rand_a_and_keeps_version_and_variant() {
         let mut ids = EventIds {
             last: uuid::Uuid::now_v7().as_u128() | EventIds::RAND_B,
+            text: None,
         };
-        let id = ids.next_id(&mut [0u8; 36]).to_owned();
+        let id = ids.next_id().to_owned();
         let parsed = uuid::Uuid::parse_str(&id).unwrap();
         assert_eq!(parsed.get_version_num(), 7);
         assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
         assert_eq!(parsed.as_u128() & EventIds::RAND_B, 0);
+    }
+
+    #[test]
+    fn the_text_counts_up_with_the_number_across_digit_carries() {
+        // Starts just below carries out of one, two, the last group (over
+        // a hyphen) and all fifteen of the digits counted in the text, then
+        // out of rand_b.
+        for low in [
+            0x8,
+            0xfe,
+            0xffff_ffff_fffd,
+            EventIds::LOW_DIGITS - 2,
+            EventIds::RAND_B - 2,
+        ] {
+            let start = (uuid::Uuid::now_v7().as_u128() & !EventIds::RAND_B) | low;
+            let mut ids = EventIds {
+                last: start,
+                text: None,
+            };
+            for _ in 0..6 {
+                let id = ids.next_id().to_owned();
+                assert_eq!(id, uuid::Uuid::from_u128(ids.last).hyphenated().to_string());
+                let parsed = uuid::Uuid::parse_str(&id).unwrap();
+                assert_eq!(parsed.get_version_num(), 7, "{id}");
+                assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122, "{id}");
+            }
+            assert!(ids.last > start);
+        }
     }
 }

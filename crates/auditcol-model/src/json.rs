@@ -69,7 +69,7 @@ impl<'a> AuditFields<'a> {
     /// the check at decode): `actor` are its `audit.actor.*` attributes in
     /// record order, `time` the event time (the observed time when the
     /// record has none).
-    #[inline]
+    #[inline(always)]
     pub fn from_parts(
         audit: AuditAttributes<'a>,
         actor: impl IntoIterator<Item = KeyValueView<'a>>,
@@ -213,20 +213,26 @@ pub fn write_value(value: AnyValueView<'_>, out: &mut Vec<u8>) {
 /// `"` and `\\` and the control characters below U+0020 (`\b \t \n \f \r`
 /// short, the rest as `\u00XX`); everything else, U+007F and non-ASCII
 /// included, as it is. Most strings need no escape and are copied whole.
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    if has_escape(bytes) {
+        write_escaped(out, bytes);
+    } else {
+        push_quoted(out, bytes);
+    }
+}
+
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        i += 1;
+    for (i, &b) in bytes.iter().enumerate() {
         if !NEEDS_ESCAPE[usize::from(b)] {
             continue;
         }
-        out.extend_from_slice(&bytes[start..i - 1]);
-        start = i;
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -245,6 +251,102 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any byte of `bytes` needs an escape, eight bytes at a time.
+/// Most strings written are a few bytes long: those are read in one word.
+#[inline]
+fn has_escape(bytes: &[u8]) -> bool {
+    let n = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            bytes[at..at + 4].try_into().expect("4 bytes"),
+        ))
+    };
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 <= n {
+            if escapes(word(at)) {
+                return true;
+            }
+            at += 8;
+        }
+        // The tail, read as the last eight bytes.
+        return at < n && escapes(word(n - 8));
+    }
+    let w = if n >= 4 {
+        half(0) | half(n - 4) << 32
+    } else if n > 0 {
+        // Up to three bytes; the rest spaces, which need no escape.
+        u64::from(bytes[0])
+            | u64::from(bytes[n / 2]) << 8
+            | u64::from(bytes[n - 1]) << 16
+            | 0x2020_2020_2000_0000
+    } else {
+        return false;
+    };
+    escapes(w)
+}
+
+/// Whether a byte of `w` is below 0x20, `"` or `\\` (the "has less than"
+/// and "has zero byte" bit tricks: a borrow sets a bit only above a byte
+/// that matched, so there are no false positives).
+#[inline(always)]
+fn escapes(w: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    let q = w ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let s = w ^ (ONES * u64::from(b'\\'));
+    let slash = s.wrapping_sub(ONES) & !s;
+    (control | quote | slash) & HIGH != 0
+}
+
+/// Appends `"`, `bytes`, `"`. Short copies are done with a few word
+/// moves instead of a call to `memcpy`, which costs more than the copy for
+/// the short strings of audit events.
+#[inline(always)]
+fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
+    use std::ptr::{read_unaligned, write_unaligned};
+    let n = bytes.len();
+    out.reserve(n + 2);
+    let len = out.len();
+    let src = bytes.as_ptr();
+    // SAFETY: `reserve` made room for n + 2 bytes after `len`. Every one of
+    // them is written below before `set_len` makes them part of the vector:
+    // the quote at `len`, the n bytes of `bytes` after it (by two
+    // overlapping moves for the short sizes, which both stay inside `src`'s
+    // n bytes and the n bytes of room), and the closing quote.
+    unsafe {
+        let dst = out.as_mut_ptr().add(len);
+        dst.write(b'"');
+        let to = dst.add(1);
+        if n >= 16 {
+            std::ptr::copy_nonoverlapping(src, to, n);
+        } else if n >= 8 {
+            let (a, b) = (
+                read_unaligned(src.cast::<u64>()),
+                read_unaligned(src.add(n - 8).cast::<u64>()),
+            );
+            write_unaligned(to.cast::<u64>(), a);
+            write_unaligned(to.add(n - 8).cast::<u64>(), b);
+        } else if n >= 4 {
+            let (a, b) = (
+                read_unaligned(src.cast::<u32>()),
+                read_unaligned(src.add(n - 4).cast::<u32>()),
+            );
+            write_unaligned(to.cast::<u32>(), a);
+            write_unaligned(to.add(n - 4).cast::<u32>(), b);
+        } else if n > 0 {
+            to.write(*src);
+            to.add(n / 2).write(*src.add(n / 2));
+            to.add(n - 1).write(*src.add(n - 1));
+        }
+        to.add(n).write(b'"');
+        out.set_len(len + n + 2);
+    }
 }
 
 /// The bytes a JSON string cannot hold as they are.
@@ -330,6 +432,28 @@ mod tests {
             let mut out = Vec::new();
             write_str(&mut out, &s);
             prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+
+        #[test]
+        fn an_escape_is_found_at_every_position_and_length(
+            prefix in "([ -~&&[^\"\\\\]]|[\u{7f}-\u{10ffff}]){0,20}",
+            escape in prop::sample::select(vec![0u8, 0x08, 0x0a, 0x1f, b'"', b'\\']),
+            suffix in "([ -~&&[^\"\\\\]]|[\u{7f}-\u{10ffff}]){0,20}",
+        ) {
+            let mut s = prefix.clone();
+            prop_assert!(!has_escape(s.as_bytes()));
+            s.push(char::from(escape));
+            s.push_str(&suffix);
+            prop_assert!(has_escape(s.as_bytes()));
+            prop_assert!(!has_escape(suffix.as_bytes()));
+        }
+
+        #[test]
+        fn plain_strings_of_every_length_are_copied_whole(s in "([ -~&&[^\"\\\\]]|[\u{7f}-\u{10ffff}]){0,40}") {
+            let mut out = b"x".to_vec();
+            write_str(&mut out, &s);
+            prop_assert_eq!(&out[..1], b"x");
+            prop_assert_eq!(String::from_utf8(out[1..].to_vec()).unwrap(), serde_json::to_string(&s).unwrap());
         }
 
         #[test]

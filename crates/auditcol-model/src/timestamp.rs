@@ -1,5 +1,7 @@
 //! RFC 3339 timestamps ⇄ OTLP nanoseconds since the Unix epoch.
 
+use std::cell::Cell;
+
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
@@ -35,12 +37,13 @@ pub fn format_rfc3339(nanos: u64) -> String {
 
 /// Appends the RFC 3339 form of `nanos` to `out` (see [`format_rfc3339`]).
 pub fn write_rfc3339(out: &mut String, nanos: u64) {
-    out.push_str(Rfc3339Buf::new(nanos).as_str());
+    let text = Rfc3339Buf::new(nanos);
+    out.push_str(crate::view::as_str(text.as_bytes()).expect("ASCII digits"));
 }
 
 /// Appends the RFC 3339 form of `nanos` to a byte buffer.
 pub fn write_rfc3339_bytes(out: &mut Vec<u8>, nanos: u64) {
-    out.extend_from_slice(Rfc3339Buf::new(nanos).as_str().as_bytes());
+    out.extend_from_slice(Rfc3339Buf::new(nanos).as_bytes());
 }
 
 /// Appends the RFC 3339 form of `nanos` in UTC with exactly three
@@ -60,40 +63,21 @@ struct Rfc3339Buf {
 }
 
 impl Rfc3339Buf {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).expect("ASCII digits")
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 
     fn new(nanos: u64) -> Self {
-        // u64 nanoseconds always fit OffsetDateTime's range (year 2554 at most).
-        let dt = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-            .to_offset(UtcOffset::UTC);
-        // Written digit by digit: this runs for every exported record.
         let mut buf = [0u8; 30];
-        let mut put = |at: usize, value: u32, width: usize| {
-            let mut v = value;
-            for i in (0..width).rev() {
-                buf[at + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(0, dt.year() as u32, 4);
-        put(5, u32::from(u8::from(dt.month())), 2);
-        put(8, u32::from(dt.day()), 2);
-        put(11, u32::from(dt.hour()), 2);
-        put(14, u32::from(dt.minute()), 2);
-        put(17, u32::from(dt.second()), 2);
-        let frac = dt.nanosecond();
-        put(20, frac, 9);
-        buf[4] = b'-';
-        buf[7] = b'-';
-        buf[10] = b'T';
-        buf[13] = b':';
-        buf[16] = b':';
+        buf[..19].copy_from_slice(&date_time(nanos / 1_000_000_000));
+        let mut frac = (nanos % 1_000_000_000) as u32;
         let mut end = 19;
         if frac != 0 {
             buf[19] = b'.';
+            for at in (20..29).rev() {
+                buf[at] = b'0' + (frac % 10) as u8;
+                frac /= 10;
+            }
             end = 29;
             while buf[end - 1] == b'0' {
                 end -= 1;
@@ -102,6 +86,45 @@ impl Rfc3339Buf {
         buf[end] = b'Z';
         Self { buf, len: end + 1 }
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) of a second since the epoch. The records of
+/// a batch mostly fall in one second, so each thread keeps the last one.
+fn date_time(secs: u64) -> [u8; 19] {
+    thread_local! {
+        static LAST: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+    }
+    LAST.with(|last| {
+        let (cached, text) = last.get();
+        if cached == secs {
+            return text;
+        }
+        let text = format_date_time(secs);
+        last.set((secs, text));
+        text
+    })
+}
+
+fn format_date_time(secs: u64) -> [u8; 19] {
+    // u64 seconds since 1970 always fit OffsetDateTime's range.
+    let dt = OffsetDateTime::from_unix_timestamp(secs as i64)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(UtcOffset::UTC);
+    let mut buf = *b"0000-00-00T00:00:00";
+    let mut put = |at: usize, value: u32, width: usize| {
+        let mut v = value;
+        for i in (0..width).rev() {
+            buf[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, dt.year() as u32, 4);
+    put(5, u32::from(u8::from(dt.month())), 2);
+    put(8, u32::from(dt.day()), 2);
+    put(11, u32::from(dt.hour()), 2);
+    put(14, u32::from(dt.minute()), 2);
+    put(17, u32::from(dt.second()), 2);
+    buf
 }
 
 #[cfg(test)]
@@ -125,6 +148,20 @@ mod tests {
             "2024-05-01T10:00:00.999Z"
         );
         assert_eq!(millis(u64::MAX).len(), 24);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn formats_as_the_time_crate_does(nanos in proptest::prelude::any::<u64>(), step in 0u64..3_000_000_000) {
+            // The second call often falls in the second the first one cached.
+            for n in [nanos, nanos.saturating_add(step), nanos.saturating_sub(step)] {
+                let expected = OffsetDateTime::from_unix_timestamp_nanos(i128::from(n))
+                    .unwrap()
+                    .format(&Rfc3339)
+                    .unwrap();
+                proptest::prop_assert_eq!(format_rfc3339(n), expected);
+            }
+        }
     }
 
     #[test]

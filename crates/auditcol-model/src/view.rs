@@ -90,12 +90,28 @@ fn utf8(bytes: &[u8]) -> &str {
 /// `str::from_utf8`'s setup costs more than the check itself.
 #[inline]
 pub fn as_str(bytes: &[u8]) -> Option<&str> {
-    if bytes.is_ascii() {
+    if is_ascii(bytes) {
         // SAFETY: every ASCII byte sequence is valid UTF-8.
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })
     } else {
         std::str::from_utf8(bytes).ok()
     }
+}
+
+/// Whether every byte is ASCII: `<[u8]>::is_ascii`, but a string shorter
+/// than 8 bytes (most keys and values) is read in one or two words instead
+/// of byte by byte.
+#[inline]
+pub fn is_ascii(bytes: &[u8]) -> bool {
+    let n = bytes.len();
+    if n >= 8 {
+        return bytes.is_ascii();
+    }
+    if n >= 4 {
+        let half = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        return (half(0) | half(n - 4)) & 0x8080_8080 == 0;
+    }
+    n == 0 || (bytes[0] | bytes[n / 2] | bytes[n - 1]) < 0x80
 }
 
 /// A `LogRecord`: its bytes as received plus, optionally, fields appended at
@@ -719,6 +735,19 @@ impl From<MappingError> for CheckError {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        #[test]
+        fn is_ascii_agrees_with_the_standard_library(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20), ascii in proptest::collection::vec(0u8..0x80, 0..20)) {
+            proptest::prop_assert_eq!(super::is_ascii(&bytes), bytes.is_ascii());
+            proptest::prop_assert!(super::is_ascii(&ascii));
+            for at in 0..ascii.len() {
+                let mut one = ascii.clone();
+                one[at] |= 0x80;
+                proptest::prop_assert!(!super::is_ascii(&one));
+            }
+        }
+    }
+
     use super::*;
     use crate::conventions::{AUDIT_ACTION, AUDIT_TYPE};
     use crate::mapping::string_kv;

@@ -82,12 +82,18 @@ impl<'a> Fields<'a> {
 
     #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
-        // Tags and most lengths fit one byte.
+        // Tags and most lengths fit one byte, nearly all the rest two.
         if let Some(&byte) = self.buf.get(self.pos)
             && byte < 0x80
         {
             self.pos += 1;
             return Ok(u64::from(byte));
+        }
+        if let Some(&[low, high]) = self.buf.get(self.pos..self.pos + 2)
+            && high < 0x80
+        {
+            self.pos += 2;
+            return Ok(u64::from(low & 0x7f) | u64::from(high) << 7);
         }
         let (value, len) = read_varint(&self.buf[self.pos.min(self.buf.len())..])?;
         self.pos += len;
@@ -392,6 +398,47 @@ mod tests {
             assert_eq!(out.len(), varint_len(value), "{value}");
             assert_eq!(read_varint(&out), Ok((value, out.len())));
         }
+    }
+
+    #[test]
+    fn fields_read_varints_of_every_length() {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_key(&mut out, 2, 0);
+            put_varint(&mut out, value);
+            put_bytes(&mut out, 3, &vec![b'x'; value.min(200) as usize]);
+            let all: Vec<_> = Fields::new(&out).collect();
+            let expected_bytes = vec![b'x'; value.min(200) as usize];
+            assert_eq!(
+                all,
+                vec![
+                    Ok(Field {
+                        number: 2,
+                        value: WireValue::Varint(value)
+                    }),
+                    Ok(Field {
+                        number: 3,
+                        value: WireValue::Bytes(&expected_bytes)
+                    }),
+                ],
+                "{value}"
+            );
+        }
+        // A two-byte varint cut after its first byte.
+        assert_eq!(
+            Fields::new(&[0x10, 0x80]).collect::<Vec<_>>(),
+            vec![Err(WireError::Truncated)]
+        );
     }
 
     #[test]

@@ -33,6 +33,16 @@ impl LogBatch {
         let mut arena = BytesMut::new();
         let mut scratch = Vec::with_capacity(PATCH_ESTIMATE + source.len());
         let mut ids = EventIds::new();
+        // The same for every record: written once, copied in.
+        let mut source_attribute = Vec::new();
+        put_string_attribute(&mut source_attribute, AUDIT_SOURCE, source);
+        let mut id_head = Vec::new();
+        put_string_attribute_head(&mut id_head, AUDIT_ID, ID_LEN);
+        let constant = Constant {
+            observed: observed_time_unix_nano,
+            source_attribute: &source_attribute,
+            id_head: &id_head,
+        };
         for record in inner
             .resources
             .iter_mut()
@@ -41,13 +51,7 @@ impl LogBatch {
         {
             scratch.clear();
             scratch.extend_from_slice(&record.patch);
-            stamp(
-                record,
-                &mut scratch,
-                observed_time_unix_nano,
-                source,
-                &mut ids,
-            );
+            stamp(record, &mut scratch, &constant, &mut ids);
             if scratch.len() != record.patch.len() {
                 if arena.capacity() < scratch.len() {
                     arena = BytesMut::with_capacity(PATCH_CHUNK.max(scratch.len()));
@@ -59,18 +63,28 @@ impl LogBatch {
     }
 }
 
-/// Appends to `patch` the fields `record` lacks.
-fn stamp(
-    record: &mut Record,
-    patch: &mut Vec<u8>,
+/// The length of an `audit.id` (a hyphenated UUID).
+const ID_LEN: usize = 36;
+
+/// What ingest adds the same way to every record of a batch.
+struct Constant<'a> {
     observed: u64,
-    source: &str,
-    ids: &mut EventIds,
-) {
+    /// The encoded `audit.source` attribute.
+    source_attribute: &'a [u8],
+    /// The encoded `audit.id` attribute up to its value.
+    id_head: &'a [u8],
+}
+
+/// Appends to `patch` the fields `record` lacks.
+fn stamp(record: &mut Record, patch: &mut Vec<u8>, constant: &Constant<'_>, ids: &mut EventIds) {
     let index = &mut record.index;
     if index.observed == 0 {
-        put_fixed64(patch, log_record::OBSERVED_TIME_UNIX_NANO, observed);
-        index.observed = observed;
+        put_fixed64(
+            patch,
+            log_record::OBSERVED_TIME_UNIX_NANO,
+            constant.observed,
+        );
+        index.observed = constant.observed;
     }
     if !index.has(RecordIndex::AUDIT) {
         return;
@@ -103,24 +117,34 @@ fn stamp(
         index.flags |= RecordIndex::EVENT_NAME_OK;
     }
     if !index.has(RecordIndex::HAS_ID) {
-        let mut buf = [0u8; 36];
-        put_string_attribute(patch, AUDIT_ID, ids.next_id(&mut buf));
+        let id = ids.next_id();
+        debug_assert_eq!(id.len(), ID_LEN);
+        patch.extend_from_slice(constant.id_head);
+        patch.extend_from_slice(id.as_bytes());
         index.flags |= RecordIndex::HAS_ID;
     }
     if !index.has(RecordIndex::HAS_SOURCE) {
-        put_string_attribute(patch, AUDIT_SOURCE, source);
+        patch.extend_from_slice(constant.source_attribute);
         index.flags |= RecordIndex::HAS_SOURCE;
     }
 }
 
 /// Appends a `LogRecord.attributes` entry with a string value.
 pub(super) fn put_string_attribute(out: &mut Vec<u8>, key: &str, value: &str) {
-    let any_len = bytes_field_len(common::STRING_VALUE, value.len());
+    put_string_attribute_head(out, key, value.len());
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// Appends a `LogRecord.attributes` entry with a string value of
+/// `value_len` bytes, up to the value itself.
+fn put_string_attribute_head(out: &mut Vec<u8>, key: &str, value_len: usize) {
+    let any_len = bytes_field_len(common::STRING_VALUE, value_len);
     let kv_len = bytes_field_len(common::KEY, key.len()) + bytes_field_len(common::VALUE, any_len);
     put_key(out, log_record::ATTRIBUTES, 2);
     put_varint(out, kv_len as u64);
     put_bytes(out, common::KEY, key.as_bytes());
     put_key(out, common::VALUE, 2);
     put_varint(out, any_len as u64);
-    put_bytes(out, common::STRING_VALUE, value.as_bytes());
+    put_key(out, common::STRING_VALUE, 2);
+    put_varint(out, value_len as u64);
 }

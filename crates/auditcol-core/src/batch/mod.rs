@@ -159,7 +159,7 @@ impl Record {
 
     /// What the writers of an audit event need, from the index made at
     /// decode: no walk over the record's fields.
-    #[inline]
+    #[inline(always)]
     fn audit_fields(&self) -> Option<AuditFields<'_>> {
         let index = self.index;
         let (noun, verb) = self.noun_verb()?;
@@ -316,6 +316,7 @@ impl<'a> RecordRef<'a> {
     /// The parts of the audit event this record carries (audit attributes,
     /// actor, payload, event time), read from the index made at decode;
     /// `None` when it is not an audit event.
+    #[inline]
     pub fn audit_fields(&self) -> Option<AuditFields<'a>> {
         self.record.audit_fields()
     }
@@ -324,8 +325,10 @@ impl<'a> RecordRef<'a> {
     /// `out`, without building an [`AuditEvent`]; false (nothing written)
     /// when the record is not an audit event.
     pub fn write_audit_json(&self, out: &mut Vec<u8>) -> bool {
-        self.audit_fields()
-            .is_some_and(|fields| auditcol_model::json::write_audit_fields_json(&fields, out))
+        match self.record.audit_fields() {
+            Some(fields) => auditcol_model::json::write_audit_fields_json(&fields, out),
+            None => false,
+        }
     }
 
     /// The audit event this record carries, or `None` if it is not one.
