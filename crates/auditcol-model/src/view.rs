@@ -88,7 +88,7 @@ fn utf8(bytes: &[u8]) -> &str {
 
 /// `bytes` as text, if UTF-8. Most OTLP strings are short ASCII, for which
 /// `str::from_utf8`'s setup costs more than the check itself.
-#[inline]
+#[inline(always)]
 pub fn as_str(bytes: &[u8]) -> Option<&str> {
     if is_ascii(bytes) {
         // SAFETY: every ASCII byte sequence is valid UTF-8.
@@ -101,7 +101,7 @@ pub fn as_str(bytes: &[u8]) -> Option<&str> {
 /// Whether every byte is ASCII: `<[u8]>::is_ascii`, but a string shorter
 /// than 8 bytes (most keys and values) is read in one or two words instead
 /// of byte by byte.
-#[inline]
+#[inline(always)]
 pub fn is_ascii(bytes: &[u8]) -> bool {
     let n = bytes.len();
     if n >= 8 {
@@ -579,7 +579,7 @@ fn expect_bytes(value: WireValue<'_>) -> Result<&[u8], CheckError> {
 }
 
 /// Checks that `bytes` is UTF-8.
-#[inline]
+#[inline(always)]
 pub fn check_utf8(bytes: &[u8]) -> Result<&str, CheckError> {
     match as_str(bytes) {
         Some(text) => Ok(text),

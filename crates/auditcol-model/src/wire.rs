@@ -181,10 +181,20 @@ impl<'a> Iterator for CheckedFields<'a> {
             match key & 7 {
                 2 => {
                     let &len = f.buf.get(f.pos + 1)?;
-                    if len < 0x80 {
-                        let start = f.pos + 2;
-                        let bytes = f.buf.get(start..start + usize::from(len))?;
-                        f.pos = start + usize::from(len);
+                    let (len, start) = if len < 0x80 {
+                        (usize::from(len), f.pos + 2)
+                    } else {
+                        // A record or a payload: a two-byte length.
+                        match f.buf.get(f.pos + 2) {
+                            Some(&high) if high < 0x80 => {
+                                (usize::from(len & 0x7f) | usize::from(high) << 7, f.pos + 3)
+                            }
+                            _ => (usize::MAX, 0),
+                        }
+                    };
+                    if len != usize::MAX {
+                        let bytes = f.buf.get(start..start + len)?;
+                        f.pos = start + len;
                         return Some(Field {
                             number,
                             value: WireValue::Bytes(bytes),
@@ -413,12 +423,19 @@ mod tests {
             u32::MAX as u64,
             u64::MAX,
         ] {
+            let payload = value.min(20_000) as usize;
             let mut out = Vec::new();
             put_key(&mut out, 2, 0);
             put_varint(&mut out, value);
-            put_bytes(&mut out, 3, &vec![b'x'; value.min(200) as usize]);
+            put_bytes(&mut out, 3, &vec![b'x'; payload]);
             let all: Vec<_> = Fields::new(&out).collect();
-            let expected_bytes = vec![b'x'; value.min(200) as usize];
+            let expected_bytes = vec![b'x'; payload];
+            // The reading path agrees, with one-, two- and three-byte lengths.
+            assert_eq!(
+                fields(&out).map(Ok).collect::<Vec<Result<_, WireError>>>(),
+                all,
+                "{value}"
+            );
             assert_eq!(
                 all,
                 vec![
