@@ -95,7 +95,14 @@ impl<'a> AuditFields<'a> {
         // Known fields by rank, others by name; the last occurrence of a name
         // wins, as in `Actor::set`. The sort is stable, so reversing first
         // puts the last occurrence of each name first among its equals.
-        if self.actor.len() > 1 {
+        if let [a, b] = &mut self.actor[..] {
+            // Two (the usual): one comparison.
+            if a.1 == b.1 {
+                self.actor.remove(0);
+            } else if (b.0, b.1) < (a.0, a.1) {
+                std::mem::swap(a, b);
+            }
+        } else if self.actor.len() > 2 {
             self.actor.reverse();
             self.actor.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
             self.actor.dedup_by(|later, kept| later.1 == kept.1);

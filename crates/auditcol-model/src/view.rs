@@ -244,25 +244,23 @@ pub struct KeyValueView<'a> {
 
 impl<'a> KeyValueView<'a> {
     /// Reads an encoded `KeyValue`.
-    #[inline]
+    #[inline(always)]
     pub fn parse(bytes: &'a [u8]) -> Self {
         // The usual layout, key then value, read without the field loop.
-        if let Some((key, end)) = short_bytes_field(bytes, 0, KEY_TAG) {
-            if end == bytes.len() {
-                return Self {
-                    key: utf8(key),
-                    value: AnyValueView::Empty,
-                };
-            }
-            if let Some((value, end)) = short_bytes_field(bytes, end, VALUE_TAG)
-                && end == bytes.len()
-            {
-                return Self {
-                    key: utf8(key),
-                    value: AnyValueView::parse(value),
-                };
-            }
+        if let Some((key, end)) = short_bytes_field(bytes, 0, KEY_TAG)
+            && let Some((value, end)) = short_bytes_field(bytes, end, VALUE_TAG)
+            && end == bytes.len()
+        {
+            return Self {
+                key: utf8(key),
+                value: AnyValueView::parse(value),
+            };
         }
+        Self::parse_fields(bytes)
+    }
+
+    #[inline(never)]
+    fn parse_fields(bytes: &'a [u8]) -> Self {
         let mut key = "";
         let mut value = AnyValueView::Empty;
         for field in fields(bytes) {
@@ -299,7 +297,7 @@ pub enum AnyValueView<'a> {
 
 impl<'a> AnyValueView<'a> {
     /// Reads an encoded `AnyValue`; the last member of the oneof wins.
-    #[inline]
+    #[inline(always)]
     pub fn parse(bytes: &'a [u8]) -> Self {
         // The usual layout, one short string, read without the field loop.
         if let Some((text, end)) = short_bytes_field(bytes, 0, STRING_VALUE_TAG)
@@ -307,6 +305,11 @@ impl<'a> AnyValueView<'a> {
         {
             return Self::String(utf8(text));
         }
+        Self::parse_fields(bytes)
+    }
+
+    #[inline(never)]
+    fn parse_fields(bytes: &'a [u8]) -> Self {
         let mut value = Self::Empty;
         for field in fields(bytes) {
             value = match (field.number, field.value) {
@@ -595,17 +598,35 @@ fn utf8_error(bytes: &[u8]) -> CheckError {
     CheckError::new(format!("invalid protobuf: string is not UTF-8{detail}"))
 }
 
+#[inline(always)]
 fn check_key_value(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, CheckError> {
-    // The usual layout, key then value: the same checks without the loop.
+    // The usual layout, key then value: the same checks without the loop,
+    // and a string value (the most common) without a call.
     if let Some((key, end)) = short_bytes_field(bytes, 0, KEY_TAG)
         && let Some((value, end)) = short_bytes_field(bytes, end, VALUE_TAG)
         && end == bytes.len()
     {
+        let key = check_utf8(key).map_err(|e| e.within("key"))?;
+        if depth <= MAX_ANY_VALUE_DEPTH
+            && let Some((text, end)) = short_bytes_field(value, 0, STRING_VALUE_TAG)
+            && end == value.len()
+        {
+            let text = check_utf8(text).map_err(|e| e.within("stringValue").within("value"))?;
+            return Ok(KeyValueView {
+                key,
+                value: AnyValueView::String(text),
+            });
+        }
         return Ok(KeyValueView {
-            key: check_utf8(key).map_err(|e| e.within("key"))?,
+            key,
             value: check_any_value(value, depth).map_err(|e| e.within("value"))?,
         });
     }
+    check_key_value_fields(bytes, depth)
+}
+
+#[inline(never)]
+fn check_key_value_fields(bytes: &[u8], depth: usize) -> Result<KeyValueView<'_>, CheckError> {
     let mut kv = KeyValueView {
         key: "",
         value: AnyValueView::Empty,
