@@ -6,9 +6,10 @@
 pub mod pki;
 pub mod tls;
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -85,26 +86,90 @@ pub async fn send(
 #[derive(Clone, Default)]
 pub struct CapturedLog(Arc<Mutex<Vec<u8>>>);
 
+thread_local! {
+    /// Where this thread's log lines go, if anywhere.
+    static CAPTURE: RefCell<Option<CapturedLog>> = const { RefCell::new(None) };
+}
+
+/// Whether the routing subscriber (see [`CapturedLog::start`]) is the
+/// process's global one.
+static GLOBAL: OnceLock<bool> = OnceLock::new();
+
+/// Ends a capture; see [`CapturedLog::start`].
+pub struct CaptureGuard {
+    previous: Option<CapturedLog>,
+    _scoped: Option<tracing::subscriber::DefaultGuard>,
+}
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CAPTURE.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
 impl CapturedLog {
     /// Captures this thread's logs (INFO and above) until the guard is dropped.
-    pub fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+    ///
+    /// One subscriber, the process's global one, writes every thread's
+    /// lines to that thread's capture (or nowhere). A subscriber set per
+    /// thread instead lost lines now and then: `tracing` caches per call
+    /// site whether anyone listens, and a test thread without a capture that
+    /// reached a call site first could leave it marked "never".
+    pub fn start() -> (Self, CaptureGuard) {
         let captured = Self::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        // Another test thread may have registered a callsite while no
-        // subscriber wanted it; make tracing ask again.
-        tracing::callsite::rebuild_interest_cache();
-        (captured, guard)
+        let global = *GLOBAL.get_or_init(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| ThreadCapture)
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).is_ok()
+        });
+        let scoped = (!global).then(|| {
+            // Another global subscriber is in place: fall back to one for
+            // this thread.
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            let guard = tracing::subscriber::set_default(subscriber);
+            tracing::callsite::rebuild_interest_cache();
+            guard
+        });
+        let previous = CAPTURE.with(|c| c.borrow_mut().replace(captured.clone()));
+        (
+            captured,
+            CaptureGuard {
+                previous,
+                _scoped: scoped,
+            },
+        )
     }
 
     /// Everything logged so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+/// The global subscriber's writer: the current thread's capture, if any.
+struct ThreadCapture;
+
+impl Write for ThreadCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(captured) = c.borrow_mut().as_mut() {
+                let _ = captured.write(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
