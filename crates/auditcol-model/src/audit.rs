@@ -67,7 +67,17 @@ fn key_index(key: &str) -> Option<usize> {
     if key.len() > 13 || !key.starts_with("audit.") {
         return None;
     }
-    KEYS.iter().position(|k| *k == key)
+    // What follows `audit.`: the index of its key in KEYS (a test holds
+    // the two together).
+    match &key.as_bytes()[6..] {
+        b"type" => Some(0),
+        b"action" => Some(1),
+        b"version" => Some(2),
+        b"status" => Some(3),
+        b"id" => Some(4),
+        b"source" => Some(5),
+        _ => None,
+    }
 }
 
 impl<'a> AuditAttributes<'a> {
@@ -154,18 +164,21 @@ impl<'a> AuditAttributes<'a> {
                 });
             }
         };
-        let status = self.status.map(|status| (AUDIT_STATUS, status, "status"));
-        for (key, value, what) in [(AUDIT_TYPE, noun, "noun"), (AUDIT_ACTION, verb, "verb")]
-            .into_iter()
-            .chain(status)
+        let invalid = |key, value: &str, what| MappingError::InvalidName {
+            key,
+            value: value.to_owned(),
+            what,
+        };
+        if !is_valid_name(noun) {
+            return Err(invalid(AUDIT_TYPE, noun, "noun"));
+        }
+        if !is_valid_name(verb) {
+            return Err(invalid(AUDIT_ACTION, verb, "verb"));
+        }
+        if let Some(status) = self.status
+            && !is_valid_name(status)
         {
-            if !is_valid_name(value) {
-                return Err(MappingError::InvalidName {
-                    key,
-                    value: value.to_owned(),
-                    what,
-                });
-            }
+            return Err(invalid(AUDIT_STATUS, status, "status"));
         }
         Ok(())
     }
