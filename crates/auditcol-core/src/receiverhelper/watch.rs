@@ -38,6 +38,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -304,7 +305,18 @@ pub struct Watched<IO> {
     closing: Closing,
     /// When a closing connection is closed at the latest.
     close_by: Option<Instant>,
+    /// Bytes read from the connection and not yet passed on: see
+    /// [`READ_AHEAD`]. Empty (and holding no memory) between reads.
+    ahead: BytesMut,
 }
+
+/// How much a read asks of the connection when the server's own buffer is
+/// smaller. h2 reads into a buffer sized for the frame it is in (16 KiB
+/// frames by default), so a 150 KB request took 17 `recvfrom` calls;
+/// reading ahead into this buffer takes 3, and the bytes are passed on
+/// from memory. The buffer lives only until it is drained, so an idle
+/// connection holds none.
+const READ_AHEAD: usize = 64 * 1024;
 
 impl<IO> std::fmt::Debug for Watched<IO> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -330,6 +342,7 @@ impl<IO> Watched<IO> {
             armed: None,
             closing: Closing::Open,
             close_by: None,
+            ahead: BytesMut::new(),
         }
     }
 
@@ -547,21 +560,62 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<IO> {
         if !matches!(this.closing, Closing::Open) {
             return this.poll_close(cx).map(Ok);
         }
+        if this.ahead.is_empty() && buf.remaining() < READ_AHEAD {
+            this.ahead.reserve(READ_AHEAD);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.ahead) {
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    this.ahead = BytesMut::new();
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => {
+                    this.ahead = BytesMut::new();
+                    return if this.poll_rules(cx) {
+                        this.poll_close(cx).map(Ok)
+                    } else {
+                        Poll::Pending
+                    };
+                }
+            }
+            if this.ahead.is_empty() {
+                // End of input.
+                this.ahead = BytesMut::new();
+                return Poll::Ready(Ok(()));
+            }
+        }
+        if !this.ahead.is_empty() {
+            let n = buf.remaining().min(this.ahead.len());
+            let read = this.ahead.split_to(n);
+            if this.ahead.is_empty() {
+                // Drained: the memory goes back once `read` is dropped.
+                this.ahead = BytesMut::new();
+            }
+            buf.put_slice(&read);
+            this.passed_on(&read, cx);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let read = &buf.filled()[before..];
-                if !read.is_empty() {
-                    this.on_read(read);
-                    if !matches!(this.closing, Closing::Open) {
-                        // The close begins at the next read.
-                        cx.waker().wake_by_ref();
-                    }
-                }
+                this.passed_on(read, cx);
                 Poll::Ready(Ok(()))
             }
             Poll::Pending if this.poll_rules(cx) => this.poll_close(cx).map(Ok),
             other => other,
+        }
+    }
+}
+
+impl<IO> Watched<IO> {
+    /// `read` goes to the server now.
+    fn passed_on(&mut self, read: &[u8], cx: &mut Context<'_>) {
+        if !read.is_empty() {
+            self.on_read(read);
+            if !matches!(self.closing, Closing::Open) {
+                // The close begins at the next read.
+                cx.waker().wake_by_ref();
+            }
         }
     }
 }

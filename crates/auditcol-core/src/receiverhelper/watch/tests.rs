@@ -349,3 +349,79 @@ async fn a_ping_flood_gets_goaway_enhance_your_calm_and_the_connection_closed() 
     assert_eq!(heard[13..17], ENHANCE_YOUR_CALM.to_be_bytes());
     assert_eq!(&heard[17..], b"too_many_pings");
 }
+
+/// Counts the reads that reach the connection.
+struct CountingReads<IO> {
+    io: IO,
+    reads: usize,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for CountingReads<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.reads += 1;
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for CountingReads<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn small_reads_are_served_from_one_large_read_and_pass_every_byte_on() {
+    // A 150 KB request in 16 KiB DATA frames, all there at once, read
+    // the way h2 does: a frame header, then a frame's payload at most.
+    let mut sent = PREFACE.to_vec();
+    sent.extend(frame(HEADERS, 0x4, 1, 40));
+    let mut left = 150_000;
+    while left > 0 {
+        let n = left.min(16_384);
+        left -= n;
+        sent.extend(frame(DATA, if left == 0 { 0x1 } else { 0 }, 1, n));
+    }
+    let (mut client, server) = tokio::io::duplex(256 * 1024);
+    client.write_all(&sent).await.unwrap();
+    let mut watched = Watched::new(
+        CountingReads {
+            io: server,
+            reads: 0,
+        },
+        RULES,
+    );
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16_393];
+    while got.len() < sent.len() {
+        let n = watched.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, sent);
+    assert!(
+        watched.io.reads <= 4,
+        "{} reads of the connection for {} bytes",
+        watched.io.reads,
+        sent.len()
+    );
+    // Every frame was seen: the stream opened and was ended by the client.
+    assert!(matches!(watched.protocol, Protocol::Http2(_)));
+    // Drained: nothing is held between reads.
+    assert_eq!(watched.ahead.capacity(), 0);
+}
