@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use auditcol_core::auth::RequestAuth;
-use auditcol_core::memorylimiter::Admission;
+use auditcol_core::memorylimiter::{Admission, Reservation};
 use auditcol_core::receiverhelper::HttpRefusal;
 use auditcol_core::receiverhelper::{ConnectionLimit, client_addr, serve_http};
 use auditcol_core::telemetry::{ReceiverTelemetry, RefusalReason};
@@ -19,7 +19,7 @@ use http::header::{
     ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -213,9 +213,9 @@ async fn receive(endpoint: &Endpoint, request: Request) -> Result<(usize, usize)
     // what decoding it may hold are reserved until the pipeline answered.
     let mut reservation = endpoint.admission.admit().map_err(memory_refusal)?;
     let (parts, body) = request.into_parts();
-    let body = read_body(&parts.headers, body, endpoint.max_body).await?;
+    let body = read_body(&parts.headers, body, endpoint.max_body, &mut reservation).await?;
     reservation
-        .grow(body.len().saturating_add(decode_cost(body.len())))
+        .grow(decode_cost(body.len()))
         .map_err(memory_refusal)?;
     if let Some(verifier) = &endpoint.verifier {
         // Worth an operator's attention (logged at WARN): a forged request,
@@ -283,8 +283,16 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Failure> {
 }
 
 /// Reads at most `max` bytes of body; refuses a declared larger one before
-/// reading anything. (The OTLP receiver's rule.)
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<bytes::Bytes, Failure> {
+/// reading anything. (The OTLP receiver's rule.) The buffer is reserved
+/// with the memory limiters before it grows: the declared length at once
+/// (a body too large for the limiters is refused before it is read), a
+/// chunked body as it arrives.
+async fn read_body(
+    headers: &HeaderMap,
+    mut body: Body,
+    max: usize,
+    reservation: &mut Reservation,
+) -> Result<bytes::Bytes, Failure> {
     let too_large = || {
         Failure::refused(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -299,13 +307,32 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<bytes:
     if declared.is_some_and(|len| len > max as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(Failure::refused(
-            StatusCode::BAD_REQUEST,
-            RefusalReason::Invalid,
-            format!("cannot read the request body: {e}"),
-        )),
+    let declared = declared.map_or(0, |len| len as usize);
+    reservation.grow(declared).map_err(memory_refusal)?;
+    let mut buf = bytes::BytesMut::with_capacity(declared);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Failure::refused(
+                StatusCode::BAD_REQUEST,
+                RefusalReason::Invalid,
+                format!("cannot read the request body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let needed = buf.len() + data.len();
+        if needed > max {
+            return Err(too_large());
+        }
+        if needed > buf.capacity() {
+            // Grows as a vector does (doubling), within `max`; the whole new
+            // buffer is reserved, as the old one is held while it is copied.
+            let capacity = needed.max(2 * buf.capacity()).min(max);
+            reservation.grow(capacity).map_err(memory_refusal)?;
+            buf.reserve(capacity - buf.len());
+        }
+        buf.extend_from_slice(&data);
     }
+    Ok(buf.freeze())
 }

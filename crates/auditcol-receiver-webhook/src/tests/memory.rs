@@ -75,3 +75,30 @@ async fn a_body_whose_decoding_would_pass_the_hard_limit_is_refused_and_gives_ba
     assert_eq!(running.consumer.records(), 1);
     assert_eq!(limiter.in_flight(), 0);
 }
+
+#[tokio::test]
+async fn a_declared_length_the_limiters_cannot_hold_is_refused_before_the_body_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // 512 KiB hard limit; 900,000 bytes declared (under max_request_body_size).
+    let limiter = limiter(MIB / 2, MIB / 4, || Some(0));
+    let running = start_limited(&limiter).await;
+    let mut stream = tokio::net::TcpStream::connect(running.addr())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 900000\r\n\r\n",
+        running.config.path
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // No byte of the body is sent: the answer comes from the head alone.
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("memory limit"), "{answer}");
+    assert_eq!(running.consumer.records(), 0);
+    assert_eq!(limiter.in_flight(), 0);
+}
