@@ -358,6 +358,30 @@ impl HttpTimeouts {
             http2_keepalive: (!http2_keepalive.time.0.is_zero()).then_some(http2_keepalive),
         }
     }
+
+    /// Checks the settings [`Self::new`] takes (`read_timeout` may be 0),
+    /// naming the key at fault: every HTTP listener's config validates with
+    /// this.
+    pub fn validate(
+        read_header_timeout: ConfigDuration,
+        idle_timeout: ConfigDuration,
+        http2_keepalive: &Http2Keepalive,
+    ) -> Result<(), crate::config::ConfigError> {
+        use crate::config::{ConfigError, Validate, nested};
+        if read_header_timeout.0.is_zero() {
+            return Err(ConfigError::at(
+                "read_header_timeout",
+                "must be more than 0; the default is 10s",
+            ));
+        }
+        if idle_timeout.0.is_zero() {
+            return Err(ConfigError::at(
+                "idle_timeout",
+                "must be more than 0; the default is 1m",
+            ));
+        }
+        nested("http2_keepalive", http2_keepalive.validate())
+    }
 }
 
 /// Serves `router` on the connections of `listener` admitted under `limit`

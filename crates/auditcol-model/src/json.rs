@@ -82,12 +82,7 @@ impl<'a> AuditFields<'a> {
             body,
             time,
         };
-        for kv in actor {
-            if let Some(name) = kv.key.strip_prefix(AUDIT_ACTOR_PREFIX) {
-                g.actor.push((actor_rank(name), name, kv.value));
-            }
-        }
-        g.sort_actor();
+        g.set_actor(actor);
         g
     }
 
@@ -109,13 +104,19 @@ impl<'a> AuditFields<'a> {
             body,
             time,
         };
+        g.set_actor(actor);
+        write_audit_fields_json(&g, out)
+    }
+
+    /// Takes the `audit.actor.*` attributes among `actor`, in output order.
+    #[inline(always)]
+    fn set_actor(&mut self, actor: impl IntoIterator<Item = KeyValueView<'a>>) {
         for kv in actor {
             if let Some(name) = kv.key.strip_prefix(AUDIT_ACTOR_PREFIX) {
-                g.actor.push((actor_rank(name), name, kv.value));
+                self.actor.push((actor_rank(name), name, kv.value));
             }
         }
-        g.sort_actor();
-        write_audit_fields_json(&g, out)
+        self.sort_actor();
     }
 
     fn sort_actor(&mut self) {

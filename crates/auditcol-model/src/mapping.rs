@@ -165,6 +165,9 @@ impl AuditEvent {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use serde_json::json;
+
     #[test]
     fn name_bytes_are_exactly_letters_digits_and_three_marks() {
         for b in 0..=255u8 {
@@ -175,9 +178,6 @@ mod tests {
         assert!(super::is_valid_name("flag-v2.on_off"));
         assert!(!super::is_valid_name("flag created"));
     }
-
-    use super::*;
-    use serde_json::json;
 
     fn sample() -> AuditEvent {
         serde_json::from_value(json!({

@@ -756,6 +756,15 @@ impl From<MappingError> for CheckError {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::conventions::{AUDIT_ACTION, AUDIT_TYPE};
+    use crate::mapping::string_kv;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, ArrayValue, KeyValue, any_value::Value,
+    };
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use prost::Message;
+
     proptest::proptest! {
         #[test]
         fn is_ascii_agrees_with_the_standard_library(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20), ascii in proptest::collection::vec(0u8..0x80, 0..20)) {
@@ -768,15 +777,6 @@ mod tests {
             }
         }
     }
-
-    use super::*;
-    use crate::conventions::{AUDIT_ACTION, AUDIT_TYPE};
-    use crate::mapping::string_kv;
-    use opentelemetry_proto::tonic::common::v1::{
-        AnyValue, ArrayValue, KeyValue, any_value::Value,
-    };
-    use opentelemetry_proto::tonic::logs::v1::LogRecord;
-    use prost::Message;
 
     fn nested(depth: usize) -> AnyValue {
         let mut v = AnyValue {

@@ -82,18 +82,9 @@ impl<'a> Fields<'a> {
 
     #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
-        // Tags and most lengths fit one byte, nearly all the rest two.
-        if let Some(&byte) = self.buf.get(self.pos)
-            && byte < 0x80
-        {
-            self.pos += 1;
-            return Ok(u64::from(byte));
-        }
-        if let Some(&[low, high]) = self.buf.get(self.pos..self.pos + 2)
-            && high < 0x80
-        {
-            self.pos += 2;
-            return Ok(u64::from(low & 0x7f) | u64::from(high) << 7);
+        if let Some((value, next)) = short_varint(self.buf, self.pos) {
+            self.pos = next;
+            return Ok(value as u64);
         }
         let (value, len) = read_varint(&self.buf[self.pos.min(self.buf.len())..])?;
         self.pos += len;
@@ -170,7 +161,7 @@ impl<'a> Iterator for CheckedFields<'a> {
     #[inline]
     fn next(&mut self) -> Option<Field<'a>> {
         // The reading path of every view: no `Result`, one-byte tags and
-        // lengths (nearly all of them) without a call.
+        // one- or two-byte lengths (nearly all of them) without a call.
         let f = &mut self.0;
         if f.failed {
             return None;
@@ -180,19 +171,7 @@ impl<'a> Iterator for CheckedFields<'a> {
             let number = u32::from(key >> 3);
             match key & 7 {
                 2 => {
-                    let &len = f.buf.get(f.pos + 1)?;
-                    let (len, start) = if len < 0x80 {
-                        (usize::from(len), f.pos + 2)
-                    } else {
-                        // A record or a payload: a two-byte length.
-                        match f.buf.get(f.pos + 2) {
-                            Some(&high) if high < 0x80 => {
-                                (usize::from(len & 0x7f) | usize::from(high) << 7, f.pos + 3)
-                            }
-                            _ => (usize::MAX, 0),
-                        }
-                    };
-                    if len != usize::MAX {
+                    if let Some((len, start)) = short_varint(f.buf, f.pos + 1) {
                         let bytes = f.buf.get(start..start + len)?;
                         f.pos = start + len;
                         return Some(Field {
@@ -219,6 +198,19 @@ impl<'a> Iterator for CheckedFields<'a> {
         f.failed = field.is_err();
         field.ok()
     }
+}
+
+/// The varint at `pos` when it has one or two bytes — tags and nearly every
+/// length (a record, a payload) — and where the next byte is; `None` for
+/// the general reader ([`read_varint`]) to read or refuse.
+#[inline(always)]
+fn short_varint(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let &low = buf.get(pos)?;
+    if low < 0x80 {
+        return Some((usize::from(low), pos + 1));
+    }
+    let &high = buf.get(pos + 1)?;
+    (high < 0x80).then(|| (usize::from(low & 0x7f) | usize::from(high) << 7, pos + 2))
 }
 
 /// Reads the length-delimited field at `pos` when its key is the one-byte

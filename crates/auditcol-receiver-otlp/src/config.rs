@@ -401,19 +401,11 @@ fn check_max_connections(max_connections: usize) -> Result<(), ConfigError> {
 impl Validate for HttpConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check_max_connections(self.max_connections)?;
-        if self.read_header_timeout.0.is_zero() {
-            return Err(ConfigError::at(
-                "read_header_timeout",
-                "must be more than 0; the default is 10s",
-            ));
-        }
-        if self.idle_timeout.0.is_zero() {
-            return Err(ConfigError::at(
-                "idle_timeout",
-                "must be more than 0; the default is 1m",
-            ));
-        }
-        nested("http2_keepalive", self.http2_keepalive.validate())?;
+        HttpTimeouts::validate(
+            self.read_header_timeout,
+            self.idle_timeout,
+            &self.http2_keepalive,
+        )?;
         self.socket_addr()
             .map_err(|message| ConfigError::at("endpoint", message))?;
         if self.max_request_body_size == 0 {

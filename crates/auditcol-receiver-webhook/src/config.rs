@@ -246,19 +246,11 @@ impl Validate for WebhookReceiverConfig {
                 "must be at least 1 (bytes); the default is 1048576 (1 MiB)",
             ));
         }
-        if self.read_header_timeout.0.is_zero() {
-            return Err(ConfigError::at(
-                "read_header_timeout",
-                "must be more than 0; the default is 10s",
-            ));
-        }
-        if self.idle_timeout.0.is_zero() {
-            return Err(ConfigError::at(
-                "idle_timeout",
-                "must be more than 0; the default is 1m",
-            ));
-        }
-        nested("http2_keepalive", self.http2_keepalive.validate())?;
+        HttpTimeouts::validate(
+            self.read_header_timeout,
+            self.idle_timeout,
+            &self.http2_keepalive,
+        )?;
         if self.max_connections == 0 {
             return Err(ConfigError::at(
                 "max_connections",

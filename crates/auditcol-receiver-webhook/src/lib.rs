@@ -168,17 +168,12 @@ impl WebhookReceiver {
     /// The same receiver, asking `admission` (the memory limiters of the
     /// pipelines it feeds) before it reads a request, and holding what the
     /// request costs — its body, then [`decode_cost`] of it — until the
-    /// pipeline answered. Call it before [`WebhookReceiver::with_telemetry`]
-    /// (as the factory does).
+    /// pipeline answered. Before the receiver starts.
     pub fn with_admission(mut self, admission: Admission) -> Self {
+        Arc::get_mut(&mut self.endpoint)
+            .expect("admission is set before the receiver starts")
+            .admission = admission.clone();
         self.admission = admission;
-        self.endpoint = Arc::new(endpoint(
-            &self.id,
-            &self.config,
-            &self.next,
-            &Telemetry::disabled(),
-            &self.admission,
-        ));
         self
     }
 

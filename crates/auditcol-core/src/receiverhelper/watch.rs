@@ -558,6 +558,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<IO> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !matches!(this.closing, Closing::Open) {
+            // What was read ahead never reaches the server now.
+            this.ahead = BytesMut::new();
             return this.poll_close(cx).map(Ok);
         }
         if this.ahead.is_empty() && buf.remaining() < READ_AHEAD {
