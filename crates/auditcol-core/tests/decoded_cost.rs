@@ -80,7 +80,7 @@ fn tiny_records(n: usize) -> Vec<u8> {
 fn a_decoded_tiny_record_costs_no_more_than_decode_cost_reserves() {
     let n = 100_000;
     let request = bytes::Bytes::from(tiny_records(n));
-    let estimate = LogBatch::decode_cost(&request);
+    let estimate = LogBatch::decode_cost(&request.clone().into());
     let before = held();
     let mut batch = LogBatch::decode_protobuf(request.clone())
         .unwrap()

@@ -130,6 +130,105 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The most bytes a field's head takes: a key and then a length, a varint
+/// value or a fixed64, none longer than 10 bytes.
+pub const MAX_HEAD_LEN: usize = 20;
+
+/// What a field's head says: its value, or how long its payload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadValue {
+    /// Wire type 0.
+    Varint(u64),
+    /// Wire type 1.
+    Fixed64(u64),
+    /// Wire type 2: the payload's length; it follows the head.
+    Len(usize),
+    /// Wire type 5.
+    Fixed32(u32),
+}
+
+/// The head of a field: its number, its value or payload length, and how
+/// many bytes the head takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldHead {
+    /// The field number.
+    pub number: u32,
+    /// The value, or where the payload is.
+    pub value: HeadValue,
+    /// Bytes of the head: the key, and the value or the length.
+    pub len: usize,
+}
+
+/// Reads the head of the field that starts a message's last `remaining`
+/// bytes, of which `buf` holds at least the first
+/// `min(remaining, MAX_HEAD_LEN)`: for a message that is not in one buffer
+/// (the frames of a request), read from a few bytes copied across the cut.
+///
+/// It accepts and refuses exactly what [`Fields`] does at that position,
+/// with the same error; a length-delimited payload must fit in `remaining`.
+#[inline(always)]
+pub fn read_head(buf: &[u8], remaining: usize) -> Result<FieldHead, WireError> {
+    if let Some((number, len, head)) = short_len_head(buf)
+        && head + len <= remaining
+    {
+        return Ok(FieldHead {
+            number,
+            value: HeadValue::Len(len),
+            len: head,
+        });
+    }
+    read_head_slow(buf, remaining)
+}
+
+/// The head at the start of `buf` when it has the shape of nearly every
+/// field of a request's containers — a one-byte key of a length-delimited
+/// field, and a one- or two-byte length: its number, the payload's length
+/// and the head's. `None` for [`read_head`] to read or refuse. The payload
+/// is not checked to fit.
+#[inline(always)]
+pub fn short_len_head(buf: &[u8]) -> Option<(u32, usize, usize)> {
+    let &key = buf.first()?;
+    if !(8..0x80).contains(&key) || key & 7 != 2 {
+        return None;
+    }
+    let (len, head) = short_varint(buf, 1)?;
+    Some((u32::from(key >> 3), len, head))
+}
+
+#[inline(never)]
+fn read_head_slow(buf: &[u8], remaining: usize) -> Result<FieldHead, WireError> {
+    let buf = &buf[..buf.len().min(remaining)];
+    debug_assert!(buf.len() >= remaining.min(MAX_HEAD_LEN));
+    let mut at = Fields::new(buf);
+    let key = at.varint()?;
+    let number = key >> 3;
+    if number == 0 || number > u64::from(MAX_FIELD_NUMBER) {
+        return Err(WireError::InvalidFieldNumber);
+    }
+    let value = match key & 7 {
+        0 => HeadValue::Varint(at.varint()?),
+        1 => HeadValue::Fixed64(u64::from_le_bytes(
+            Fields::take(&mut at, 8)?.try_into().expect("8 bytes"),
+        )),
+        2 => {
+            let len = usize::try_from(at.varint()?).map_err(|_| WireError::Truncated)?;
+            if len > remaining - at.pos {
+                return Err(WireError::Truncated);
+            }
+            HeadValue::Len(len)
+        }
+        5 => HeadValue::Fixed32(u32::from_le_bytes(
+            Fields::take(&mut at, 4)?.try_into().expect("4 bytes"),
+        )),
+        other => return Err(WireError::UnsupportedWireType(other as u8)),
+    };
+    Ok(FieldHead {
+        number: number as u32,
+        value,
+        len: at.pos,
+    })
+}
+
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<Field<'a>, WireError>;
 
@@ -483,6 +582,52 @@ mod tests {
         assert_eq!(read_varint(&max), Ok((u64::MAX, 10)));
         max[9] = 0x02;
         assert_eq!(read_varint(&max), Err(WireError::InvalidVarint));
+    }
+
+    proptest::proptest! {
+        /// The head reader, given only the head's bytes, agrees with
+        /// `Fields` over the whole message: same field, same error.
+        #[test]
+        fn heads_read_from_a_window_agree_with_fields(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<u8>(),
+                    proptest::sample::select(vec![0x08u8, 0x09, 0x0a, 0x0d, 0x12, 0x80, 0xff, 0x01, 0x00]),
+                ],
+                0..64,
+            ),
+        ) {
+            let mut pos = 0;
+            let mut fields = Fields::new(&bytes);
+            while pos < bytes.len() {
+                let remaining = bytes.len() - pos;
+                let window = &bytes[pos..pos + remaining.min(MAX_HEAD_LEN)];
+                let head = read_head(window, remaining);
+                let field = fields.next().expect("a field or an error");
+                match (head, field) {
+                    (Err(a), Err(b)) => {
+                        proptest::prop_assert_eq!(a, b);
+                        break;
+                    }
+                    (Ok(head), Ok(field)) => {
+                        proptest::prop_assert_eq!(head.number, field.number);
+                        let payload = match (head.value, field.value) {
+                            (HeadValue::Varint(a), WireValue::Varint(b)) => { proptest::prop_assert_eq!(a, b); 0 }
+                            (HeadValue::Fixed64(a), WireValue::Fixed64(b)) => { proptest::prop_assert_eq!(a, b); 0 }
+                            (HeadValue::Fixed32(a), WireValue::Fixed32(b)) => { proptest::prop_assert_eq!(a, b); 0 }
+                            (HeadValue::Len(n), WireValue::Bytes(b)) => {
+                                proptest::prop_assert_eq!(&bytes[pos + head.len..pos + head.len + n], b);
+                                n
+                            }
+                            (a, b) => return Err(proptest::test_runner::TestCaseError::fail(format!("{a:?} vs {b:?}"))),
+                        };
+                        pos += head.len + payload;
+                        proptest::prop_assert_eq!(pos, fields.position());
+                    }
+                    (a, b) => return Err(proptest::test_runner::TestCaseError::fail(format!("{a:?} vs {b:?}"))),
+                }
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use auditcol_core::auth::{AuthError, RequestAuth};
+use auditcol_core::batch::Chunks;
 use auditcol_core::config::ConfigDuration;
 use auditcol_core::receiverhelper::{
     ConnectionLimit, ConnectionRules, DEFAULT_TLS_HANDSHAKE_TIMEOUT, PingPolicy, admitted_incoming,
@@ -24,7 +25,7 @@ use auditcol_core::receiverhelper::{
 use auditcol_core::telemetry::RefusalReason;
 use auditcol_core::tls::ServerTls;
 use auditcol_core::{Decoded, LogBatch, PipelineError};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
@@ -45,8 +46,14 @@ const SERVICE_NAME: &str = "opentelemetry.proto.collector.logs.v1.LogsService";
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 /// The gRPC message prefix: a compressed flag and a 32-bit length.
 const PREFIX_LEN: usize = 5;
-/// Frames of one message kept apart before they are joined.
-const MAX_CHUNKS: usize = 64;
+/// Frames of one message kept as they are; later ones are copied.
+const MAX_PIECES: usize = 1024;
+/// The smallest frame kept as it is rather than copied: half of HTTP/2's
+/// default (and our) largest frame. A kept frame holds on to the read
+/// buffer it is a slice of (at most a few frames long) until the request is
+/// answered; smaller frames would let a client pin many such buffers with
+/// few bytes.
+const MIN_KEPT_FRAME: usize = 8 * 1024;
 
 /// Largest header list of one request, in bytes.
 const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
@@ -263,10 +270,10 @@ async fn receive(
                 "the message is flagged compressed but the request has no grpc-encoding: send grpc-encoding: gzip",
             ));
         }
-        (true, true) => match gunzip(&message, max) {
+        (true, true) => match gunzip(message.reader(), max) {
             Ok(plain) => {
                 reserve(plain.len())?;
-                Bytes::from(plain)
+                Chunks::from(plain)
             }
             Err(GunzipError::TooLarge) => {
                 return Err(Status::resource_exhausted(format!(
@@ -282,7 +289,7 @@ async fn receive(
         },
     };
     reserve(LogBatch::decode_cost(&message))?;
-    LogBatch::decode_protobuf(message).map_err(|e| Status::invalid_argument(e.message))
+    LogBatch::decode_protobuf_chunks(&message).map_err(|e| Status::invalid_argument(e.message))
 }
 
 /// Whether messages may be gzip-compressed (`grpc-encoding`).
@@ -297,21 +304,22 @@ fn request_encoding(headers: &HeaderMap) -> Result<bool, Status> {
     }
 }
 
-/// Reads the one message of a unary call: its compressed flag and bytes.
+/// Reads the one message of a unary call: its compressed flag and bytes,
+/// kept as the frames they arrived in (the decoder reads across them).
 ///
-/// Nothing is reserved for the declared length: the frames are kept as
-/// they arrive (a declared length over `max` is refused at once), and only
-/// once the whole message is there is it joined, into a buffer of exactly
-/// its size. A message that arrives in one frame is kept as it is.
+/// Nothing is reserved for the declared length: bytes are reserved as they
+/// arrive (a declared length over `max` is refused at once). A frame of at
+/// least [`MIN_KEPT_FRAME`] bytes is kept as it is; smaller ones, and any
+/// beyond [`MAX_PIECES`], are copied together into one buffer, so that
+/// neither bookkeeping nor the transport's read buffers that a frame keeps
+/// alive can grow much beyond the bytes received.
 async fn read_message(
     mut body: tonic::body::Body,
     max: usize,
     reserve: &mut Reserve<'_>,
-) -> Result<(bool, Bytes), Status> {
-    let mut chunks: Vec<Bytes> = Vec::new();
-    // Once a message came in more than MAX_CHUNKS frames, the rest is
-    // appended here: per-frame bookkeeping cannot outgrow the bytes.
-    let mut joined: Option<BytesMut> = None;
+) -> Result<(bool, Chunks), Status> {
+    let mut message = Chunks::new();
+    let mut small = BytesMut::new();
     let mut received = 0usize;
     let mut declared: Option<(bool, usize)> = None;
     while let Some(frame) = body.frame().await {
@@ -325,32 +333,18 @@ async fn read_message(
         }
         reserve(data.len())?;
         received += data.len();
-        if let Some(buf) = &mut joined {
-            buf.extend_from_slice(&data);
-        } else if chunks.len() < MAX_CHUNKS {
-            chunks.push(data);
-        } else {
-            // The copy is reserved too: the frames are held until it is made.
-            let whole = declared.map_or(received.saturating_mul(2), |(_, len)| PREFIX_LEN + len);
-            reserve(whole)?;
-            let mut buf = BytesMut::with_capacity(whole);
-            for chunk in chunks.drain(..) {
-                buf.extend_from_slice(&chunk);
+        if data.len() >= MIN_KEPT_FRAME && message.pieces() + 2 <= MAX_PIECES {
+            if !small.is_empty() {
+                message.push(small.split().freeze());
             }
-            buf.extend_from_slice(&data);
-            joined = Some(buf);
+            message.push(data);
+        } else {
+            small.extend_from_slice(&data);
         }
         if declared.is_none() && received >= PREFIX_LEN {
             let mut prefix = [0u8; PREFIX_LEN];
-            let mut filled = 0;
-            for chunk in chunks.iter().map(|c| &c[..]).chain(joined.as_deref()) {
-                let n = (PREFIX_LEN - filled).min(chunk.len());
-                prefix[filled..filled + n].copy_from_slice(&chunk[..n]);
-                filled += n;
-                if filled == PREFIX_LEN {
-                    break;
-                }
-            }
+            let n = message.copy_at(0, &mut prefix);
+            prefix[n..].copy_from_slice(&small[..PREFIX_LEN - n]);
             let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
             if len > max {
                 return Err(Status::resource_exhausted(format!(
@@ -381,19 +375,11 @@ async fn read_message(
             received - PREFIX_LEN
         )));
     }
-    let whole = if let Some(buf) = joined {
-        buf.freeze()
-    } else if chunks.len() == 1 {
-        chunks.pop().unwrap_or_default()
-    } else {
-        reserve(received)?;
-        let mut joined = BytesMut::with_capacity(received);
-        for chunk in &chunks {
-            joined.extend_from_slice(chunk);
-        }
-        joined.freeze()
-    };
-    Ok((compressed, whole.slice(PREFIX_LEN..)))
+    if !small.is_empty() {
+        message.push(small.freeze());
+    }
+    message.advance(PREFIX_LEN);
+    Ok((compressed, message))
 }
 
 /// A successful unary answer: the message, then `grpc-status: 0`.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use auditcol_core::auth::RequestAuth;
+use auditcol_core::batch::Chunks;
 use auditcol_core::receiverhelper::HttpRefusal;
 use auditcol_core::receiverhelper::{ConnectionLimit, client_addr, serve_http};
 use auditcol_core::telemetry::RefusalReason;
@@ -311,7 +312,7 @@ async fn receive(
     let body = read_body(request, state.max_body, reserve).await?;
     // Records stay slices of the body: only a compressed one needs a new buffer.
     let body = if gzip {
-        match gunzip(&body, state.max_body) {
+        match gunzip(&body[..], state.max_body) {
             Ok(plain) => {
                 reserve(plain.len())?;
                 bytes::Bytes::from(plain)
@@ -337,8 +338,9 @@ async fn receive(
             LogBatch::transcode_json(&body).map_err(|e| Failure::bad_request(e.message))?
         }
     };
+    let protobuf = Chunks::from(protobuf);
     reserve(LogBatch::decode_cost(&protobuf))?;
-    LogBatch::decode_protobuf(protobuf).map_err(|e| Failure::bad_request(e.message))
+    LogBatch::decode_protobuf_chunks(&protobuf).map_err(|e| Failure::bad_request(e.message))
 }
 
 /// True for `Content-Encoding: gzip`; false for none or `identity`.

@@ -23,6 +23,7 @@
 //! Components use only this API (count, iterate, read audit fields, retain,
 //! split, merge, encode), so the representation stays free to change.
 
+mod chunks;
 mod edit;
 mod events;
 mod ingest;
@@ -42,6 +43,7 @@ use auditcol_model::wire::{WireValue, fields};
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+pub use chunks::Chunks;
 pub use edit::RecordEdit;
 pub use protobuf::Decoded;
 

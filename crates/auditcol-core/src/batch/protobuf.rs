@@ -7,10 +7,11 @@ use auditcol_model::conventions::EVENT_NAME_PREFIX;
 use auditcol_model::view::{
     CheckError, check_attributes_holder, check_record, check_utf8, common, container,
 };
-use auditcol_model::wire::{Fields, bytes_field_len, fields, put_key, put_varint};
+use auditcol_model::wire::{Fields, bytes_field_len, put_key, put_varint};
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use super::chunks::{Chunks, Located};
 use super::{
     DecodeError, Inner, LogBatch, Record, RecordError, RecordIndex, ResourceGroup, ScopeGroup, Span,
 };
@@ -59,10 +60,18 @@ impl LogBatch {
     /// or scope) fails the whole request; a record that is malformed or
     /// breaks the audit conventions is left out and reported in [`Decoded`].
     pub fn decode_protobuf(bytes: Bytes) -> Result<Decoded, DecodeError> {
+        Self::decode_protobuf_chunks(&Chunks::from(bytes))
+    }
+
+    /// [`LogBatch::decode_protobuf`] of a request that arrived in pieces (the
+    /// frames of a gRPC call): records are slices of the pieces, and only
+    /// one that straddles two pieces is copied. The outcome is the same as
+    /// decoding the joined bytes, errors included.
+    pub fn decode_protobuf_chunks(message: &Chunks) -> Result<Decoded, DecodeError> {
         let mut decoded = Decoded::default();
         let mut resources = Vec::new();
         let mut r = 0usize;
-        for field in Fields::new(&bytes) {
+        for field in message.fields(0..message.len()) {
             let field = field.map_err(|e| invalid("", e))?;
             if field.number != container::REQUEST_RESOURCE_LOGS {
                 continue;
@@ -72,7 +81,8 @@ impl LogBatch {
                 .value
                 .bytes()
                 .ok_or_else(|| invalid(&path, "not a message"))?;
-            if let Some(group) = decode_resource_logs(&bytes, payload, &path, &mut decoded)? {
+            if let Some(group) = decode_resource_logs(message, payload.range, &path, &mut decoded)?
+            {
                 resources.push(group);
             }
             r += 1;
@@ -81,31 +91,32 @@ impl LogBatch {
         Ok(decoded)
     }
 
-    /// An upper bound of the bytes that [`LogBatch::decode_protobuf`] of
-    /// `protobuf` and then [`LogBatch::prepare_ingest`] allocate beyond the
+    /// An upper bound of the bytes that [`LogBatch::decode_protobuf_chunks`]
+    /// of `message` and then [`LogBatch::prepare_ingest`] allocate beyond the
     /// request's own bytes (which the batch keeps): an entry per record and
     /// per group, each record's patch (its fixed part; the noun and verb it
     /// repeats are at most the request's size), and copies of records and
     /// headers (at most the request's size again). Found by reading tags
     /// and lengths only, so a receiver can reserve it before decoding.
-    pub fn decode_cost(protobuf: &[u8]) -> usize {
+    pub fn decode_cost(message: &Chunks) -> usize {
         let (mut records, mut groups) = (0usize, 0usize);
-        for resource in fields(protobuf).filter(|f| f.number == container::REQUEST_RESOURCE_LOGS) {
+        let children = |range: Range<usize>, number: u32| {
+            message
+                .fields(range)
+                .map_while(Result::ok)
+                .filter(move |f| f.number == number)
+                .map(|f| f.value.bytes().map(|at| at.range))
+        };
+        for resource in children(0..message.len(), container::REQUEST_RESOURCE_LOGS) {
             groups += 1;
-            let Some(resource) = resource.value.bytes() else {
-                continue;
-            };
-            for scope in fields(resource).filter(|f| f.number == container::SCOPE_LOGS) {
+            let Some(resource) = resource else { continue };
+            for scope in children(resource, container::SCOPE_LOGS) {
                 groups += 1;
-                let Some(scope) = scope.value.bytes() else {
-                    continue;
-                };
-                records += fields(scope)
-                    .filter(|f| f.number == container::LOG_RECORDS)
-                    .count();
+                let Some(scope) = scope else { continue };
+                records += children(scope, container::LOG_RECORDS).count();
             }
         }
-        records * DECODED_RECORD_COST + groups * DECODED_GROUP_COST + 2 * protobuf.len()
+        records * DECODED_RECORD_COST + groups * DECODED_GROUP_COST + 2 * message.len()
     }
 
     /// Encodes as an OTLP/protobuf `ExportLogsServiceRequest`.
@@ -179,8 +190,8 @@ const DECODED_GROUP_COST: usize =
     2 * (std::mem::size_of::<ResourceGroup>() + std::mem::size_of::<ScopeGroup>());
 
 /// The fields of a container other than its list of children, as one
-/// `Bytes`: a slice of the request when they are contiguous (the usual
-/// case), a copy otherwise.
+/// `Bytes`: a slice of the request when they are contiguous and within one
+/// piece (the usual case), a copy otherwise.
 #[derive(Default)]
 struct Header {
     ranges: Vec<Range<usize>>,
@@ -194,24 +205,19 @@ impl Header {
         }
     }
 
-    fn into_bytes(self, source: &Bytes, base: usize) -> Bytes {
+    fn into_bytes(self, message: &Chunks) -> Bytes {
         match self.ranges.as_slice() {
             [] => Bytes::new(),
-            [one] => source.slice(base + one.start..base + one.end),
+            [one] => message.piece(one.clone()).into_bytes(),
             many => {
                 let mut out = BytesMut::new();
                 for range in many {
-                    out.extend_from_slice(&source[base + range.start..base + range.end]);
+                    out.extend_from_slice(message.piece(range.clone()).as_slice());
                 }
                 out.freeze()
             }
         }
     }
-}
-
-/// Where `inner` starts inside `outer` (it must be a sub-slice).
-fn offset_in(inner: &[u8], outer: &Bytes) -> usize {
-    inner.as_ptr() as usize - outer.as_ptr() as usize
 }
 
 // `ResourceLogs` and `ScopeLogs` share their layout: 1 resource/scope,
@@ -249,29 +255,25 @@ type CheckPart = fn(&[u8]) -> Result<(), CheckError>;
 /// field 3 (`schema_url`) are checked and kept, with unknown fields, as the
 /// container's header.
 fn walk_container(
-    source: &Bytes,
-    payload: &[u8],
+    message: &Chunks,
+    payload: Range<usize>,
     path: &str,
     (first_name, check_first): (&str, CheckPart),
-    (child_name, mut child): (&str, impl FnMut(&[u8], usize) -> Result<(), DecodeError>),
+    (child_name, mut child): (&str, impl FnMut(Located, usize) -> Result<(), DecodeError>),
 ) -> Result<Bytes, DecodeError> {
     let mut header = Header::default();
     let mut index = 0usize;
     let mut has_first = false;
-    let mut fields = Fields::new(payload);
-    loop {
-        let start = fields.position();
-        let Some(field) = fields.next() else { break };
+    for field in message.fields(payload) {
         let field = field.map_err(|e| invalid(path, e))?;
-        let end = fields.position();
         if field.number == container::SCOPE_LOGS {
-            let Some(bytes) = field.value.bytes() else {
+            let Some(at) = field.value.bytes() else {
                 return Err(invalid(
                     &format!("{path}.{child_name}[{index}]"),
                     "not a message",
                 ));
             };
-            child(bytes, index)?;
+            child(at, index)?;
             index += 1;
             continue;
         }
@@ -281,39 +283,39 @@ fn walk_container(
             (container::RESOURCE, Some(_)) if has_first => Err(CheckError::from_reason(format!(
                 "{first_name} appears more than once: send it once"
             ))),
-            (container::RESOURCE, Some(b)) => {
+            (container::RESOURCE, Some(at)) => {
                 has_first = true;
-                check_first(b).map_err(|e| e.within(first_name))
+                check_first(message.piece_at(at).as_slice()).map_err(|e| e.within(first_name))
             }
-            (container::SCHEMA_URL, Some(b)) => {
-                check_utf8(b).map(|_| ()).map_err(|e| e.within("schemaUrl"))
-            }
+            (container::SCHEMA_URL, Some(at)) => check_utf8(message.piece_at(at).as_slice())
+                .map(|_| ())
+                .map_err(|e| e.within("schemaUrl")),
             (container::RESOURCE | container::SCHEMA_URL, None) => {
                 Err(CheckError::from_reason("not length-delimited"))
             }
             _ => Ok(()),
         };
         checked.map_err(|e| invalid(path, e))?;
-        header.push(start..end);
+        header.push(field.span);
     }
-    Ok(header.into_bytes(source, offset_in(payload, source)))
+    Ok(header.into_bytes(message))
 }
 
 fn decode_resource_logs(
-    source: &Bytes,
-    payload: &[u8],
+    message: &Chunks,
+    payload: Range<usize>,
     path: &str,
     decoded: &mut Decoded,
 ) -> Result<Option<ResourceGroup>, DecodeError> {
     let mut scopes = Vec::new();
     let header = walk_container(
-        source,
+        message,
         payload,
         path,
         ("resource", check_resource),
-        ("scopeLogs", |bytes, s| {
+        ("scopeLogs", |at: Located, s| {
             let scope_path = format!("{path}.scopeLogs[{s}]");
-            if let Some(group) = decode_scope_logs(source, bytes, &scope_path, decoded)? {
+            if let Some(group) = decode_scope_logs(message, at.range, &scope_path, decoded)? {
                 scopes.push(group);
             }
             Ok(())
@@ -323,25 +325,28 @@ fn decode_resource_logs(
 }
 
 fn decode_scope_logs(
-    source: &Bytes,
-    payload: &[u8],
+    message: &Chunks,
+    payload: Range<usize>,
     path: &str,
     decoded: &mut Decoded,
 ) -> Result<Option<ScopeGroup>, DecodeError> {
     // Counted first (tags and lengths only) so the records are not moved
     // again and again while the vector grows.
     let mut records = Vec::with_capacity(
-        auditcol_model::wire::fields(payload)
+        message
+            .fields(payload.clone())
+            .map_while(Result::ok)
             .filter(|f| f.number == container::LOG_RECORDS)
             .count(),
     );
     let header = walk_container(
-        source,
+        message,
         payload,
         path,
         ("scope", check_scope),
-        ("logRecords", |bytes, i| {
-            match decode_record(source, bytes) {
+        ("logRecords", |at, i| {
+            let piece = message.piece_at(at);
+            match decode_record(piece.source(), piece.as_slice()) {
                 Ok(record) => records.push(record),
                 Err(e) => decoded.reject(RecordError {
                     path: if e.path.is_empty() {

@@ -731,6 +731,40 @@ mod properties {
             }
         }
 
+        /// A request decoded from pieces cut anywhere — a gRPC request's
+        /// frames — gives what the joined bytes give: the same records,
+        /// the same rejections, the same errors, also for damaged bytes.
+        #[test]
+        fn decoding_across_cuts_equals_decoding_the_whole(
+            request in request(),
+            cuts in prop::collection::vec(0usize..2048, 0..12),
+            damage in prop::option::of((0usize..2048, any::<u8>())),
+        ) {
+            let mut bytes = request.encode_to_vec();
+            if let Some((at, byte)) = damage && !bytes.is_empty() {
+                let at = at % bytes.len();
+                bytes[at] = byte;
+            }
+            let whole = decode_protobuf(&bytes);
+            let message = super::super::chunks::cut(&bytes, &cuts);
+            let cut = LogBatch::decode_protobuf_chunks(&message);
+            prop_assert_eq!(LogBatch::decode_cost(&message), LogBatch::decode_cost(&Chunks::from(bytes.clone())));
+            match (whole, cut) {
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (Ok(a), Ok(b)) => {
+                    prop_assert_eq!(a.rejected, b.rejected);
+                    prop_assert_eq!(a.first_rejection, b.first_rejection);
+                    prop_assert_eq!(a.batch.encode_protobuf(), b.batch.encode_protobuf());
+                    for (x, y) in a.batch.records().zip(b.batch.records()) {
+                        let (mut jx, mut jy) = (Vec::new(), Vec::new());
+                        prop_assert_eq!(x.write_audit_json(&mut jx), y.write_audit_json(&mut jy));
+                        prop_assert_eq!(jx, jy);
+                    }
+                }
+                (a, b) => prop_assert!(false, "whole {:?} vs cut {:?}", a.map(|d| d.rejected), b.map(|d| d.rejected)),
+            }
+        }
+
         /// Decode and encode pass every record through unchanged; split and
         /// merge keep order; the index agrees with prost's decoding.
         #[test]
