@@ -339,7 +339,13 @@ async fn read_message(
             }
             message.push(data);
         } else {
+            // Each new buffer of copies is reserved whole: the old one may
+            // still be held by a piece cut from it.
+            let spare = small.capacity() - small.len();
             small.extend_from_slice(&data);
+            if data.len() > spare {
+                reserve(small.capacity())?;
+            }
         }
         if declared.is_none() && received >= PREFIX_LEN {
             let mut prefix = [0u8; PREFIX_LEN];
