@@ -1026,3 +1026,24 @@ fn throughput() {
         protobuf.len()
     );
 }
+
+/// Invalid UTF-8 in a JSON string is refused with the field it is in (the
+/// whole body is checked at once only to skip the check per string).
+#[test]
+fn json_with_bytes_that_are_not_utf8_names_the_field() {
+    let mut json =
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"ok "#.to_vec();
+    json.extend_from_slice(&[0xff, 0xfe]);
+    json.extend_from_slice(br#""}}]}]}]}"#);
+    let mut out = b"kept".to_vec();
+    let err = json_to_protobuf(&json, &mut out).expect_err("refused");
+    assert_eq!(
+        err.path, "resourceLogs[0].scopeLogs[0].logRecords[0].body.stringValue",
+        "{err}"
+    );
+    assert!(
+        err.reason.contains("unicode") || err.reason.contains("UTF-8"),
+        "{err}"
+    );
+    assert_eq!(out, b"kept");
+}
