@@ -85,6 +85,12 @@ impl ConnectionLimit {
         self
     }
 
+    /// The receiver's telemetry this limit counts in, if any: the
+    /// listener's connections count their closes there too.
+    pub fn telemetry(&self) -> Option<Arc<ReceiverTelemetry>> {
+        self.telemetry.clone()
+    }
+
     /// Connections refused so far.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
@@ -444,6 +450,7 @@ pub async fn serve_http(
         let router = router.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let telemetry = limit.telemetry();
         tokio::spawn(async move {
             match tls {
                 Some(tls) => {
@@ -451,12 +458,12 @@ pub async fn serve_http(
                         .accept(connection, client, timeouts.read_header_timeout)
                         .await
                     {
-                        let connection = Watched::new(connection, rules);
+                        let connection = Watched::new(connection, rules).with_telemetry(telemetry);
                         serve_http_connection(builder, connection, router, client, watcher).await;
                     }
                 }
                 None => {
-                    let connection = Watched::new(connection, rules);
+                    let connection = Watched::new(connection, rules).with_telemetry(telemetry);
                     serve_http_connection(builder, connection, router, client, watcher).await;
                 }
             }
@@ -587,7 +594,8 @@ pub fn admitted_incoming(
 ) -> impl futures::Stream<Item = io::Result<Watched<Admitted<TcpStream>>>> + Send + 'static {
     futures::stream::unfold((listener, limit), move |(listener, limit)| async move {
         let (connection, _) = limit.accept(&listener).await;
-        Some((Ok(Watched::new(connection, rules)), (listener, limit)))
+        let connection = Watched::new(connection, rules).with_telemetry(limit.telemetry());
+        Some((Ok(connection), (listener, limit)))
     })
 }
 
@@ -620,9 +628,11 @@ pub fn tls_incoming(
                 accepted = limit.accept(&listener) => accepted,
             };
             let (ready, tls) = (ready.clone(), tls.clone());
+            let telemetry = limit.telemetry();
             tokio::spawn(async move {
                 if let Some(connection) = tls.accept(connection, client, handshake_timeout).await {
-                    let _ = ready.send(Ok(Watched::new(connection, rules))).await;
+                    let connection = Watched::new(connection, rules).with_telemetry(telemetry);
+                    let _ = ready.send(Ok(connection)).await;
                 }
             });
         }

@@ -38,9 +38,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use crate::telemetry::{CloseReason, ReceiverTelemetry};
 
 /// What a listener asks of its connections; see the module documentation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -308,6 +312,8 @@ pub struct Watched<IO> {
     /// Bytes read from the connection and not yet passed on: see
     /// [`READ_AHEAD`]. Empty (and holding no memory) between reads.
     ahead: BytesMut,
+    /// Where closes for a broken rule are counted.
+    telemetry: Option<Arc<ReceiverTelemetry>>,
 }
 
 /// How much a read asks of the connection when the server's own buffer is
@@ -343,6 +349,20 @@ impl<IO> Watched<IO> {
             closing: Closing::Open,
             close_by: None,
             ahead: BytesMut::new(),
+            telemetry: None,
+        }
+    }
+
+    /// Counts the closes for a broken rule in a receiver's telemetry
+    /// (`auditcol_receiver_closed_connections`).
+    pub fn with_telemetry(mut self, telemetry: Option<Arc<ReceiverTelemetry>>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    fn count_close(&self, reason: CloseReason) {
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.closed_connection(reason);
         }
     }
 
@@ -414,6 +434,9 @@ impl<IO> Watched<IO> {
         if let Protocol::Http2(h2) = &self.protocol {
             tracing::debug!("a client pinged too often: sending GOAWAY ENHANCE_YOUR_CALM");
             let frame = h2.goaway(ENHANCE_YOUR_CALM, b"too_many_pings");
+            if matches!(self.closing, Closing::Open) {
+                self.count_close(CloseReason::TooManyPings);
+            }
             self.begin_close(Closing::Goaway { frame, written: 0 });
         }
     }
@@ -424,11 +447,15 @@ impl<IO> Watched<IO> {
         }
     }
 
-    /// When the connection breaks a rule if nothing comes before.
-    fn deadline(&self) -> Option<Instant> {
-        let idle = |since: Instant| self.rules.idle_timeout.map(|t| since + t);
+    /// When the connection breaks a rule if nothing comes before, and which.
+    fn deadline(&self) -> Option<(Instant, CloseReason)> {
+        let idle = |since: Instant| {
+            self.rules
+                .idle_timeout
+                .map(|t| (since + t, CloseReason::Idle))
+        };
         let head = || match self.rules.read_header_timeout {
-            Some(t) => Some(self.head_since + t),
+            Some(t) => Some((self.head_since + t, CloseReason::ReadHeaderTimeout)),
             None => idle(self.idle_since),
         };
         match &self.protocol {
@@ -443,11 +470,14 @@ impl<IO> Watched<IO> {
     /// Polls the timer of the rule due next; true when it is broken (and
     /// the connection's closing begun).
     fn poll_rules(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(deadline) = self.deadline() else {
+        let Some((deadline, reason)) = self.deadline() else {
             return false;
         };
         if !self.poll_timer(cx, deadline) {
             return false;
+        }
+        if matches!(self.closing, Closing::Open) {
+            self.count_close(reason);
         }
         match &self.protocol {
             Protocol::Http2(h2) => {

@@ -29,6 +29,11 @@ const RECEIVER_REFUSED_CONNECTIONS: MetricSpec = MetricSpec::counter(
     "Connections closed on accept because max_connections were open",
     MetricsLevel::Normal,
 );
+const RECEIVER_CLOSED_CONNECTIONS: MetricSpec = MetricSpec::counter(
+    "auditcol_receiver_closed_connections",
+    "Connections a receiver closed for breaking a rule, by reason",
+    MetricsLevel::Normal,
+);
 const RECEIVER_DROPPED: MetricSpec = MetricSpec::counter(
     "auditcol_receiver_dropped_log_records",
     "Entries a receiver acknowledged without passing them on, by reason",
@@ -99,6 +104,7 @@ pub const METRICS: &[MetricSpec] = &[
     RECEIVER_REFUSED,
     RECEIVER_REFUSED_REQUESTS,
     RECEIVER_REFUSED_CONNECTIONS,
+    RECEIVER_CLOSED_CONNECTIONS,
     RECEIVER_DROPPED,
     PROCESSOR_INCOMING,
     PROCESSOR_OUTGOING,
@@ -140,6 +146,38 @@ pub enum RefusalReason {
     Unavailable,
     /// The pipeline refused the records for good (a permanent error).
     Rejected,
+}
+
+/// Why a receiver closed a connection
+/// (`auditcol_receiver_closed_connections{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// No request for `idle_timeout` (HTTP) or `max_connection_idle`
+    /// (gRPC): HTTP/1 closed, HTTP/2 sent GOAWAY NO_ERROR.
+    Idle,
+    /// An HTTP/1 request head not complete within `read_header_timeout`.
+    ReadHeaderTimeout,
+    /// Pings more often than the ping policy allows: GOAWAY
+    /// ENHANCE_YOUR_CALM `too_many_pings`.
+    TooManyPings,
+}
+
+impl CloseReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [CloseReason; 3] = [
+        CloseReason::Idle,
+        CloseReason::ReadHeaderTimeout,
+        CloseReason::TooManyPings,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Idle => "idle",
+            CloseReason::ReadHeaderTimeout => "read_header_timeout",
+            CloseReason::TooManyPings => "too_many_pings",
+        }
+    }
 }
 
 impl RefusalReason {
@@ -222,6 +260,7 @@ pub struct ReceiverTelemetry {
     refused: Counter,
     refusals: [OnceLock<(Counter, Arc<RateLimitedLog>)>; RefusalReason::ALL.len()],
     refused_connections: OnceLock<(Counter, Arc<RateLimitedLog>)>,
+    closed_connections: [OnceLock<Counter>; CloseReason::ALL.len()],
     non_audit: OnceLock<Drops>,
 }
 
@@ -238,6 +277,7 @@ impl ReceiverTelemetry {
             transport: transport.to_owned(),
             refusals: Default::default(),
             refused_connections: OnceLock::new(),
+            closed_connections: Default::default(),
             non_audit: OnceLock::new(),
         }
     }
@@ -350,6 +390,20 @@ impl ReceiverTelemetry {
             Some(client),
             &format_args!("{max_connections} connections (max_connections) are open"),
         );
+    }
+
+    /// A connection was closed for breaking one of the listener's rules.
+    /// Counted only: idle connections are closed in the normal course, and
+    /// the other two are logged at DEBUG where they happen.
+    pub fn closed_connection(&self, reason: CloseReason) {
+        self.closed_connections[reason as usize]
+            .get_or_init(|| {
+                self.telemetry.counter(
+                    &RECEIVER_CLOSED_CONNECTIONS,
+                    &self.labels_with("reason", reason.as_str()),
+                )
+            })
+            .inc();
     }
 
     /// `entries` that are not audit events were acknowledged and dropped.

@@ -38,7 +38,7 @@ mod ratelimit;
 pub mod server;
 
 pub use components::{
-    DropReason, Drops, ExporterTelemetry, METRICS, ReceiverTelemetry, RefusalReason,
+    CloseReason, DropReason, Drops, ExporterTelemetry, METRICS, ReceiverTelemetry, RefusalReason,
 };
 pub use prometheus_client::metrics::counter::Counter;
 pub use prometheus_client::metrics::gauge::Gauge;

@@ -422,8 +422,13 @@ async fn connections_past_max_connections_are_closed_and_a_freed_place_serves_ag
 async fn idle_connections_are_closed_after_idle_timeout_and_slow_ones_after_read_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-    let running =
-        start(json!({"http": {"read_header_timeout": "300ms", "idle_timeout": "600ms"}})).await;
+    let telemetry =
+        auditcol_core::telemetry::Telemetry::new(auditcol_core::telemetry::MetricsLevel::Normal);
+    let running = start_with(
+        json!({"http": {"read_header_timeout": "300ms", "idle_timeout": "600ms"}}),
+        &telemetry,
+    )
+    .await;
     let addr = running.addr("http");
     let started = tokio::time::Instant::now();
     let mut idle = TcpStream::connect(addr).await.unwrap();
@@ -458,6 +463,22 @@ async fn idle_connections_are_closed_after_idle_timeout_and_slow_ones_after_read
         );
     }
     assert!(started.elapsed() >= Duration::from_millis(300));
+    // Each close is counted with its reason (the posting client's own
+    // connection may have gone idle too).
+    let closed = |reason| {
+        telemetry
+            .sample(
+                "auditcol_receiver_closed_connections_total",
+                &[
+                    ("receiver", "otlp"),
+                    ("transport", "http"),
+                    ("reason", reason),
+                ],
+            )
+            .unwrap_or(0.0)
+    };
+    assert_eq!(closed("read_header_timeout"), 1.0);
+    assert!(closed("idle") >= 1.0, "{}", closed("idle"));
 }
 
 #[tokio::test]

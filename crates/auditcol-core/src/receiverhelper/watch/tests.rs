@@ -23,6 +23,26 @@ fn header(kind: u8, flags: u8, stream: u32) -> FrameHeader {
 
 const SETTINGS: u8 = 0x4;
 
+/// A receiver's telemetry, and how many connections it counted as closed
+/// for `reason`.
+fn close_counter() -> (Arc<ReceiverTelemetry>, impl Fn(&str) -> f64) {
+    let telemetry = crate::telemetry::Telemetry::new(crate::telemetry::MetricsLevel::Normal);
+    let receiver = Arc::new(telemetry.receiver(&crate::ComponentId::new("otlp", None), "http"));
+    let closed = move |reason: &str| {
+        telemetry
+            .sample(
+                "auditcol_receiver_closed_connections_total",
+                &[
+                    ("receiver", "otlp"),
+                    ("transport", "http"),
+                    ("reason", reason),
+                ],
+            )
+            .unwrap_or(0.0)
+    };
+    (receiver, closed)
+}
+
 #[test]
 fn frame_headers_are_found_however_the_bytes_are_split() {
     let frames = [
@@ -213,16 +233,21 @@ async fn until_eof<IO: AsyncRead + AsyncWrite + Unpin>(watched: &mut Watched<IO>
 #[tokio::test(start_paused = true)]
 async fn an_http1_connection_waits_idle_timeout_for_a_request_and_read_header_timeout_for_its_head()
 {
+    let (telemetry, closed) = close_counter();
     // Silent from the start: closed at idle_timeout.
     let (client, server) = tokio::io::duplex(1024);
-    let mut watched = Watched::new(server, RULES);
+    let mut watched = Watched::new(server, RULES).with_telemetry(Some(telemetry.clone()));
     let begin = Instant::now();
     until_eof(&mut watched).await;
     assert_eq!(begin.elapsed(), Duration::from_secs(2));
+    assert_eq!(closed("idle"), 1.0);
+    // Reading on after the close counts nothing more.
+    until_eof(&mut watched).await;
+    assert_eq!(closed("idle"), 1.0);
 
     // A request, its answer, then silence: idle_timeout after the answer.
     let (mut client2, server) = tokio::io::duplex(1024);
-    let mut watched = Watched::new(server, RULES);
+    let mut watched = Watched::new(server, RULES).with_telemetry(Some(telemetry.clone()));
     client2
         .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
@@ -235,10 +260,11 @@ async fn an_http1_connection_waits_idle_timeout_for_a_request_and_read_header_ti
     let answered = Instant::now();
     until_eof(&mut watched).await;
     assert_eq!(answered.elapsed(), Duration::from_secs(2));
+    assert_eq!(closed("idle"), 2.0);
 
     // A head that never ends: read_header_timeout after its first byte.
     let (mut client3, server) = tokio::io::duplex(1024);
-    let mut watched = Watched::new(server, RULES);
+    let mut watched = Watched::new(server, RULES).with_telemetry(Some(telemetry));
     tokio::time::advance(Duration::from_millis(1500)).await;
     client3.write_all(b"P").await.unwrap();
     let first_byte = Instant::now();
@@ -258,13 +284,16 @@ async fn an_http1_connection_waits_idle_timeout_for_a_request_and_read_header_ti
     let (closed_after, ()) = tokio::join!(reading, trickle);
     assert!(closed_after >= Duration::from_secs(1), "{closed_after:?}");
     assert!(closed_after < Duration::from_secs(2), "{closed_after:?}");
+    assert_eq!(closed("read_header_timeout"), 1.0);
+    assert_eq!(closed("idle"), 2.0);
     drop(client);
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_http2_connection_gets_goaway_after_the_server_frame_in_progress() {
+    let (telemetry, closed) = close_counter();
     let (mut client, server) = tokio::io::duplex(64 * 1024);
-    let mut watched = Watched::new(server, RULES);
+    let mut watched = Watched::new(server, RULES).with_telemetry(Some(telemetry));
     let mut hello = PREFACE.to_vec();
     hello.extend(frame(SETTINGS, 0, 0, 0));
     hello.extend(frame(HEADERS, 0x4, 1, 7));
@@ -302,6 +331,7 @@ async fn an_idle_http2_connection_gets_goaway_after_the_server_frame_in_progress
     assert_eq!(goaway[9..13], 1u32.to_be_bytes());
     assert_eq!(goaway[13..17], NO_ERROR.to_be_bytes());
     assert_eq!(&goaway[17..], b"max_idle");
+    assert_eq!(closed("idle"), 1.0);
     // Whatever the server writes now goes nowhere.
     writer.write_all(&frame(PING, 0, 0, 8)).await.unwrap();
 }
@@ -316,8 +346,9 @@ async fn a_ping_flood_gets_goaway_enhance_your_calm_and_the_connection_closed() 
             permit_without_stream: false,
         }),
     };
+    let (telemetry, closed) = close_counter();
     let (mut client, server) = tokio::io::duplex(64 * 1024);
-    let mut watched = Watched::new(server, rules);
+    let mut watched = Watched::new(server, rules).with_telemetry(Some(telemetry));
     let mut flood = PREFACE.to_vec();
     flood.extend(frame(SETTINGS, 0, 0, 0));
     for _ in 0..4 {
@@ -348,6 +379,9 @@ async fn a_ping_flood_gets_goaway_enhance_your_calm_and_the_connection_closed() 
     assert_eq!(heard[9..13], 0u32.to_be_bytes());
     assert_eq!(heard[13..17], ENHANCE_YOUR_CALM.to_be_bytes());
     assert_eq!(&heard[17..], b"too_many_pings");
+    // Four pings too soon, one close.
+    assert_eq!(closed("too_many_pings"), 1.0);
+    assert_eq!(closed("idle"), 0.0);
 }
 
 /// Counts the reads that reach the connection.
