@@ -103,29 +103,52 @@ impl<'a> Fields<'a> {
 
     #[inline(always)]
     fn next_field(&mut self) -> Result<Field<'a>, WireError> {
+        // The payload's fit is checked by `take`.
+        let head = self.head::<false>(0)?;
+        let value = match head.value {
+            HeadValue::Varint(v) => WireValue::Varint(v),
+            HeadValue::Fixed64(v) => WireValue::Fixed64(v),
+            HeadValue::Len(n) => WireValue::Bytes(self.take(n)?),
+            HeadValue::Fixed32(v) => WireValue::Fixed32(v),
+        };
+        Ok(Field {
+            number: head.number,
+            value,
+        })
+    }
+
+    /// Reads the head of the field at the position. With `FITS`, in a
+    /// message with `remaining` bytes from there (`buf` may hold fewer: see
+    /// [`read_head`]), a length-delimited payload must fit in them.
+    #[inline(always)]
+    fn head<const FITS: bool>(&mut self, remaining: usize) -> Result<FieldHead, WireError> {
+        let start = self.pos;
         let key = self.varint()?;
         let number = key >> 3;
         if number == 0 || number > u64::from(MAX_FIELD_NUMBER) {
             return Err(WireError::InvalidFieldNumber);
         }
         let value = match key & 7 {
-            0 => WireValue::Varint(self.varint()?),
-            1 => WireValue::Fixed64(u64::from_le_bytes(
+            0 => HeadValue::Varint(self.varint()?),
+            1 => HeadValue::Fixed64(u64::from_le_bytes(
                 self.take(8)?.try_into().expect("8 bytes"),
             )),
             2 => {
-                let len = self.varint()?;
-                let len = usize::try_from(len).map_err(|_| WireError::Truncated)?;
-                WireValue::Bytes(self.take(len)?)
+                let len = usize::try_from(self.varint()?).map_err(|_| WireError::Truncated)?;
+                if FITS && len > remaining - (self.pos - start) {
+                    return Err(WireError::Truncated);
+                }
+                HeadValue::Len(len)
             }
-            5 => WireValue::Fixed32(u32::from_le_bytes(
+            5 => HeadValue::Fixed32(u32::from_le_bytes(
                 self.take(4)?.try_into().expect("4 bytes"),
             )),
             other => return Err(WireError::UnsupportedWireType(other as u8)),
         };
-        Ok(Field {
+        Ok(FieldHead {
             number: number as u32,
             value,
+            len: self.pos - start,
         })
     }
 }
@@ -199,34 +222,7 @@ pub fn short_len_head(buf: &[u8]) -> Option<(u32, usize, usize)> {
 fn read_head_slow(buf: &[u8], remaining: usize) -> Result<FieldHead, WireError> {
     let buf = &buf[..buf.len().min(remaining)];
     debug_assert!(buf.len() >= remaining.min(MAX_HEAD_LEN));
-    let mut at = Fields::new(buf);
-    let key = at.varint()?;
-    let number = key >> 3;
-    if number == 0 || number > u64::from(MAX_FIELD_NUMBER) {
-        return Err(WireError::InvalidFieldNumber);
-    }
-    let value = match key & 7 {
-        0 => HeadValue::Varint(at.varint()?),
-        1 => HeadValue::Fixed64(u64::from_le_bytes(
-            Fields::take(&mut at, 8)?.try_into().expect("8 bytes"),
-        )),
-        2 => {
-            let len = usize::try_from(at.varint()?).map_err(|_| WireError::Truncated)?;
-            if len > remaining - at.pos {
-                return Err(WireError::Truncated);
-            }
-            HeadValue::Len(len)
-        }
-        5 => HeadValue::Fixed32(u32::from_le_bytes(
-            Fields::take(&mut at, 4)?.try_into().expect("4 bytes"),
-        )),
-        other => return Err(WireError::UnsupportedWireType(other as u8)),
-    };
-    Ok(FieldHead {
-        number: number as u32,
-        value,
-        len: at.pos,
-    })
+    Fields::new(buf).head::<true>(remaining)
 }
 
 impl<'a> Iterator for Fields<'a> {

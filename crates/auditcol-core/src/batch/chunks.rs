@@ -23,8 +23,10 @@ use bytes::{Bytes, BytesMut};
 /// let mut message = Chunks::new();
 /// message.push(bytes::Bytes::from_static(b"hello, "));
 /// message.push(bytes::Bytes::from_static(b"world"));
-/// assert_eq!(message.len(), 12);
-/// assert_eq!(message.to_bytes(), "hello, world");
+/// assert_eq!((message.len(), message.pieces()), (12, 2));
+/// let mut start = [0u8; 9];
+/// assert_eq!(message.copy_at(3, &mut start), 9);
+/// assert_eq!(&start, b"lo, world");
 /// ```
 #[derive(Clone, Default, Debug)]
 pub struct Chunks {
@@ -96,15 +98,6 @@ impl Chunks {
         *self = rest;
     }
 
-    /// The whole message in one buffer: the one piece as it is, or a copy.
-    pub fn to_bytes(&self) -> Bytes {
-        match self.parts.as_slice() {
-            [] => Bytes::new(),
-            [one] => one.clone(),
-            _ => self.piece(0..self.len()).into_bytes(),
-        }
-    }
-
     /// Reads the message from its start (to decompress it).
     pub fn reader(&self) -> impl Read + '_ {
         ChunksReader {
@@ -134,9 +127,16 @@ impl Chunks {
             let start = end - self.parts[part].len();
             return Piece::Within(&self.parts[part], range.start - start..range.end - start);
         }
-        let mut out = BytesMut::zeroed(range.len());
-        let copied = self.copy_at(range.start, &mut out);
-        out.truncate(copied);
+        let mut out = BytesMut::with_capacity(range.len());
+        for (bytes, end) in self.parts[part..].iter().zip(&self.ends[part..]) {
+            let start = end - bytes.len();
+            let from = range.start.max(start) - start;
+            let to = range.end.min(*end) - start;
+            out.extend_from_slice(&bytes[from..to]);
+            if range.end <= *end {
+                break;
+            }
+        }
         Piece::Copied(out.freeze())
     }
 
@@ -416,16 +416,19 @@ mod tests {
         let across = message.piece(2..9);
         assert!(matches!(across, Piece::Copied(_)));
         assert_eq!(across.as_slice(), b"cdefghi");
-        assert_eq!(message.to_bytes(), "abcdefghij");
+        assert_eq!(message.piece(0..10).as_slice(), b"abcdefghij");
         let mut read = Vec::new();
         message.reader().read_to_end(&mut read).unwrap();
         assert_eq!(read, b"abcdefghij");
         let mut rest = message.clone();
         rest.advance(5);
-        assert_eq!(rest.to_bytes(), "fghij");
+        assert_eq!(rest.piece(0..5).as_slice(), b"fghij");
         assert_eq!(rest.len(), 5);
         rest.advance(2);
-        assert_eq!((rest.to_bytes(), rest.pieces()), (Bytes::from("hij"), 1));
+        assert_eq!(
+            (rest.piece(0..3).as_slice(), rest.pieces()),
+            (&b"hij"[..], 1)
+        );
         rest.advance(9);
         assert!(rest.is_empty());
     }

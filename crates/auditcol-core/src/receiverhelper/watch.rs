@@ -360,10 +360,14 @@ impl<IO> Watched<IO> {
         self
     }
 
-    fn count_close(&self, reason: CloseReason) {
-        if let Some(telemetry) = &self.telemetry {
+    /// Begins `closing` for a broken rule, counted once per connection.
+    fn close_for(&mut self, reason: CloseReason, closing: Closing) {
+        if matches!(self.closing, Closing::Open)
+            && let Some(telemetry) = &self.telemetry
+        {
             telemetry.closed_connection(reason);
         }
+        self.begin_close(closing);
     }
 
     /// The connection itself.
@@ -434,10 +438,10 @@ impl<IO> Watched<IO> {
         if let Protocol::Http2(h2) = &self.protocol {
             tracing::debug!("a client pinged too often: sending GOAWAY ENHANCE_YOUR_CALM");
             let frame = h2.goaway(ENHANCE_YOUR_CALM, b"too_many_pings");
-            if matches!(self.closing, Closing::Open) {
-                self.count_close(CloseReason::TooManyPings);
-            }
-            self.begin_close(Closing::Goaway { frame, written: 0 });
+            self.close_for(
+                CloseReason::TooManyPings,
+                Closing::Goaway { frame, written: 0 },
+            );
         }
     }
 
@@ -476,17 +480,15 @@ impl<IO> Watched<IO> {
         if !self.poll_timer(cx, deadline) {
             return false;
         }
-        if matches!(self.closing, Closing::Open) {
-            self.count_close(reason);
-        }
-        match &self.protocol {
-            Protocol::Http2(h2) => {
-                let frame = h2.goaway(NO_ERROR, b"max_idle");
-                self.begin_close(Closing::Goaway { frame, written: 0 });
-            }
+        let closing = match &self.protocol {
+            Protocol::Http2(h2) => Closing::Goaway {
+                frame: h2.goaway(NO_ERROR, b"max_idle"),
+                written: 0,
+            },
             // Nothing of a request is lost: end the input, the server closes.
-            _ => self.closing = Closing::Closed,
-        }
+            _ => Closing::Closed,
+        };
+        self.close_for(reason, closing);
         true
     }
 
